@@ -1,0 +1,112 @@
+"""API errors and their bodies: the 400 shape for every validation failure, else a message."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cellbox.contexts import ContextNotFound, ShuttingDown, TooManyContexts
+from cellbox.execution import ContextGone
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class InvalidRequest(Exception):
+    """A 400: one ``{"field", "error"}`` per bad field."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+    @classmethod
+    def one(cls, field: str, error: str) -> InvalidRequest:
+        return cls([{"field": field, "error": error}])
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def _field_errors(errors: list[Any]) -> list[dict[str, str]]:
+    """Pydantic's errors as one entry per top-level JSON field."""
+    seen: dict[str, str] = {}
+    for error in errors:
+        loc = [part for part in error.get("loc", ()) if part != "body"]
+        field = str(loc[0]) if loc and error.get("type") != "json_invalid" else "body"
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        if error.get("type") == "missing":
+            message = "field required"
+        elif field == "body" and error.get("type") in ("model_type", "model_attributes_type"):
+            message = "must be a JSON object"
+        elif len(loc) > 1:
+            message = f"{'.'.join(map(str, loc[1:]))}: {message}"
+        seen.setdefault(field, message)
+    return [{"field": field, "error": message} for field, message in seen.items()]
+
+
+def parse_body(model: type[M], body: bytes) -> M:
+    """The request body as ``model``; :class:`InvalidRequest` naming each bad field."""
+    if not body.strip():
+        raise InvalidRequest.one("body", "a JSON object is required")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest.one("body", f"malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest.one("body", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(_field_errors(exc.errors(include_url=False))) from None
+
+
+def _message(status: int, message: str) -> ORJSONResponse:
+    return ORJSONResponse({"message": message}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    """Map every error the API can raise to its status and body."""
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid(_: Request, exc: InvalidRequest) -> ORJSONResponse:
+        return ORJSONResponse({"message": "Invalid request", "errors": exc.errors}, 400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_params(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        errors = _field_errors(list(exc.errors()))
+        return ORJSONResponse({"message": "Invalid request", "errors": errors}, 400)
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, exc: Unauthorized) -> ORJSONResponse:
+        response = _message(401, str(exc) or "missing or invalid API token")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(ContextNotFound)
+    @app.exception_handler(ContextGone)
+    async def not_found(_: Request, exc: Exception) -> ORJSONResponse:
+        text = str(exc)
+        return _message(404, text if text.startswith("context ") else f"context {text} not found")
+
+    @app.exception_handler(TooManyContexts)
+    async def too_many(_: Request, exc: TooManyContexts) -> ORJSONResponse:
+        return _message(429, str(exc))
+
+    @app.exception_handler(ShuttingDown)
+    async def shutting_down(_: Request, exc: ShuttingDown) -> ORJSONResponse:
+        return _message(503, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        if exc.status_code == 400:
+            return ORJSONResponse(
+                {"message": "Invalid request", "errors": [{"field": "body", "error": exc.detail}]},
+                400,
+            )
+        return _message(exc.status_code, str(exc.detail))

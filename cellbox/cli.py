@@ -1,0 +1,66 @@
+"""The ``cellbox`` command: ``cellbox serve``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from cellbox import __version__, config
+from cellbox.auth import load_token
+
+log = logging.getLogger("cellbox")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cellbox", description="cellbox code interpreter")
+    parser.add_argument("--version", action="version", version=f"cellbox {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    config.add_arguments(serve)
+    return parser
+
+
+def serve(settings: config.Settings) -> None:
+    """Run the server until SIGINT/SIGTERM; every context's processes die with it."""
+    import uvicorn
+
+    from cellbox.api.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = load_token(settings.token_file)
+    if token.source == "environment":
+        log.info("API token: taken from CELLBOX_API_KEY")
+    else:
+        verb = "generated and stored" if token.created else "read from"
+        print(
+            f"cellbox: API token {verb} {token.source} (mode 0600):\n  {token.value}\n"
+            "  send it as 'Authorization: Bearer <token>'",
+            file=sys.stderr,
+            flush=True,
+        )
+    app = create_app(settings, token)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        access_log=settings.log_level.lower() == "debug",
+        timeout_graceful_shutdown=2,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        serve(config.load(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Server settings: one table of fields, read from flags and ``CELLBOX_*`` variables."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _default_state_dir() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/cellbox"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "cellbox")
+
+
+def _setting(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+def _on_off(value: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in {"on", "true", "1", "yes"}:
+        return True
+    if lowered in {"off", "false", "0", "no"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the server. Flag ``--foo-bar`` and variable ``CELLBOX_FOO_BAR``."""
+
+    host: str = _setting("127.0.0.1", "address to listen on")
+    port: int = _setting(8000, "port to listen on")
+    state_dir: Path = _setting(
+        Path(_default_state_dir()), "state directory: token file and context work directories"
+    )
+    default_timeout_ms: int = _setting(30000, "execution timeout when a request gives none")
+    max_contexts: int = _setting(100, "live contexts allowed at once (429 past it)")
+    idle_timeout_s: float = _setting(1800.0, "contexts idle longer than this are removed")
+    output_cap_bytes: int = _setting(
+        10 << 20, "stdout+stderr kept per execution (UTF-8 bytes); the rest is dropped"
+    )
+    body_limit_bytes: int = _setting(10 << 20, "largest request body accepted (413 past it)")
+    interrupt_grace_s: float = _setting(
+        2.0, "time between interrupt and kill for code that ignores the interrupt"
+    )
+    pool_python: int = _setting(2, "warm Python workers kept ready")
+    pool_typescript: int = _setting(1, "warm TypeScript workers kept ready")
+    sandbox: bool = _setting(True, "run workers in the sandbox (on|off)", parse=_on_off)
+    network: bool = _setting(True, "network access for user code (on|off)", parse=_on_off)
+    memory_limit_mb: int = _setting(2048, "memory limit per context, MiB")
+    pids_limit: int = _setting(256, "processes/threads per context")
+    file_size_limit_mb: int = _setting(1024, "largest file a context may write, MiB")
+    open_files_limit: int = _setting(1024, "open files per process of a context")
+    log_level: str = _setting("info", "log level (debug, info, warning, error)")
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / "api-token"
+
+    @property
+    def contexts_dir(self) -> Path:
+        return self.state_dir / "contexts"
+
+
+def _parser_type(f: dataclasses.Field) -> Any:
+    if "parse" in f.metadata:
+        return f.metadata["parse"]
+    return {int: int, float: float, Path: Path, str: str}[_field_type(f)]
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    return {"int": int, "float": float, "Path": Path, "str": str, "bool": bool}[str(f.type)]
+
+
+def env_name(name: str) -> str:
+    return "CELLBOX_" + name.upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per setting; the default shown is the built-in one."""
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=_parser_type(f),
+            default=None,
+            help=f"{f.metadata['help']} (env {env_name(f.name)}, default {f.default})",
+        )
+
+
+def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from flags, else ``CELLBOX_*`` variables, else the defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        given = getattr(args, f.name, None) if args is not None else None
+        if given is None and env_name(f.name) in environ:
+            raw = environ[env_name(f.name)]
+            try:
+                given = _parser_type(f)(raw)
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                raise SystemExit(f"cellbox: bad value for {env_name(f.name)}: {raw!r} ({exc})")
+        if given is not None:
+            values[f.name] = given
+    return Settings(**values)

@@ -1,0 +1,192 @@
+"""The registry of live contexts: ids, language, FIFO executions, lifecycle, reaping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any
+
+from cellbox.config import Settings
+from cellbox.execution import DELETED, INTERRUPT, RESTARTED, Execution
+from cellbox.pool import WorkerPool, Workspace
+from cellbox.runtimes import RUNTIMES, Runtime
+from cellbox.sandbox import Sandbox
+from cellbox.worker import WorkerProcess
+
+log = logging.getLogger("cellbox.contexts")
+
+
+class ContextNotFound(LookupError):
+    def __init__(self, context_id: str) -> None:
+        super().__init__(f"context {context_id} not found")
+
+
+class TooManyContexts(RuntimeError):
+    pass
+
+
+class ShuttingDown(RuntimeError):
+    pass
+
+
+class Context:
+    """One persistent REPL: a language, a work directory and (while alive) one worker."""
+
+    def __init__(
+        self, runtime: Runtime, workspace: Workspace, worker: WorkerProcess, cwd: str
+    ) -> None:
+        self.id = "ctx_" + secrets.token_hex(12)
+        self.runtime = runtime
+        self.workspace = workspace
+        self.worker: WorkerProcess | None = worker
+        self.cwd = cwd
+        self.execution_count = 0
+        self.lock = asyncio.Lock()  # FIFO: asyncio.Lock wakes waiters in arrival order
+        self.running: Execution | None = None
+        self.closed = False
+        self.last_used = time.monotonic()
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "language": self.runtime.name, "cwd": self.cwd}
+
+
+class ContextRegistry:
+    """Creates, finds, runs, restarts and removes contexts."""
+
+    def __init__(self, settings: Settings, sandbox: Sandbox) -> None:
+        self.settings = settings
+        self.sandbox = sandbox
+        self.pools = {
+            "python": WorkerPool(RUNTIMES["python"], sandbox, settings.pool_python),
+            "typescript": WorkerPool(RUNTIMES["typescript"], sandbox, settings.pool_typescript),
+        }
+        self._contexts: dict[str, Context] = {}
+        self._creating = 0
+        self._closing = False
+        self._reaper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Fill the warm pools and start reaping idle contexts."""
+        for pool in self.pools.values():
+            pool.refill()
+        self._reaper = asyncio.create_task(self._reap_idle())
+
+    # -- lookup -----------------------------------------------------------------------
+
+    def get(self, context_id: str) -> Context:
+        context = self._contexts.get(context_id)
+        if context is None or context.closed:
+            raise ContextNotFound(context_id)
+        return context
+
+    def list(self) -> list[Context]:
+        return [c for c in self._contexts.values() if not c.closed]
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def create(self, runtime: Runtime, cwd: str | None = None) -> Context:
+        """A new context with a ready worker. ``ValueError`` if ``cwd`` is unusable."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        if len(self._contexts) + self._creating >= self.settings.max_contexts:
+            raise TooManyContexts(
+                f"too many live contexts (limit {self.settings.max_contexts}); "
+                "delete some or wait for idle ones to be removed"
+            )
+        self._creating += 1
+        try:
+            pool = self.pools[runtime.name]
+            worker, workspace = await pool.take()
+            if cwd is not None:
+                try:
+                    await worker.change_directory(cwd)
+                except BaseException:
+                    await worker.kill()
+                    await asyncio.to_thread(pool.drop_workspace, workspace)
+                    raise
+            context = Context(runtime, workspace, worker, cwd or str(workspace.path))
+            self._contexts[context.id] = context
+            return context
+        finally:
+            self._creating -= 1
+
+    def execute(self, context: Context, code: str, env: dict[str, str], timeout_ms: int) -> Execution:
+        """Queue an execution on the context (runs when the ones before it are done)."""
+        context.touch()
+        return Execution(self, context, code, env, timeout_ms)
+
+    async def worker_for(self, context: Context) -> WorkerProcess:
+        """The context's worker, started afresh if the last one was lost."""
+        if context.worker is None or not context.worker.alive:
+            if context.worker is not None:
+                await self.discard_worker(context, context.worker)
+            pool = self.pools[context.runtime.name]
+            own_dir = context.cwd == str(context.workspace.path)
+            context.worker = await pool.start_worker(
+                context.workspace, None if own_dir else context.cwd
+            )
+        return context.worker
+
+    async def discard_worker(self, context: Context, worker: WorkerProcess) -> None:
+        """Kill a context's worker; its state is gone, so the counter starts again."""
+        await worker.kill()
+        if context.worker is worker:
+            context.worker = None
+            context.execution_count = 0
+
+    async def delete(self, context_id: str) -> None:
+        context = self.get(context_id)
+        context.closed = True
+        del self._contexts[context.id]
+        if context.running is not None:
+            context.running.stop(DELETED)
+        if context.worker is not None:
+            await context.worker.kill()
+            context.worker = None
+        await asyncio.to_thread(self.pools[context.runtime.name].drop_workspace, context.workspace)
+
+    async def restart(self, context_id: str) -> Context:
+        """Replace the context's process: state cleared, counter reset."""
+        context = self.get(context_id)
+        if context.running is not None:
+            context.running.stop(RESTARTED)
+        if context.worker is not None:
+            await self.discard_worker(context, context.worker)
+        context.execution_count = 0
+        context.touch()
+        return context
+
+    def interrupt(self, context_id: str) -> Context:
+        context = self.get(context_id)
+        if context.running is not None:
+            context.running.stop(INTERRUPT)
+        return context
+
+    async def _reap_idle(self) -> None:
+        period = max(0.5, min(30.0, self.settings.idle_timeout_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            cutoff = time.monotonic() - self.settings.idle_timeout_s
+            for context in self.list():
+                if context.running is None and not context.lock.locked():
+                    if context.last_used < cutoff:
+                        log.info("removing idle context %s", context.id)
+                        with contextlib.suppress(ContextNotFound):
+                            await self.delete(context.id)
+
+    async def close(self) -> None:
+        """Stop everything: every context's processes and the warm pools."""
+        self._closing = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for context in list(self._contexts.values()):
+            with contextlib.suppress(ContextNotFound):
+                await self.delete(context.id)
+        for pool in self.pools.values():
+            await pool.close()

@@ -1,0 +1,207 @@
+"""One execution on one context: drives the worker and produces the event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from cellbox.events import OutputLines, bundle_to_item, error_event
+
+if TYPE_CHECKING:
+    from cellbox.contexts import Context, ContextRegistry
+    from cellbox.worker import WorkerProcess
+
+log = logging.getLogger("cellbox.execution")
+
+
+class ContextGone(Exception):
+    """The context was deleted before this execution got its turn."""
+
+
+# Why an execution is being stopped from outside.
+TIMEOUT, INTERRUPT, DISCONNECT, DELETED, RESTARTED = (
+    "timeout",
+    "interrupt",
+    "disconnect",
+    "deleted",
+    "restarted",
+)
+
+
+class Execution:
+    """Runs once the context is free (FIFO); its events are read with :meth:`events`."""
+
+    def __init__(
+        self,
+        registry: ContextRegistry,
+        context: Context,
+        code: str,
+        env: dict[str, str],
+        timeout_ms: int,
+    ) -> None:
+        self.registry = registry
+        self.context = context
+        self.code = code
+        self.env = env
+        self.timeout_ms = timeout_ms
+        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.stop_reason: str | None = None
+        self.execution_count = 0
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._worker: WorkerProcess | None = None
+        self._task = asyncio.create_task(self._run())
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """The events of this execution, ending with ``exit``."""
+        while True:
+            event = await self._queue.get()
+            yield event
+            if event["type"] == "exit":
+                return
+
+    def stop(self, reason: str) -> None:
+        """Ask the running code to stop: interrupt now, kill after the grace period."""
+        if self.stop_reason is None or reason in (DELETED, RESTARTED):
+            self.stop_reason = reason
+        if self._worker is not None:
+            if reason in (INTERRUPT, DISCONNECT, TIMEOUT):
+                self._worker.interrupt()
+            self._worker.wake()
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        self._queue.put_nowait(event)
+
+    async def _run(self) -> None:
+        context = self.context
+        try:
+            async with context.lock:
+                if context.closed:
+                    raise ContextGone(context.id)
+                if self.stop_reason == DISCONNECT:
+                    self.started.set_result(None)
+                    return
+                context.running = self
+                try:
+                    await self._execute(context)
+                finally:
+                    context.running = None
+                    context.touch()
+        except ContextGone as exc:
+            if not self.started.done():
+                self.started.set_exception(exc)
+        except Exception as exc:  # a bug of ours must not leave the caller waiting
+            log.exception("execution on %s failed", context.id)
+            if not self.started.done():
+                self.started.set_result(None)
+            self._emit(error_event("InternalError", f"cellbox failed to run the code: {exc}"))
+            self._emit(self._exit_event(failed=True))
+
+    async def _execute(self, context: Context) -> None:
+        try:
+            worker = await self.registry.worker_for(context)
+        except Exception as exc:
+            self.started.set_result(None)
+            self._emit(error_event("WorkerStartError", f"could not start the context: {exc}"))
+            self._emit(self._exit_event(failed=True))
+            return
+        context.execution_count += 1
+        self.execution_count = context.execution_count
+        self.started.set_result(None)
+        self._worker = worker
+        worker.send({"op": "execute", "code": self.code, "env": self.env})
+        failed = await self._follow(context, worker)
+        self._worker = None
+        self._emit(self._exit_event(failed))
+
+    async def _follow(self, context: Context, worker: WorkerProcess) -> bool:
+        """Forward the worker's frames until ``done``; True if the execution failed."""
+        loop = asyncio.get_running_loop()
+        lines = OutputLines(self.registry.settings.output_cap_bytes)
+        deadline = loop.time() + self.timeout_ms / 1000
+        kill_at: float | None = None
+        failed = False
+        if self.stop_reason is not None:  # stopped while it waited for its turn
+            self.stop(self.stop_reason)
+        while True:
+            try:
+                async with asyncio.timeout_at(kill_at if kill_at is not None else deadline):
+                    frame = await worker.frames.get()
+            except TimeoutError:
+                if kill_at is None:
+                    self.stop_reason = self.stop_reason or TIMEOUT
+                    worker.interrupt()
+                    kill_at = loop.time() + self.registry.settings.interrupt_grace_s
+                    continue
+                await self.registry.discard_worker(context, worker)
+                self._flush(lines)
+                self._emit(self._stubborn_error())
+                return True
+            if frame is None:
+                self._flush(lines)
+                self._emit(await self._lost_error(context, worker))
+                return True
+            kind = frame.get("type")
+            if kind == "wake":
+                if self.stop_reason in (INTERRUPT, DISCONNECT, TIMEOUT) and kill_at is None:
+                    kill_at = loop.time() + self.registry.settings.interrupt_grace_s
+            elif kind in ("stdout", "stderr"):
+                for event in lines.feed(kind, frame.get("text", "")):
+                    self._emit(event)
+            elif kind in ("display", "result"):
+                item = bundle_to_item(frame.get("bundle") or {}, primary=kind == "result")
+                self._emit({"type": "result", "data": item})
+            elif kind == "error":
+                failed = True
+                self._emit(self._user_error(frame))
+            elif kind == "done":
+                self._flush(lines)
+                return failed
+
+    def _flush(self, lines: OutputLines) -> None:
+        for event in lines.finish():
+            self._emit(event)
+
+    def _user_error(self, frame: dict[str, Any]) -> dict[str, Any]:
+        name = str(frame.get("name") or "Error")
+        value = str(frame.get("value") or "")
+        traceback = str(frame.get("traceback") or "")
+        if self.stop_reason == TIMEOUT and name == self.context.runtime.interrupted_error:
+            return error_event(
+                "TimeoutError", f"execution timed out after {self.timeout_ms} ms", traceback
+            )
+        return error_event(name, value, traceback)
+
+    def _stubborn_error(self) -> dict[str, Any]:
+        grace = self.registry.settings.interrupt_grace_s
+        lost = (
+            f"the code did not stop within {grace:g} s of being interrupted, so the context's "
+            "process was killed and restarted; its state was lost"
+        )
+        if self.stop_reason == TIMEOUT:
+            return error_event("TimeoutError", f"execution timed out after {self.timeout_ms} ms; {lost}")
+        return error_event(self.context.runtime.interrupted_error, f"interrupted; {lost}")
+
+    async def _lost_error(self, context: Context, worker: WorkerProcess) -> dict[str, Any]:
+        if self.stop_reason == DELETED:
+            return error_event("ContextDeleted", "the context was deleted while the code ran")
+        if self.stop_reason == RESTARTED:
+            return error_event(
+                "ContextRestarted", "the context was restarted while the code ran; state cleared"
+            )
+        reason = await worker.exit_reason()
+        await self.registry.discard_worker(context, worker)
+        return error_event(
+            "ContextDied",
+            f"the context's process {reason}; its state was lost and the next execution "
+            "starts on a fresh process",
+        )
+
+    def _exit_event(self, failed: bool) -> dict[str, Any]:
+        return {
+            "type": "exit",
+            "code": 1 if failed else 0,
+            "context_id": self.context.id,
+            "execution_count": self.execution_count,
+        }

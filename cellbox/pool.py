@@ -1,0 +1,101 @@
+"""Warm pools: workers started ahead of need, so a new context takes one in O(1)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellbox.runtimes import Runtime
+from cellbox.sandbox import Sandbox
+from cellbox.worker import WorkerProcess
+
+log = logging.getLogger("cellbox.pool")
+
+
+@dataclass
+class Workspace:
+    """A context's private work directory."""
+
+    name: str
+    path: Path
+
+
+class WorkerPool:
+    """Ready workers of one runtime, each started in a fresh workspace of its own."""
+
+    def __init__(self, runtime: Runtime, sandbox: Sandbox, size: int) -> None:
+        self.runtime = runtime
+        self.size = size
+        self._sandbox = sandbox
+        self._ready: deque[tuple[WorkerProcess, Workspace]] = deque()
+        self._refilling: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def new_workspace(self) -> Workspace:
+        name = secrets.token_hex(8)
+        return Workspace(name, self._sandbox.create_workdir(name))
+
+    def drop_workspace(self, workspace: Workspace) -> None:
+        self._sandbox.remove_workdir(workspace.name)
+
+    async def start_worker(self, workspace: Workspace, cwd: str | None = None) -> WorkerProcess:
+        return await WorkerProcess.start(self.runtime, self._sandbox, workspace.path, cwd)
+
+    async def take(self) -> tuple[WorkerProcess, Workspace]:
+        """A ready worker and its workspace: from the pool, or started now if it is empty."""
+        while self._ready:
+            worker, workspace = self._ready.popleft()
+            if worker.alive:
+                self.refill()
+                return worker, workspace
+            await self._discard(worker, workspace)
+        self.refill()
+        workspace = await asyncio.to_thread(self.new_workspace)
+        try:
+            return await self.start_worker(workspace), workspace
+        except BaseException:
+            await asyncio.to_thread(self.drop_workspace, workspace)
+            raise
+
+    def refill(self) -> None:
+        """Start topping the pool up in the background, if it is not already."""
+        if self._closed or self.size <= 0:
+            return
+        if self._refilling is None or self._refilling.done():
+            self._refilling = asyncio.create_task(self._refill())
+
+    async def _refill(self) -> None:
+        failures = 0
+        while not self._closed and len(self._ready) < self.size:
+            workspace = await asyncio.to_thread(self.new_workspace)
+            try:
+                worker = await self.start_worker(workspace)
+            except Exception as exc:
+                await asyncio.to_thread(self.drop_workspace, workspace)
+                failures += 1
+                log.warning("could not start a warm %s worker: %s", self.runtime.name, exc)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                continue
+            failures = 0
+            if self._closed:
+                await self._discard(worker, workspace)
+                return
+            self._ready.append((worker, workspace))
+
+    async def _discard(self, worker: WorkerProcess, workspace: Workspace) -> None:
+        await worker.kill()
+        await asyncio.to_thread(self.drop_workspace, workspace)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._refilling is not None:
+            self._refilling.cancel()
+            with contextlib.suppress(BaseException):
+                await self._refilling
+        while self._ready:
+            await self._discard(*self._ready.popleft())

@@ -1,0 +1,50 @@
+"""The framed protocol between the server and a worker process.
+
+Transport: one connected UNIX stream socket, inherited by the worker as the file
+descriptor named by ``--fd N`` on its command line. It is never the user's stdout or
+stderr. Each frame is a 4-byte big-endian unsigned length followed by that many bytes
+of UTF-8 JSON (one object).
+
+Server -> worker:
+
+- ``{"op": "execute", "code": str, "env": {str: str}}``: run one cell. At most one
+  is outstanding at a time; the server waits for ``done`` before sending the next.
+  ``env`` is applied to the process environment for this execution only.
+- ``{"op": "interrupt"}``: stop the running execution (Python: ``KeyboardInterrupt``;
+  TypeScript: terminate the running script, error name ``Interrupted``). Ignored when
+  idle. The worker must read it even while user code runs (a reader thread).
+
+Worker -> server:
+
+- ``{"type": "ready"}``: sent once, when the worker can take ``execute``.
+- ``{"type": "stdout", "text": str}`` / ``{"type": "stderr", "text": str}``: output
+  chunks in the order printed (any size; the server splits lines and applies the cap).
+- ``{"type": "display", "bundle": {mime: value}}``: a rich item (``display()``, a
+  figure). ``bundle`` is a MIME bundle: ``text/plain`` str, ``image/png`` base64 str,
+  ``application/json`` any JSON value, other MIME types as produced.
+- ``{"type": "result", "bundle": {...}}``: the value of the cell's last expression.
+- ``{"type": "error", "name": str, "value": str, "traceback": str}``: the cell failed.
+  Plain text, no ANSI codes.
+- ``{"type": "done"}``: the execution is over; always the last frame of an execution.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import orjson
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 30
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One frame: length header plus JSON payload."""
+    payload = orjson.dumps(message)
+    return HEADER.pack(len(payload)) + payload
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """The message carried by one frame's payload."""
+    return orjson.loads(payload)

@@ -1,0 +1,185 @@
+"""One running worker process: started in the sandbox, spoken to over its protocol socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+from cellbox import protocol
+from cellbox.runtimes import Runtime
+from cellbox.sandbox import Sandbox
+
+log = logging.getLogger("cellbox.worker")
+
+STARTUP_TIMEOUT_S = 30.0
+_STDERR_TAIL = 4096
+_units = itertools.count(1)
+
+
+class WorkerStartError(RuntimeError):
+    """The worker process did not come up."""
+
+
+class WorkerProcess:
+    """A worker's process, its socket, and the frames it sends (``None`` once it is gone)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        sandbox: Sandbox,
+        unit: str,
+        process: asyncio.subprocess.Process,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.runtime = runtime
+        self.unit = unit
+        self.process = process
+        self.frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._sandbox = sandbox
+        self._writer = writer
+        self._stderr_tail = b""
+        self._killed = False
+        self._reading = asyncio.create_task(self._read_frames(reader))
+        self._draining = asyncio.create_task(self._drain_stderr())
+
+    @classmethod
+    async def start(
+        cls, runtime: Runtime, sandbox: Sandbox, workdir: Path, cwd: str | None = None
+    ) -> WorkerProcess:
+        """Start a worker in ``workdir`` and wait until it says it is ready."""
+        unit = f"w{os.getpid()}-{next(_units)}"
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            argv, env = sandbox.command(
+                runtime.argv(theirs.fileno(), sandbox.limits.memory_bytes),
+                unit=unit,
+                workdir=workdir,
+                keep_fds=[theirs.fileno()],
+                env=runtime.env(),
+            )
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                cwd=str(workdir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=sandbox.passed_fds([theirs.fileno()]),
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            sandbox.release(unit)
+            raise
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+        worker = cls(runtime, sandbox, unit, process, reader, writer)
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT_S):
+                first = await worker.frames.get()
+            if first is None or first.get("type") != "ready":
+                raise WorkerStartError(await worker.exit_reason())
+            if cwd is not None:
+                await worker.change_directory(cwd)
+        except BaseException as exc:
+            await worker.kill()
+            if isinstance(exc, TimeoutError):
+                raise WorkerStartError(f"worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
+            raise
+        return worker
+
+    @property
+    def alive(self) -> bool:
+        return not self._killed and self.process.returncode is None
+
+    async def _read_frames(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(protocol.HEADER.size)
+                (size,) = protocol.HEADER.unpack(header)
+                if size > protocol.MAX_FRAME:
+                    raise ValueError(f"frame of {size} bytes")
+                self.frames.put_nowait(protocol.decode(await reader.readexactly(size)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except Exception:
+            log.exception("worker %s sent a bad frame; stopping it", self.unit)
+            await self.kill()
+        finally:
+            self.frames.put_nowait(None)
+
+    async def _drain_stderr(self) -> None:
+        # The worker's own diagnostics (before it captured fd 2, or a fatal error); user
+        # output never comes this way. Keep only the tail, for error messages.
+        assert self.process.stderr is not None
+        with contextlib.suppress(Exception):
+            while chunk := await self.process.stderr.read(65536):
+                self._stderr_tail = (self._stderr_tail + chunk)[-_STDERR_TAIL:]
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.alive:
+            with contextlib.suppress(Exception):
+                self._writer.write(protocol.encode(message))
+
+    def interrupt(self) -> None:
+        self.send({"op": "interrupt"})
+
+    def wake(self) -> None:
+        """Wake whoever waits on ``frames`` without a frame (a ``{"type": "wake"}`` marker)."""
+        self.frames.put_nowait({"type": "wake"})
+
+    async def change_directory(self, path: str) -> None:
+        """Make ``path`` the worker's working directory; ``ValueError`` if it cannot be."""
+        self.send({"op": "chdir", "path": path})
+        reply = await self.frames.get()
+        if reply is None:
+            raise WorkerStartError(await self.exit_reason())
+        if reply.get("type") != "chdir" or not reply.get("ok"):
+            raise ValueError(reply.get("error") or f"cannot change directory to {path}")
+
+    async def kill(self) -> None:
+        """Kill the worker and every process it started."""
+        if not self._killed:
+            self._killed = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            await asyncio.to_thread(self._sandbox.release, self.unit)
+            self._writer.close()
+        with contextlib.suppress(Exception):
+            await self.process.wait()
+
+    async def exit_reason(self) -> str:
+        """How the worker died, in words (waits for the process to end)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self.process.wait()
+        code = self.process.returncode
+        oom = await asyncio.to_thread(self._sandbox.oom_killed, self.unit)
+        if code is None:
+            reason = "closed its connection"
+        elif oom:
+            reason = "was killed: out of memory"
+        elif code < 0 or (code > 128 and self._sandbox.wraps_exit_status):
+            number = -code if code < 0 else code - 128
+            try:
+                name = signal.Signals(number).name
+            except ValueError:
+                name = f"signal {number}"
+            reason = f"was killed by {name}"
+            if number == signal.SIGKILL:
+                reason += " (possibly out of memory)"
+        else:
+            reason = f"exited with code {code}"
+        tail = self._stderr_tail.decode("utf-8", "replace").strip()
+        if tail:
+            reason += f"; last output: {tail[-500:]}"
+        return reason
