@@ -1,0 +1,272 @@
+"""Python contexts over HTTP: persistence, output, rich items, errors, env, input()."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.conftest import Client
+
+
+def test_state_persists_and_counter_counts(client: Client, ctx: str):
+    first = client.run("x = 10\ndef f(y):\n    return x * y", context_id=ctx)
+    assert first["items"] == [] and first["error"] is None
+    assert first["execution_count"] == 1
+    second = client.run("import math\nf(3) + math.floor(0.5)", context_id=ctx)
+    assert second["items"] == [{"is_primary": True, "text": "30"}]
+    assert second["execution_count"] == 2
+    third = client.run("class A: pass\nA.__name__", context_id=ctx)
+    assert third["execution_count"] == 3
+    assert client.run("A().__class__.__name__", context_id=ctx)["items"][0]["text"] == "'A'"
+
+
+def test_errors_count_too_and_keep_state(client: Client, ctx: str):
+    client.run("a = 1", context_id=ctx)
+    failed = client.run("1/0", context_id=ctx)
+    assert failed["execution_count"] == 2
+    assert client.run("a", context_id=ctx)["execution_count"] == 3
+
+
+def test_working_directory_persists(client: Client, ctx: str):
+    client.run("import os; os.makedirs('sub', exist_ok=True); os.chdir('sub')", context_id=ctx)
+    assert (
+        client.run("import os; os.path.basename(os.getcwd())", context_id=ctx)["items"][0]["text"]
+        == "'sub'"
+    )
+
+
+def test_stdout_lines(client: Client):
+    body = client.run("print('a\\nb')\nprint('c', end='')")
+    assert body["logs"]["stdout"] == ["a", "b", "c"]
+    body = client.run("import sys\nsys.stdout.write('x\\r\\n\\ny')\nprint('err', file=sys.stderr)")
+    assert body["logs"]["stdout"] == ["x", "", "y"]
+    assert body["logs"]["stderr"] == ["err"]
+
+
+def test_subprocess_output_is_captured(client: Client):
+    code = "import os, subprocess\nos.system('echo from-shell')\nsubprocess.run(['echo', 'from-sub'])\nprint('after')"
+    body = client.run(code)
+    assert body["logs"]["stdout"] == ["from-shell", "from-sub", "after"]
+
+
+def test_last_expression_and_semicolon(client: Client):
+    assert client.run("1+1;")["items"] == []
+    assert client.run("None")["items"] == []
+    assert client.run("x = 5")["items"] == []
+    assert client.run("'ab' * 2")["items"] == [{"is_primary": True, "text": "'abab'"}]
+
+
+def test_display_emits_non_primary_items_in_order(client: Client):
+    body = client.run("display('first')\nprint('between')\ndisplay({'k': 1})\n'last'")
+    assert body["items"] == [
+        {"is_primary": False, "text": "'first'"},
+        {"is_primary": False, "text": "{'k': 1}"},
+        {"is_primary": True, "text": "'last'"},
+    ]
+    assert body["logs"]["stdout"] == ["between"]
+    imported = client.run("from IPython.display import display, HTML\ndisplay(HTML('<b>x</b>'))")
+    assert imported["items"][0]["html"] == "<b>x</b>"
+
+
+RICH = """
+class Rich:
+    def _repr_html_(self): return "<b>h</b>"
+    def _repr_markdown_(self): return "**m**"
+    def _repr_svg_(self): return "<svg xmlns='http://www.w3.org/2000/svg'></svg>"
+    def _repr_latex_(self): return "$x^2$"
+    def _repr_json_(self): return {"a": [1, 2]}
+    def _repr_javascript_(self): return "console.log(1)"
+    def __repr__(self): return "Rich()"
+Rich()
+"""
+
+
+def test_rich_reprs(client: Client):
+    (item,) = client.run(RICH)["items"]
+    assert item == {
+        "is_primary": True,
+        "text": "Rich()",
+        "html": "<b>h</b>",
+        "markdown": "**m**",
+        "svg": "<svg xmlns='http://www.w3.org/2000/svg'></svg>",
+        "latex": "$x^2$",
+        "json": {"a": [1, 2]},
+        "javascript": "console.log(1)",
+    }
+
+
+def test_binary_reprs_are_base64(client: Client):
+    code = """
+class Bin:
+    def _repr_png_(self): return b"\\x89PNG fake"
+    def _repr_jpeg_(self): return b"\\xff\\xd8 fake"
+    def _repr_pdf_(self): return b"%PDF-1.4 fake"
+Bin()
+"""
+    (item,) = client.run(code)["items"]
+    assert base64.b64decode(item["png"]) == b"\x89PNG fake"
+    assert base64.b64decode(item["jpeg"]) == b"\xff\xd8 fake"
+    assert base64.b64decode(item["pdf"]) == b"%PDF-1.4 fake"
+
+
+def test_mimebundle_and_extra(client: Client):
+    code = """
+class Plot:
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {"application/vnd.plotly.v1+json": {"data": []}, "text/plain": "Plot"}
+Plot()
+"""
+    (item,) = client.run(code)["items"]
+    assert item["text"] == "Plot"
+    assert item["extra"] == {"application/vnd.plotly.v1+json": {"data": []}}
+
+
+def test_dataframe_gives_html_and_text(client: Client):
+    (item,) = client.run("import pandas as pd\npd.DataFrame({'a': [1, 2]})")["items"]
+    assert "<table" in item["html"]
+    assert "a" in item["text"] and "1" in item["text"]
+
+
+def test_pil_image_gives_png(client: Client):
+    (item,) = client.run("from PIL import Image\nImage.new('RGB', (4, 4), 'red')")["items"]
+    assert base64.b64decode(item["png"]).startswith(b"\x89PNG")
+
+
+def _is_figure(item: dict) -> bool:
+    return base64.b64decode(item["png"]).startswith(b"\x89PNG") and "<svg" in item["svg"]
+
+
+def test_matplotlib_figures_without_show(client: Client, ctx: str):
+    body = client.run(
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.figure()\nplt.bar([1], [2])\nNone",
+        context_id=ctx,
+    )
+    assert len(body["items"]) == 2
+    assert all(_is_figure(item) and not item["is_primary"] for item in body["items"])
+    # Figures are closed once emitted: the next cell emits nothing.
+    assert client.run("1", context_id=ctx)["items"] == [{"is_primary": True, "text": "1"}]
+
+
+def test_matplotlib_show_emits_in_order(client: Client, ctx: str):
+    body = client.run(
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\nprint('after')\n'end'",
+        context_id=ctx,
+    )
+    figure, result = body["items"]
+    assert _is_figure(figure) and not figure["is_primary"]
+    assert result == {"is_primary": True, "text": "'end'"}
+    assert body["logs"]["stdout"] == ["after"]
+
+
+def test_matplotlib_figure_as_last_expression_once(client: Client):
+    body = client.run(
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([1])\nfig"
+    )
+    assert len(body["items"]) == 1
+    assert _is_figure(body["items"][0])
+
+
+def test_error_shape_and_plain_traceback(client: Client):
+    body = client.run("def g():\n    return 1/0\ng()")
+    error = body["error"]
+    assert error["name"] == "ZeroDivisionError"
+    assert error["value"] == "division by zero"
+    assert error["traceback"].startswith("Traceback (most recent call last):")
+    assert "return 1/0" in error["traceback"]
+    assert "\x1b" not in error["traceback"]
+    assert body["items"] == []
+
+
+def test_name_error_and_output_before_it(client: Client):
+    body = client.run("print('before')\nundefined_name")
+    assert body["logs"]["stdout"] == ["before"]
+    assert body["error"]["name"] == "NameError"
+    assert body["error"]["value"] == "name 'undefined_name' is not defined"
+
+
+def test_syntax_error(client: Client):
+    body = client.run("def (:")
+    assert body["error"]["name"] == "SyntaxError"
+    assert "\x1b" not in body["error"]["traceback"]
+
+
+def test_sys_exit_is_an_error_not_a_crash(client: Client, ctx: str):
+    client.run("kept = 1", context_id=ctx)
+    body = client.run("import sys; sys.exit(3)", context_id=ctx)
+    assert body["error"]["name"] == "SystemExit"
+    assert client.run("kept", context_id=ctx)["items"][0]["text"] == "1"
+
+
+def test_no_ansi_anywhere(client: Client):
+    body = client.run(
+        "import warnings\nwarnings.warn('careful')\nprint('\\x1b[31mred\\x1b[0m')\nraise ValueError('\\x1b[1mbold')"
+    )
+    text = str(body)
+    assert "\x1b" not in text
+    assert body["logs"]["stdout"] == ["red"]
+
+
+def test_input_fails_at_once(client: Client):
+    body = client.run("input('name? ')", timeout_ms=10_000)
+    assert body["error"] is not None
+    assert (
+        "input" in (body["error"]["name"] + body["error"]["value"]).lower()
+        or "stdin" in (body["error"]["name"] + body["error"]["value"]).lower()
+    )
+    body = client.run("import sys; sys.stdin.read()", timeout_ms=10_000)
+    assert body["error"] is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        'it\'s "quoted"',
+        "line1\nline2",
+        "back\\slash\\n",
+        "'); import os; os._exit(1); ('",
+        "ünïcødé ✓",
+    ],
+)
+def test_env_vars_round_trip_and_are_scoped(client: Client, ctx: str, value: str):
+    code = "import os, subprocess\nprint(repr(os.environ['SECRET_X']))\nsubprocess.run(['sh', '-c', 'printf %s \"$SECRET_X\" | wc -c'])"
+    body = client.run(code, context_id=ctx, env_vars={"SECRET_X": value})
+    assert body["error"] is None, body["error"]
+    assert body["logs"]["stdout"][0] == repr(value)
+    assert int(body["logs"]["stdout"][-1]) == len(value.encode())
+    after = client.run("import os; 'SECRET_X' in os.environ", context_id=ctx)
+    assert after["items"][0]["text"] == "False"
+
+
+def test_env_vars_restore_previous_values(client: Client, ctx: str):
+    client.run("import os; os.environ['KEEP'] = 'original'", context_id=ctx)
+    body = client.run("import os; os.environ['KEEP']", context_id=ctx, env_vars={"KEEP": "temp"})
+    assert body["items"][0]["text"] == "'temp'"
+    assert client.run("os.environ['KEEP']", context_id=ctx)["items"][0]["text"] == "'original'"
+
+
+def test_output_cap(server, client: Client):
+    body = client.run("import sys\nfor i in range(3_000_000): print('0123456789')\n'done'")
+    stdout = body["logs"]["stdout"]
+    kept = sum(len(line) + 1 for line in stdout)
+    assert kept <= 10 << 20
+    assert kept > (10 << 20) - 100
+    assert "dropped" in body["logs"]["stderr"][-1]
+    assert body["items"] == [{"is_primary": True, "text": "'done'"}]
+
+
+def test_a_huge_single_line_is_capped_too(client: Client):
+    body = client.run("print('x' * (30 << 20))")
+    assert sum(len(line) for line in body["logs"]["stdout"]) <= 10 << 20
+    assert "dropped" in body["logs"]["stderr"][-1]
+
+
+def test_new_contexts_have_the_data_stack(client: Client):
+    body = client.run("import numpy, pandas, matplotlib, PIL\nnumpy.arange(3).sum()")
+    assert body["items"][0]["text"] == "3"
+
+
+def test_magics_and_shell_escapes(client: Client):
+    body = client.run("!echo bang\n%time 1")
+    assert "bang" in body["logs"]["stdout"]
