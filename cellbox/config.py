@@ -106,7 +106,9 @@ def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None 
             try:
                 given = _parser_type(f)(raw)
             except (ValueError, argparse.ArgumentTypeError) as exc:
-                raise SystemExit(f"cellbox: bad value for {env_name(f.name)}: {raw!r} ({exc})")
+                raise SystemExit(
+                    f"cellbox: bad value for {env_name(f.name)}: {raw!r} ({exc})"
+                ) from None
         if given is not None:
             values[f.name] = given
     return Settings(**values)

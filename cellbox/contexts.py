@@ -116,7 +116,9 @@ class ContextRegistry:
         finally:
             self._creating -= 1
 
-    def execute(self, context: Context, code: str, env: dict[str, str], timeout_ms: int) -> Execution:
+    def execute(
+        self, context: Context, code: str, env: dict[str, str], timeout_ms: int
+    ) -> Execution:
         """Queue an execution on the context (runs when the ones before it are done)."""
         context.touch()
         return Execution(self, context, code, env, timeout_ms)

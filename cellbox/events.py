@@ -14,7 +14,6 @@ turns them into *events*, shaped exactly like the SSE events of ``POST /execute/
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
@@ -73,7 +72,7 @@ class OutputLines:
         self.dropped = 0
         self._partial = {"stdout": "", "stderr": ""}
 
-    def feed(self, stream: str, text: str) -> Iterator[dict[str, Any]]:
+    def feed(self, stream: str, text: str) -> list[dict[str, Any]]:
         """Events for the complete lines that ``text`` finishes."""
         size = len(text.encode("utf-8", "surrogatepass"))
         room = self.cap - self.kept
@@ -86,27 +85,30 @@ class OutputLines:
             self.kept += kept
             self.dropped += size - kept
             if not text:
-                return
+                return []
         else:
             self.kept += size
         pending = self._partial[stream] + text
         lines = pending.split("\n")
         self._partial[stream] = lines.pop()
-        for line in lines:
-            yield _line_event(stream, line)
+        return [_line_event(stream, line) for line in lines]
 
-    def finish(self) -> Iterator[dict[str, Any]]:
+    def finish(self) -> list[dict[str, Any]]:
         """Events for the partial last lines and, if output was dropped, the note saying so."""
+        events = []
         for stream in ("stdout", "stderr"):
             if self._partial[stream]:
-                yield _line_event(stream, self._partial[stream])
+                events.append(_line_event(stream, self._partial[stream]))
                 self._partial[stream] = ""
         if self.dropped:
-            yield {
-                "type": "stderr",
-                "data": f"[cellbox] output limit of {self.cap} bytes reached: "
-                f"{self.dropped} more bytes of stdout/stderr were dropped",
-            }
+            events.append(
+                {
+                    "type": "stderr",
+                    "data": f"[cellbox] output limit of {self.cap} bytes reached: "
+                    f"{self.dropped} more bytes of stdout/stderr were dropped",
+                }
+            )
+        return events
 
 
 def _line_event(stream: str, line: str) -> dict[str, Any]:
@@ -125,7 +127,11 @@ class Fold:
         self.error: dict[str, str] | None = None
         self.exit: dict[str, Any] = {}
 
-    def add(self, event: dict[str, Any]) -> None:
+    def add(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            self._add(event)
+
+    def _add(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "stdout":
             self.stdout.append(event["data"])

@@ -49,16 +49,16 @@ class Execution:
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stop_reason: str | None = None
         self.execution_count = 0
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         self._worker: WorkerProcess | None = None
         self._task = asyncio.create_task(self._run())
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """The events of this execution, ending with ``exit``."""
+    async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """The events of this execution in order, in batches; the last one ends with ``exit``."""
         while True:
-            event = await self._queue.get()
-            yield event
-            if event["type"] == "exit":
+            batch = await self._queue.get()
+            yield batch
+            if batch[-1]["type"] == "exit":
                 return
 
     def stop(self, reason: str) -> None:
@@ -71,7 +71,11 @@ class Execution:
             self._worker.wake()
 
     def _emit(self, event: dict[str, Any]) -> None:
-        self._queue.put_nowait(event)
+        self._queue.put_nowait([event])
+
+    def _emit_all(self, events: list[dict[str, Any]]) -> None:
+        if events:
+            self._queue.put_nowait(events)
 
     async def _run(self) -> None:
         context = self.context
@@ -147,8 +151,7 @@ class Execution:
                 if self.stop_reason in (INTERRUPT, DISCONNECT, TIMEOUT) and kill_at is None:
                     kill_at = loop.time() + self.registry.settings.interrupt_grace_s
             elif kind in ("stdout", "stderr"):
-                for event in lines.feed(kind, frame.get("text", "")):
-                    self._emit(event)
+                self._emit_all(lines.feed(kind, frame.get("text", "")))
             elif kind in ("display", "result"):
                 item = bundle_to_item(frame.get("bundle") or {}, primary=kind == "result")
                 self._emit({"type": "result", "data": item})
@@ -160,8 +163,7 @@ class Execution:
                 return failed
 
     def _flush(self, lines: OutputLines) -> None:
-        for event in lines.finish():
-            self._emit(event)
+        self._emit_all(lines.finish())
 
     def _user_error(self, frame: dict[str, Any]) -> dict[str, Any]:
         name = str(frame.get("name") or "Error")
@@ -180,7 +182,9 @@ class Execution:
             "process was killed and restarted; its state was lost"
         )
         if self.stop_reason == TIMEOUT:
-            return error_event("TimeoutError", f"execution timed out after {self.timeout_ms} ms; {lost}")
+            return error_event(
+                "TimeoutError", f"execution timed out after {self.timeout_ms} ms; {lost}"
+            )
         return error_event(self.context.runtime.interrupted_error, f"interrupted; {lost}")
 
     async def _lost_error(self, context: Context, worker: WorkerProcess) -> dict[str, Any]:

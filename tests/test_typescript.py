@@ -219,7 +219,7 @@ def test_crash_recovery(client: Client, ts: str):
 
 
 def test_sse(client: Client, ts: str):
-    events = client.stream("console.log('a'); 5", context_id=ts)
+    events = client.events("console.log('a'); 5", context_id=ts)
     assert events == [
         {"type": "stdout", "data": "a"},
         {"type": "result", "data": {"is_primary": True, "text": "5"}},

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request, Response, Security
-from fastapi.responses import ORJSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
@@ -25,9 +25,12 @@ from cellbox.api.models import (
     ExecuteRequest,
     ExecuteResponse,
     Health,
-    InvalidRequest as InvalidRequestBody,
     Message,
 )
+from cellbox.api.models import (
+    InvalidRequest as InvalidRequestBody,
+)
+from cellbox.api.responses import JSON
 from cellbox.auth import Token, header_matches
 from cellbox.config import Settings
 from cellbox.contexts import Context, ContextRegistry
@@ -49,9 +52,7 @@ _authorization = APIKeyHeader(
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI text for a body the route parses itself (to answer every error as a 400)."""
     schema = model.model_json_schema()
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
-    }
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -91,7 +92,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         version=__version__,
         description="Persistent, isolated Python and TypeScript REPL contexts over HTTP.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=JSON,
     )
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
     errors.install(app)
@@ -130,11 +131,11 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         fold = Fold()
 
         async def collect() -> None:
-            async for event in execution.events():
-                fold.add(event)
+            async for batch in execution.batches():
+                fold.add(batch)
 
         await _until_disconnect(request, execution, collect())
-        return ORJSONResponse(fold.response())
+        return JSON(fold.response())
 
     @app.post(
         "/execute/async",
@@ -149,8 +150,8 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         async def stream() -> AsyncIterator[bytes]:
             finished = False
             try:
-                async for event in execution.events():
-                    yield b"data: " + orjson.dumps(event) + b"\n\n"
+                async for batch in execution.batches():
+                    yield b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in batch)
                 finished = True
             finally:
                 if not finished:
@@ -178,7 +179,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
             context = await registry.create(RUNTIMES[body.language or "python"], body.cwd)
         except ValueError as exc:
             raise InvalidRequest.one("cwd", str(exc)) from None
-        return ORJSONResponse(context.describe(), status_code=201)
+        return JSON(context.describe(), status_code=201)
 
     @app.get(
         "/contexts",
@@ -188,7 +189,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         summary="List live contexts",
     )
     async def list_contexts() -> Response:
-        return ORJSONResponse({"items": [c.describe() for c in registry.list()]})
+        return JSON({"items": [c.describe() for c in registry.list()]})
 
     @app.get(
         "/contexts/{context_id}",
@@ -198,7 +199,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         summary="Describe a context",
     )
     async def get_context(context_id: str) -> Response:
-        return ORJSONResponse(registry.get(context_id).describe())
+        return JSON(registry.get(context_id).describe())
 
     @app.delete(
         "/contexts/{context_id}",
@@ -220,7 +221,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     )
     async def restart_context(context_id: str) -> Response:
         context: Context = await registry.restart(context_id)
-        return ORJSONResponse(context.describe())
+        return JSON(context.describe())
 
     @app.post(
         "/contexts/{context_id}/interrupt",
@@ -230,11 +231,11 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         summary="Interrupt the running execution (state kept)",
     )
     async def interrupt_context(context_id: str) -> Response:
-        return ORJSONResponse(registry.interrupt(context_id).describe())
+        return JSON(registry.interrupt(context_id).describe())
 
     @app.get("/healthz", response_model=Health, summary="Liveness (no auth)")
     async def healthz() -> Response:
-        return ORJSONResponse({"status": "ok"})
+        return JSON({"status": "ok"})
 
     @app.get(
         "/info",
@@ -243,7 +244,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         summary="Version, languages, limits and the isolation this host achieved",
     )
     async def info() -> Response:
-        return ORJSONResponse(
+        return JSON(
             {
                 "version": __version__,
                 "languages": {alias: resolve(alias).name for alias in LANGUAGE_NAMES},
@@ -263,9 +264,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     return app
 
 
-async def _until_disconnect(
-    request: Request, execution: Execution, work: Awaitable[Any]
-) -> Any:
+async def _until_disconnect(request: Request, execution: Execution, work: Awaitable[Any]) -> Any:
     """Await ``work``; if the client goes away meanwhile, stop the execution."""
 
     async def watch(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:

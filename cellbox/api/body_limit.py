@@ -53,9 +53,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        payload = orjson.dumps(
-            {"message": f"request body too large (limit {self.limit} bytes)"}
-        )
+        payload = orjson.dumps({"message": f"request body too large (limit {self.limit} bytes)"})
         await send(
             {
                 "type": "http.response.start",

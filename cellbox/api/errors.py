@@ -7,10 +7,10 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cellbox.api.responses import JSON
 from cellbox.contexts import ContextNotFound, ShuttingDown, TooManyContexts
 from cellbox.execution import ContextGone
 
@@ -66,46 +66,46 @@ def parse_body(model: type[M], body: bytes) -> M:
         raise InvalidRequest(_field_errors(exc.errors(include_url=False))) from None
 
 
-def _message(status: int, message: str) -> ORJSONResponse:
-    return ORJSONResponse({"message": message}, status_code=status)
+def _message(status: int, message: str) -> JSON:
+    return JSON({"message": message}, status_code=status)
 
 
 def install(app: FastAPI) -> None:
     """Map every error the API can raise to its status and body."""
 
     @app.exception_handler(InvalidRequest)
-    async def invalid(_: Request, exc: InvalidRequest) -> ORJSONResponse:
-        return ORJSONResponse({"message": "Invalid request", "errors": exc.errors}, 400)
+    async def invalid(_: Request, exc: InvalidRequest) -> JSON:
+        return JSON({"message": "Invalid request", "errors": exc.errors}, 400)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_params(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def invalid_params(_: Request, exc: RequestValidationError) -> JSON:
         errors = _field_errors(list(exc.errors()))
-        return ORJSONResponse({"message": "Invalid request", "errors": errors}, 400)
+        return JSON({"message": "Invalid request", "errors": errors}, 400)
 
     @app.exception_handler(Unauthorized)
-    async def unauthorized(_: Request, exc: Unauthorized) -> ORJSONResponse:
+    async def unauthorized(_: Request, exc: Unauthorized) -> JSON:
         response = _message(401, str(exc) or "missing or invalid API token")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
 
     @app.exception_handler(ContextNotFound)
     @app.exception_handler(ContextGone)
-    async def not_found(_: Request, exc: Exception) -> ORJSONResponse:
+    async def not_found(_: Request, exc: Exception) -> JSON:
         text = str(exc)
         return _message(404, text if text.startswith("context ") else f"context {text} not found")
 
     @app.exception_handler(TooManyContexts)
-    async def too_many(_: Request, exc: TooManyContexts) -> ORJSONResponse:
+    async def too_many(_: Request, exc: TooManyContexts) -> JSON:
         return _message(429, str(exc))
 
     @app.exception_handler(ShuttingDown)
-    async def shutting_down(_: Request, exc: ShuttingDown) -> ORJSONResponse:
+    async def shutting_down(_: Request, exc: ShuttingDown) -> JSON:
         return _message(503, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSON:
         if exc.status_code == 400:
-            return ORJSONResponse(
+            return JSON(
                 {"message": "Invalid request", "errors": [{"field": "body", "error": exc.detail}]},
                 400,
             )
