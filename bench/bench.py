@@ -35,8 +35,8 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import figures  # noqa: E402
 from baseline import Baseline  # noqa: E402
-from figures import BaselineFailure, Plan  # noqa: E402
-from server import Api, Server  # noqa: E402
+from figures import Plan  # noqa: E402
+from server import CLIENTS, Api, Server  # noqa: E402
 
 # name -> (title, target text)
 FIGURES: dict[str, tuple[str, str]] = {
@@ -50,6 +50,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "new_ts": ("new TypeScript context, `1`, p50", "≤ 50 ms"),
     "throughput": ("throughput, 16 clients on 16 contexts, `1+1`", "report exec/s"),
 }
+BASELINE_FIGURES = ["warm_py", "new_py", "new_scipy", "pss"]
 BASELINE_ENV_VARS = [
     "OPENBLAS_NUM_THREADS",
     "OMP_NUM_THREADS",
@@ -81,6 +82,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--pause-ms",
         type=float,
         help="pause between new-context samples, to let the server refill its pool (default 150)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="httpx",
+        help="HTTP client of the latency figures (default httpx; the warm figures also "
+        "report the other client and each client's GET /healthz floor)",
+    )
+    parser.add_argument(
+        "--concurrency-client",
+        choices=sorted(CLIENTS),
+        default="stdlib",
+        help="HTTP client of the burst and throughput threads (default stdlib http.client: "
+        "httpx costs several times more CPU per request, and the client shares the cores)",
     )
     parser.add_argument("--throughput-seconds", type=float, help="length of one throughput run")
     parser.add_argument(
@@ -195,6 +210,8 @@ class Bench:
         if args.throughput_seconds is not None:
             self.plan.throughput_seconds = args.throughput_seconds
         self.server: Server | None = None
+        self.url = ""
+        self.api_key = ""
         self.api: Api | None = None
         self.server_error: str | None = None
         self.server_info: dict = {}
@@ -209,8 +226,8 @@ class Bench:
         args = self.args
         try:
             if args.server_url:
-                self.api = Api(args.server_url.rstrip("/"), args.api_key)
-                self.server_info = {"url": args.server_url, "started_by_bench": False}
+                self.url, self.api_key = args.server_url.rstrip("/"), args.api_key
+                self.server_info = {"url": self.url, "started_by_bench": False}
             else:
                 self.server = Server(args.server_arg)
                 self.server_info = {
@@ -220,7 +237,8 @@ class Bench:
                 }
                 print(f"starting: {' '.join(self.server.command)}", flush=True)
                 self.server_info["startup_s"] = round(self.server.start(), 3)
-                self.api = Api(self.server.url, self.server.api_key)
+                self.url, self.api_key = self.server.url, self.server.api_key
+            self.api = self.new_client(args.client)
             self.api.check_auth()
         except Exception as exc:
             self.server_error = f"{type(exc).__name__}: {exc}"
@@ -240,6 +258,9 @@ class Bench:
         if self.args.skip_baseline:
             self.baseline_error = "skipped (--skip-baseline)"
             return
+        if not set(self.args.selected) & set(BASELINE_FIGURES):
+            self.baseline_error = "skipped (no selected figure has a baseline)"
+            return
         try:
             self.baseline = Baseline()
             # One untimed start and import round warms the page cache (and matplotlib's
@@ -254,6 +275,9 @@ class Bench:
             self.baseline_error = f"{type(exc).__name__}: {exc}"
             print(f"baseline unavailable: {self.baseline_error}", flush=True)
             self.baseline = None
+
+    def new_client(self, kind: str) -> Api:
+        return CLIENTS[kind](self.url, self.api_key)
 
     @property
     def server_pid(self) -> int | None:
@@ -270,7 +294,7 @@ class Bench:
         rec: dict = {"title": FIGURES[name][0], "target": FIGURES[name][1]}
         if cellbox is not None:
             if self.api is None:
-                rec["cellbox_error"] = f"server unavailable: {self.server_error}"
+                rec["cellbox_error"] = "server unavailable"
             else:
                 time.sleep(self.plan.settle_s)
                 try:
@@ -292,46 +316,51 @@ class Bench:
         self.records[name] = rec
         return rec
 
-    def warm_py(self) -> None:
-        """Interleaved rounds on one warm context and one warm kernel."""
-        rec: dict = {"title": FIGURES["warm_py"][0], "target": FIGURES["warm_py"][1]}
-        self.records["warm_py"] = rec
+    def warm(self, name: str, language: str | None, with_baseline: bool) -> None:
+        """Interleaved rounds on warm contexts (one per client kind) and a warm kernel."""
+        rec: dict = {"title": FIGURES[name][0], "target": FIGURES[name][1]}
+        self.records[name] = rec
         kernel = None
-        if self.baseline is None:
-            rec["baseline_error"] = self.baseline_error
-        else:
-            try:
-                kernel, _ = self.baseline.start()
-            except Exception as exc:
-                rec["baseline_error"] = _error(exc)["error"]
-        if self.api is None:
-            rec["cellbox_error"] = f"server unavailable: {self.server_error}"
-        api = self.api
-        try:
-            while api is not None or kernel is not None:
+        if with_baseline:
+            if self.baseline is None:
+                rec["baseline_error"] = self.baseline_error
+            else:
                 try:
-                    result = figures.warm_latency(api, kernel, self.plan)
-                except BaselineFailure as exc:
-                    rec["baseline_error"] = _error(exc)["error"]
-                    kernel.stop()
-                    kernel = None
-                    continue
+                    kernel, _ = self.baseline.start()
                 except Exception as exc:
-                    if api is None:
-                        rec["baseline_error"] = _error(exc)["error"]
-                        break
-                    err = _error(exc)
-                    rec["cellbox_error"] = err["error"]
-                    rec["cellbox_traceback"] = err["traceback"]
-                    api = None
-                    continue
-                for side in ("cellbox", "baseline"):
-                    if side in result:
-                        rec[side] = {"code": result["code"], **result[side]}
-                break
+                    rec["baseline_error"] = _error(exc)["error"]
+        apis: list[Api] = []
+        if self.api is None:
+            rec["cellbox_error"] = "server unavailable"
+        else:
+            time.sleep(self.plan.settle_s)
+            other = "stdlib" if self.args.client == "httpx" else "httpx"
+            apis = [self.api, self.new_client(other)]
+        summaries: dict = {}
+        errors: dict = {}
+        try:
+            try:
+                summaries, errors = figures.warm_latency(apis, kernel, self.plan, language)
+            except Exception as exc:  # creating the warm contexts failed
+                err = _error(exc)
+                rec["cellbox_error"] = err["error"]
+                rec["cellbox_traceback"] = err["traceback"]
+                if kernel is not None:
+                    summaries, errors = figures.warm_latency([], kernel, self.plan, language)
         finally:
             if kernel is not None:
                 kernel.stop()
+            for api in apis[1:]:
+                api.close()
+        code = {"code": "1+1", "language": language or "python"}
+        for side in ("cellbox", "baseline"):
+            if side in summaries:
+                rec[side] = {**code, "client": self.args.client if side == "cellbox" else None}
+                rec[side].update(summaries.pop(side))
+            if side in errors:
+                rec[f"{side}_error"] = errors.pop(side)
+        if summaries or errors:
+            rec["cellbox_other_clients_and_http_floor"] = {**summaries, "errors": errors}
 
     def baseline_scipy(self) -> dict:
         if self._baseline_scipy is None:
@@ -341,14 +370,18 @@ class Bench:
     def run(self) -> None:
         plan = self.plan
         api = self.api
+
+        def concurrent_client() -> Api:
+            return self.new_client(self.args.concurrency_client)
+
         steps: dict[str, Callable[[], object]] = {
-            "warm_py": self.warm_py,
+            "warm_py": lambda: self.warm("warm_py", None, with_baseline=True),
             "new_py": lambda: self.record(
                 "new_py",
                 lambda: figures.new_context_latency(api, plan, "1", "1"),
                 lambda: figures.baseline_cold_start(self.baseline, plan),
             ),
-            "burst": lambda: self.record("burst", lambda: figures.burst(api, plan)),
+            "burst": lambda: self.record("burst", lambda: figures.burst(concurrent_client, plan)),
             "new_scipy": lambda: self.record(
                 "new_scipy",
                 lambda: figures.new_context_latency(
@@ -365,16 +398,13 @@ class Bench:
                 lambda: figures.context_pss(api, plan, self.server_pid),
                 lambda: self.baseline_scipy()["pss"],
             ),
-            "warm_ts": lambda: self.record(
-                "warm_ts",
-                lambda: figures.warm_latency(api, None, plan, language="typescript")["cellbox"],
-            ),
+            "warm_ts": lambda: self.warm("warm_ts", "typescript", with_baseline=False),
             "ts_history": lambda: self.record("ts_history", lambda: figures.ts_history(api, plan)),
             "new_ts": lambda: self.record(
                 "new_ts", lambda: figures.new_context_latency(api, plan, "1", "1", "typescript")
             ),
             "throughput": lambda: self.record(
-                "throughput", lambda: figures.throughput(api, plan, self.server_pid)
+                "throughput", lambda: figures.throughput(concurrent_client, plan, self.server_pid)
             ),
         }
         for name in FIGURES:
@@ -479,10 +509,9 @@ def table(records: dict[str, dict]) -> str:
         ratio = rec.get("ratio_vs_baseline")
         if ratio is None:
             versus = "—"
-        elif name == "pss":
-            versus = f"{ratio:.1f}× smaller"
         else:
-            versus = f"{ratio:.1f}× faster"
+            better, worse = ("smaller", "larger") if name == "pss" else ("faster", "slower")
+            versus = f"{ratio:.1f}× {better}" if ratio >= 1 else f"{1 / ratio:.1f}× {worse}"
         lines.append(
             f"| {rec['title']} | {ours} | {theirs} | {versus} | {rec['target']} | {rec['result']} |"
         )
@@ -505,8 +534,17 @@ def details(records: dict[str, dict]) -> str:
                     f"{side}: p50 {summary['p50_ms']:.3f} p90 {summary['p90_ms']:.3f} "
                     f"mean {summary['mean_ms']:.3f} ms n={summary['n']}"
                 )
-            if rec.get(f"{side}_error"):
+            error = rec.get(f"{side}_error")
+            if error and not error.startswith(("server unavailable", "skipped")):
                 parts.append(f"{side} error: {rec[f'{side}_error'][:200]}")
+        extra = rec.get("cellbox_other_clients_and_http_floor")
+        if extra:
+            parts.extend(
+                f"{side} p50 {data['p50_ms']:.3f} ms"
+                for side, data in extra.items()
+                if side != "errors" and "p50_ms" in data
+            )
+            parts.extend(f"{side} error: {error[:200]}" for side, error in extra["errors"].items())
         if name in ("new_py", "new_scipy", "new_ts") and rec.get("cellbox"):
             parts.append(f"pause {rec['cellbox']['pause_between_samples_ms']} ms between samples")
         if name == "throughput" and rec.get("cellbox"):
@@ -523,13 +561,18 @@ def details(records: dict[str, dict]) -> str:
         if name == "pss" and rec.get("cellbox"):
             sample = rec["cellbox"]["samples"][0]
             summed = ", ".join(
-                f"{p['comm']}({p['pss_kb'] // 1024} MB)" for p in sample["processes"]
+                f"{p['comm']} {p['pss_kb'] / 1024:.1f} MB" for p in sample["processes"]
             )
             helpers = ", ".join(
-                f"{p['comm']}({p.get('pss_kb', 0) // 1024} MB)"
+                f"{p['comm']} {p.get('pss_kb', 0) / 1024:.1f} MB"
                 for p in sample["ancestors_not_summed"]
             )
-            parts.append(f"summed: {summed}; not summed: {helpers or 'none'}; {sample['found_by']}")
+            parts.append(
+                f"cellbox samples {rec['cellbox']['samples_mb']} MB; summed: {summed}; "
+                f"not summed: {helpers or 'none'}; found by {sample['found_by']}"
+            )
+        if name == "pss" and rec.get("baseline"):
+            parts.append(f"baseline samples {rec['baseline']['samples_mb']} MB")
         if name == "ts_history" and rec.get("cellbox"):
             r = rec["cellbox"]["repeats"][0]
             parts.append(
@@ -579,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     text = table(bench.records)
     print()
+    if bench.server_error:
+        print(f"cellbox server unavailable: {bench.server_error}\n")
     print(text)
     print()
     print(details(bench.records))

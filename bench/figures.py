@@ -6,18 +6,19 @@ Every function here measures one thing and returns a JSON-ready dict; the caller
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import resource
 import secrets
 import statistics
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
 import procmem
 from baseline import Baseline, Kernel
-from server import Api, ApiError, check_execute, primary_text
+from server import Api, ApiError, primary_text
 from stats import summarize_ns, summarize_rounds
 
 SCIPY_CELL = (
@@ -26,6 +27,8 @@ SCIPY_CELL = (
     "df.groupby(df.a % 3).b.sum().to_dict()"
 )
 SCIPY_EXPECTED = "{0: 3366.0, 1: 3234.0, 2: 3300.0}"
+
+ClientFactory = Callable[[], Api]
 
 
 @dataclass
@@ -101,48 +104,84 @@ def _timed_kernel(kernel: Kernel, code: str, expected: str | None) -> int:
 # --- warm latency ---------------------------------------------------------------------
 
 
+Sampler = Callable[[], int]
+
+
+def interleaved_rounds(sides: dict[str, Sampler], plan: Plan) -> tuple[dict, dict]:
+    """Run every side's sampler in rounds, the sides taking turns within each round.
+
+    Taking turns spreads machine noise over all sides alike. A side whose sampler
+    raises is dropped from then on; returns (summaries, errors) keyed by side.
+    """
+    live = dict(sides)
+    errors: dict[str, str] = {}
+    rounds: dict[str, list[list[int]]] = {name: [] for name in sides}
+
+    def attempt(name: str, count: int) -> list[int] | None:
+        try:
+            return [live[name]() for _ in range(count)]
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"[:2000]
+            del live[name]
+            return None
+
+    for name in list(live):
+        attempt(name, plan.warm_warmup)
+    for _ in range(plan.warm_rounds):
+        for name in list(live):
+            samples = attempt(name, plan.warm_per_round)
+            if samples is not None:
+                rounds[name].append(samples)
+    summaries = {name: summarize_rounds(r) for name, r in rounds.items() if r and name in live}
+    return summaries, errors
+
+
+def execute_sampler(api: Api, context_id: str, code: str, expected: str) -> Sampler:
+    def sample() -> int:
+        elapsed, data = api.timed_execute(code, context_id=context_id)
+        _expect(data, expected)
+        return elapsed
+
+    return sample
+
+
+def kernel_sampler(kernel: Kernel, code: str, expected: str) -> Sampler:
+    return lambda: _timed_kernel(kernel, code, expected)
+
+
 def warm_latency(
-    api: Api | None,
+    apis: list[Api],
     kernel: Kernel | None,
     plan: Plan,
+    language: str | None = None,
     code: str = "1+1",
     expected: str = "2",
-    language: str | None = None,
-) -> dict:
-    """p50 of ``code`` on one warm context (and one warm kernel), rounds interleaved.
+) -> tuple[dict, dict]:
+    """p50 of ``code`` on one warm context per client (and one warm kernel).
 
-    Interleaving the cellbox and baseline rounds spreads machine noise over both.
+    Sides: ``cellbox`` (the first client), ``cellbox_via_<kind>`` for the other
+    clients, ``http_floor_<kind>`` (``GET /healthz`` on the same connection: what the
+    client and HTTP alone cost) and ``baseline`` when a kernel is given.
     """
-    context_id = None
-    if api is not None:
+    sides: dict[str, Sampler] = {}
+    contexts: list[tuple[Api, str]] = []
+    for i, api in enumerate(apis):
         context_id = api.execute("0", language)["context_id"]
-        for _ in range(plan.warm_warmup):
-            _expect(api.execute(code, context_id=context_id), expected)
+        contexts.append((api, context_id))
+        name = "cellbox" if i == 0 else f"cellbox_via_{api.kind}"
+        sides[name] = execute_sampler(api, context_id, code, expected)
+    for api in apis:
+        sides[f"http_floor_{api.kind}"] = functools.partial(api.timed_get, "/healthz")
     if kernel is not None:
-        for _ in range(plan.warm_warmup):
-            _timed_kernel(kernel, code, expected)
-    ours: list[list[int]] = []
-    theirs: list[list[int]] = []
-    for _ in range(plan.warm_rounds):
-        if api is not None:
-            samples = []
-            for _ in range(plan.warm_per_round):
-                elapsed, data = api.timed_execute(code, context_id=context_id)
-                _expect(data, expected)
-                samples.append(elapsed)
-            ours.append(samples)
-        if kernel is not None:
-            theirs.append(
-                [_timed_kernel(kernel, code, expected) for _ in range(plan.warm_per_round)]
-            )
-    if api is not None and context_id is not None:
-        api.delete(context_id)
-    out: dict = {"code": code, "warmup_excluded": plan.warm_warmup}
-    if ours:
-        out["cellbox"] = summarize_rounds(ours)
-    if theirs:
-        out["baseline"] = summarize_rounds(theirs)
-    return out
+        sides["baseline"] = kernel_sampler(kernel, code, expected)
+    try:
+        return interleaved_rounds(sides, plan)
+    finally:
+        for api, context_id in contexts:
+            try:
+                api.delete(context_id)
+            except Exception:  # noqa: BLE001 - cleanup must not hide the measurement
+                pass
 
 
 # --- new contexts ---------------------------------------------------------------------
@@ -181,60 +220,67 @@ def new_context_latency(
     return out
 
 
-async def _burst_once(api: Api, size: int, code: str) -> dict:
-    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    async with httpx.AsyncClient(
-        base_url=api.url, headers=api.headers, limits=limits, timeout=120.0
-    ) as client:
-        # Open all connections first so connection setup is not part of the burst.
-        await asyncio.gather(*(client.get("/healthz") for _ in range(size)))
+def _connected_clients(make_client: ClientFactory, count: int) -> list[Api]:
+    """``count`` clients, each with its connection already open (``GET /healthz``)."""
+    clients = [make_client() for _ in range(count)]
+    for client in clients:
+        client.timed_get("/healthz")
+    return clients
 
-        async def one() -> tuple[int, httpx.Response | Exception]:
-            t0 = time.perf_counter_ns()
-            try:
-                response = await client.post("/execute", json={"code": code})
-            except httpx.HTTPError as exc:
-                return time.perf_counter_ns() - t0, exc
-            return time.perf_counter_ns() - t0, response
 
+def _burst_once(make_client: ClientFactory, size: int, code: str) -> dict:
+    """``size`` threads, released together, each sending one new-context execute."""
+    clients = _connected_clients(make_client, size)
+    gate = threading.Barrier(size + 1)
+    outcomes: list[tuple[int, int, dict | Exception]] = [(0, 0, RuntimeError("no answer"))] * size
+
+    def one(index: int) -> None:
+        gate.wait()
         t0 = time.perf_counter_ns()
-        results = await asyncio.gather(*(one() for _ in range(size)))
-        wall = time.perf_counter_ns() - t0
-    answered = 0
-    errors: list[str] = []
-    context_ids: list[str] = []
-    for _, response in results:
-        if isinstance(response, Exception):
-            errors.append(repr(response))
-            continue
         try:
-            data = check_execute(response)
-        except ApiError as exc:
-            errors.append(str(exc)[:300])
-            continue
-        answered += 1
-        context_ids.append(data["context_id"])
+            _, data = clients[index].timed_execute(code)
+            outcome: dict | Exception = data
+        except Exception as exc:  # noqa: BLE001 - every failure is counted, none raised
+            outcome = exc
+        end = time.perf_counter_ns()
+        outcomes[index] = (end, end - t0, outcome)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(size)]
+    for thread in threads:
+        thread.start()
+    gate.wait()
+    start = time.perf_counter_ns()
+    for thread in threads:
+        thread.join()
+    context_ids = [o[2]["context_id"] for o in outcomes if isinstance(o[2], dict)]
+    errors = [
+        f"{type(o[2]).__name__}: {o[2]}"[:300] for o in outcomes if isinstance(o[2], Exception)
+    ]
+    for context_id in context_ids:
+        clients[0].delete(context_id)
+    for client in clients:
+        client.close()
     return {
-        "wall_ns": wall,
-        "answered": answered,
+        "wall_ns": max(o[0] for o in outcomes) - start,
+        "answered": len(context_ids),
         "errors": errors,
-        "latencies_ns": [r[0] for r in results],
-        "context_ids": context_ids,
+        "latencies_ns": [o[1] for o in outcomes],
+        "kind": clients[0].kind,
     }
 
 
-def burst(api: Api, plan: Plan) -> dict:
+def burst(make_client: ClientFactory, plan: Plan) -> dict:
     """``burst_size`` concurrent new contexts; wall time until all are answered."""
     walls: list[int] = []
     latencies: list[int] = []
     all_answered = True
     errors: list[str] = []
+    kind = "?"
     for i in range(plan.burst_repeats):
         if i:
             time.sleep(plan.burst_pause_s)
-        once = asyncio.run(_burst_once(api, plan.burst_size, plan.burst_code))
-        for context_id in once["context_ids"]:
-            api.delete(context_id)
+        once = _burst_once(make_client, plan.burst_size, plan.burst_code)
+        kind = once["kind"]
         walls.append(once["wall_ns"])
         latencies.extend(once["latencies_ns"])
         if once["answered"] != plan.burst_size:
@@ -243,6 +289,8 @@ def burst(api: Api, plan: Plan) -> dict:
     out = {
         "size": plan.burst_size,
         "code": plan.burst_code,
+        "client": f"{kind}: one thread and one keep-alive connection per request, "
+        "all released together",
         "repeats": len(walls),
         "pause_between_repeats_s": plan.burst_pause_s,
         "all_answered": all_answered,
@@ -377,38 +425,38 @@ def ts_history(api: Api, plan: Plan) -> dict:
 # --- throughput -----------------------------------------------------------------------
 
 
-async def _throughput_once(api: Api, context_ids: list[str], seconds: float) -> dict:
-    size = len(context_ids)
-    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    async with httpx.AsyncClient(
-        base_url=api.url, headers=api.headers, limits=limits, timeout=120.0
-    ) as client:
+def _throughput_once(clients: list[Api], context_ids: list[str], seconds: float) -> dict:
+    """One thread per client, each running ``1+1`` on its own context until time is up."""
+    gate = threading.Barrier(len(clients) + 1)
+    results: list[dict] = [{}] * len(clients)
+    until = [0.0]
 
-        async def run(context_id: str, until: float | None, count: int) -> dict:
-            done = 0
-            errors = 0
-            latencies: list[int] = []
-            body = {"code": "1+1", "context_id": context_id}
-            while (until is None and done + errors < count) or (
-                until is not None and time.perf_counter() < until
-            ):
-                t0 = time.perf_counter_ns()
-                response = await client.post("/execute", json=body)
-                latencies.append(time.perf_counter_ns() - t0)
-                try:
-                    _expect(check_execute(response), "2")
-                    done += 1
-                except ApiError:
-                    errors += 1
-            return {"done": done, "errors": errors, "latencies": latencies}
+    def run(index: int) -> None:
+        client, context_id = clients[index], context_ids[index]
+        done = errors = 0
+        latencies: list[int] = []
+        gate.wait()
+        while time.perf_counter() < until[0]:
+            try:
+                elapsed, data = client.timed_execute("1+1", context_id=context_id)
+                _expect(data, "2")
+                latencies.append(elapsed)
+                done += 1
+            except Exception:  # noqa: BLE001 - counted, the load goes on
+                errors += 1
+        results[index] = {"done": done, "errors": errors, "latencies": latencies}
 
-        # Warm-up: every client opens its connection and runs a few cells.
-        await asyncio.gather(*(run(c, None, 5) for c in context_ids))
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = time.perf_counter()
-        results = await asyncio.gather(*(run(c, t0 + seconds, 0) for c in context_ids))
-        wall = time.perf_counter() - t0
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    until[0] = t0 + seconds
+    gate.wait()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     done = sum(r["done"] for r in results)
     client_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {
@@ -421,17 +469,20 @@ async def _throughput_once(api: Api, context_ids: list[str], seconds: float) -> 
     }
 
 
-def throughput(api: Api, plan: Plan, server_pid: int | None) -> dict:
+def throughput(make_client: ClientFactory, plan: Plan, server_pid: int | None) -> dict:
     """``throughput_clients`` concurrent clients, each on its own context, ``1+1`` in a loop."""
-    context_ids = [api.execute("0")["context_id"] for _ in range(plan.throughput_clients)]
+    clients = _connected_clients(make_client, plan.throughput_clients)
+    context_ids = [client.execute("0")["context_id"] for client in clients]
     runs = []
     try:
         for i in range(plan.throughput_repeats):
-            if i:
-                time.sleep(plan.settle_s)
+            time.sleep(plan.settle_s if i else 0)
+            for client, context_id in zip(clients, context_ids, strict=True):
+                for _ in range(3):
+                    _expect(client.execute("1+1", context_id=context_id), "2")
             server_pids = procmem.tree(server_pid) if server_pid else []
             ticks0 = procmem.cpu_ticks(server_pids)
-            once = asyncio.run(_throughput_once(api, context_ids, plan.throughput_seconds))
+            once = _throughput_once(clients, context_ids, plan.throughput_seconds)
             if server_pids:
                 ticks1 = procmem.cpu_ticks(server_pids)
                 used = sum(ticks1[p] - ticks0[p] for p in ticks1 if p in ticks0)
@@ -440,13 +491,15 @@ def throughput(api: Api, plan: Plan, server_pid: int | None) -> dict:
             runs.append(once)
     finally:
         for context_id in context_ids:
-            api.delete(context_id)
+            clients[0].delete(context_id)
+        for client in clients:
+            client.close()
     return {
         "value": statistics.median(r["exec_per_s"] for r in runs),
         "clients": plan.throughput_clients,
+        "client": f"{clients[0].kind}, one thread and one keep-alive connection per client, "
+        "in the benchmark process (its CPU use is reported: it shares the machine's cores)",
         "seconds_per_run": plan.throughput_seconds,
-        "client": "one httpx.AsyncClient, one keep-alive connection per client, "
-        "in the benchmark process (its CPU use is reported: it shares the 2 cores)",
         "runs": runs,
     }
 

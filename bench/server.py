@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import secrets
 import shutil
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import httpx
@@ -88,9 +91,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with code {self.process.returncode}:\n{self.log_tail()}"
-                )
+                last = self.log_tail(1) or "(no output)"
+                raise RuntimeError(f"server exited with code {self.process.returncode}: {last}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
                     return time.perf_counter() - t0
@@ -98,7 +100,7 @@ class Server:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"server not healthy after {timeout} s:\n{self.log_tail()}")
+        raise RuntimeError(f"server not healthy after {timeout} s: {self.log_tail(1)}")
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -131,15 +133,25 @@ class Server:
 
 
 class Api:
-    """Synchronous client on one keep-alive connection."""
+    """A client for the API on one keep-alive connection; subclasses pick the HTTP library.
 
-    def __init__(self, url: str, api_key: str, timeout: float = 120.0) -> None:
-        self.url = url
+    Timings cover sending the request and reading the whole response body; encoding
+    the request JSON and decoding the response happen outside them.
+    """
+
+    kind = "abstract"
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
         self.headers = {"Authorization": f"Bearer {api_key}"}
-        self.client = httpx.Client(base_url=url, headers=self.headers, timeout=timeout)
+
+    def _request(self, method: str, path: str, payload: bytes | None) -> tuple[int, int, bytes]:
+        """(nanoseconds, status, body) of one request."""
+        raise NotImplementedError
 
     def close(self) -> None:
-        self.client.close()
+        raise NotImplementedError
 
     def timed_execute(
         self, code: str, language: str | None = None, context_id: str | None = None
@@ -150,52 +162,103 @@ class Api:
             body["language"] = language
         if context_id is not None:
             body["context_id"] = context_id
-        t0 = time.perf_counter_ns()
-        response = self.client.post("/execute", json=body)
-        elapsed = time.perf_counter_ns() - t0
-        return elapsed, check_execute(response)
+        elapsed, status, raw = self._request("POST", "/execute", json.dumps(body).encode())
+        return elapsed, check_execute(status, raw)
 
     def execute(
         self, code: str, language: str | None = None, context_id: str | None = None
     ) -> dict:
         return self.timed_execute(code, language, context_id)[1]
 
+    def timed_get(self, path: str) -> int:
+        elapsed, status, raw = self._request("GET", path, None)
+        if status != 200:
+            raise ApiError(f"GET {path} -> {status}", status, raw[:500])
+        return elapsed
+
     def delete(self, context_id: str) -> None:
-        response = self.client.delete(f"/contexts/{context_id}")
-        if response.status_code not in (204, 404):
-            raise ApiError(
-                f"DELETE /contexts/{context_id} -> {response.status_code}",
-                response.status_code,
-                response.text[:500],
-            )
+        _, status, raw = self._request("DELETE", f"/contexts/{context_id}", None)
+        if status not in (204, 404):
+            raise ApiError(f"DELETE /contexts/{context_id} -> {status}", status, raw[:500])
 
     def get_context(self, context_id: str) -> dict:
-        response = self.client.get(f"/contexts/{context_id}")
-        if response.status_code != 200:
-            raise ApiError(
-                f"GET /contexts/{context_id} -> {response.status_code}",
-                response.status_code,
-                response.text[:500],
-            )
-        return response.json()
+        _, status, raw = self._request("GET", f"/contexts/{context_id}", None)
+        if status != 200:
+            raise ApiError(f"GET /contexts/{context_id} -> {status}", status, raw[:500])
+        return json.loads(raw)
 
     def check_auth(self) -> None:
-        response = self.client.get("/contexts")
-        if response.status_code != 200:
-            raise ApiError(f"GET /contexts -> {response.status_code}", response.status_code)
+        _, status, raw = self._request("GET", "/contexts", None)
+        if status != 200:
+            raise ApiError(f"GET /contexts -> {status}", status, raw[:500])
 
 
-def check_execute(response: httpx.Response) -> dict:
+class HttpxApi(Api):
+    """``httpx.Client`` (keep-alive, sequential requests)."""
+
+    kind = "httpx"
+
+    def __init__(self, url: str, api_key: str, timeout: float = 120.0) -> None:
+        super().__init__(url, api_key)
+        self.client = httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout)
+
+    def _request(self, method: str, path: str, payload: bytes | None) -> tuple[int, int, bytes]:
+        headers = JSON_HEADERS if payload is not None else None
+        t0 = time.perf_counter_ns()
+        response = self.client.request(method, path, content=payload, headers=headers)
+        elapsed = time.perf_counter_ns() - t0
+        return elapsed, response.status_code, response.content
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class StdlibApi(Api):
+    """``http.client.HTTPConnection``: far less client CPU per request than httpx."""
+
+    kind = "http.client"
+
+    def __init__(self, url: str, api_key: str, timeout: float = 120.0) -> None:
+        super().__init__(url, api_key)
+        parts = urllib.parse.urlsplit(self.url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 80
+        self._timeout = timeout
+        self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        self._headers = {**self.headers, **JSON_HEADERS}
+
+    def _request(self, method: str, path: str, payload: bytes | None) -> tuple[int, int, bytes]:
+        for attempt in (1, 2):
+            t0 = time.perf_counter_ns()
+            try:
+                self._conn.request(method, path, body=payload, headers=self._headers)
+                response = self._conn.getresponse()
+                raw = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # The server closed an idle keep-alive connection; reconnect once.
+                self._conn.close()
+                if attempt == 2:
+                    raise
+                continue
+            return time.perf_counter_ns() - t0, response.status, raw
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+CLIENTS: dict[str, type[Api]] = {"httpx": HttpxApi, "stdlib": StdlibApi}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def check_execute(status: int, raw: bytes) -> dict:
     """The body of a successful execution; ApiError for HTTP errors or a cell error."""
-    if response.status_code != 200:
-        try:
-            body = response.json()
-        except ValueError:
-            body = response.text[:500]
-        raise ApiError(
-            f"POST /execute -> {response.status_code}: {body}", response.status_code, body
-        )
-    data = response.json()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = raw[:500].decode(errors="replace")
+    if status != 200:
+        raise ApiError(f"POST /execute -> {status}: {data}", status, data)
     if data.get("error"):
         err = data["error"]
         raise ApiError(f"cell error {err.get('name')}: {err.get('value')}", 200, err)

@@ -83,8 +83,10 @@ class Execution:
             async with context.lock:
                 if context.closed:
                     raise ContextGone(context.id)
-                if self.stop_reason == DISCONNECT:
+                if self.stop_reason == DISCONNECT:  # the client left while it waited
                     self.started.set_result(None)
+                    self._emit(error_event("Disconnected", "the client went away; not run"))
+                    self._emit(self._exit_event(failed=True))
                     return
                 context.running = self
                 try:

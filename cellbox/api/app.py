@@ -102,8 +102,8 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         if not header_matches(header, token.value):
             raise Unauthorized("missing or invalid API token" if header else "missing API token")
 
-    async def start(request: Request, body: ExecuteRequest) -> Execution:
-        """Find or create the context, queue the code, wait for its turn (404 if deleted)."""
+    async def start(body: ExecuteRequest) -> Execution:
+        """Find or create the context and queue the code on it."""
         if body.context_id is not None:
             context = registry.get(body.context_id)
             if body.language is not None and body.language != context.runtime.name:
@@ -114,9 +114,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         else:
             context = await registry.create(RUNTIMES[body.language or "python"])
         timeout_ms = body.timeout_ms or settings.default_timeout_ms
-        execution = registry.execute(context, body.code, body.env_vars or {}, timeout_ms)
-        await _until_disconnect(request, execution, execution.started)
-        return execution
+        return registry.execute(context, body.code, body.env_vars or {}, timeout_ms)
 
     @app.post(
         "/execute",
@@ -127,10 +125,11 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         summary="Run code in a persistent context and wait for the whole result",
     )
     async def execute(request: Request) -> Response:
-        execution = await start(request, parse_body(ExecuteRequest, await request.body()))
+        execution = await start(parse_body(ExecuteRequest, await request.body()))
         fold = Fold()
 
         async def collect() -> None:
+            await execution.started  # ContextGone (404) if deleted while queued
             async for batch in execution.batches():
                 fold.add(batch)
 
@@ -145,7 +144,8 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         summary="Run code and stream its events as server-sent events",
     )
     async def execute_stream(request: Request) -> Response:
-        execution = await start(request, parse_body(ExecuteRequest, await request.body()))
+        execution = await start(parse_body(ExecuteRequest, await request.body()))
+        await _until_disconnect(request, execution, execution.started)
 
         async def stream() -> AsyncIterator[bytes]:
             finished = False
