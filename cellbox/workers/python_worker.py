@@ -16,9 +16,9 @@ The module is split so that a fork server (zygote) can reuse it:
 - :func:`main` parses ``--fd N`` and runs ``prepare()`` then ``serve(N)``.
 
 Threads (all started in :func:`serve`): a socket reader (turns ``interrupt`` into SIGINT for
-the main thread, queues ``execute``), one sender (the only writer of the socket; coalesces
-output chunks), and one reader for the pipes behind fds 1 and 2. User code runs on the main
-thread.
+the main thread, queues ``execute`` and ``chdir``), one sender (the only writer of the socket
+during executions; coalesces output chunks), and one reader for the pipes behind fds 1 and 2.
+User code runs on the main thread.
 """
 
 from __future__ import annotations
@@ -158,13 +158,17 @@ class _Outbox:
     def __init__(self, sock: socket.socket, log: _Log) -> None:
         self._sock = sock
         self._log = log
-        self._lock = threading.Lock()
+        # Reentrant: a finalizer run by the garbage collector inside a locked section may
+        # print, which comes back here on the same thread.
+        self._lock = threading.RLock()
         self._space = threading.Condition(self._lock)  # writers waiting for the backlog
         self._wake = threading.Event()  # set when the sleeping sender has work
         self._items: list[Any] = []
+        self._controls = 0  # tuple entries in ``_items`` (all appended under ``_lock``)
         self._size = 0
         self._active = False
-        self._waiting = False
+        self._waiting = False  # the sender may be about to sleep: producers must kick it
+        self._kicked = False  # a producer already kicked it (spares repeated Event.set)
         self._dropped = 0
         self._tails: dict[str, str] = {}
         self._thread: threading.Thread | None = None
@@ -177,21 +181,26 @@ class _Outbox:
             if not self._active and self._size > _IDLE_LIMIT:
                 self._dropped += len(text)
                 return
-            self._items.append(text if kind == _STDOUT else (_STDERR, text))
+            if kind == _STDOUT:
+                self._items.append(text)
+            else:
+                self._items.append((_STDERR, text))
+                self._controls += 1
             self._size += len(text)
             over = self._active and self._size > _BACKLOG_LIMIT
         if self._waiting:
-            self._wake.set()
+            self._kick()
         if over:
             self._throttle()
 
     def put_frame(self, frame: bytes, tag: str = _FRAME) -> None:
         with self._lock:
             self._items.append((tag, frame))
+            self._controls += 1
             self._size += len(frame)
             over = tag == _FRAME and self._active and self._size > _BACKLOG_LIMIT
         if self._waiting:
-            self._wake.set()
+            self._kick()
         if over:
             self._throttle()
 
@@ -209,6 +218,11 @@ class _Outbox:
             self.put_text(_STDERR, note)
         self._wake.set()
 
+    def _kick(self) -> None:
+        if not self._kicked:
+            self._kicked = True
+            self._wake.set()
+
     def _throttle(self) -> None:
         if threading.current_thread() is self._thread:
             return
@@ -223,7 +237,7 @@ class _Outbox:
         self._thread.start()
 
     def send_now(self, frame: bytes) -> None:
-        """Write one frame directly (only before the sender starts, or from it)."""
+        """Write one frame directly, bypassing the queue (only between executions)."""
         with self._send_lock:
             self._sock.sendall(frame)
 
@@ -234,6 +248,7 @@ class _Outbox:
                 # Announce the nap before looking: a producer that appends after the look
                 # sees ``_waiting`` and sets ``_wake`` (the GIL orders these steps).
                 self._wake.clear()
+                self._kicked = False
                 self._waiting = True
                 if not (self._active and self._items):
                     self._wake.wait()
@@ -244,17 +259,23 @@ class _Outbox:
                     count = len(self._items)
                     batch = self._items[:count]
                     del self._items[:count]
+                    controls, self._controls = self._controls, 0
                     self._size = 0
                     self._space.notify_all()
                 if not batch:
                     continue
-                frames, rest = self._encode_batch(batch)
+                if controls:
+                    frames, rest = self._encode_batch(batch)
+                else:  # only stdout text (a print loop): no need to look at each entry
+                    frames, rest = [], None
+                    self._text_frames(_STDOUT, batch, frames)
                 if rest is not None:
                     # ``done`` was in this batch: pause before the server can see it, and
                     # keep what came after it for the next execution.
                     with self._lock:
                         self._active = False
                         self._items[:0] = rest
+                        self._controls += sum(1 for x in rest if x.__class__ is not str)
                         self._size += sum(len(x if x.__class__ is str else x[1]) for x in rest)
                         self._space.notify_all()
                 if frames:
@@ -396,8 +417,8 @@ class _TextSink(io.TextIOBase):
                 # The hot path of every print(): no lock (list.append is atomic).
                 outbox._items.append(s)
                 outbox._size += n
-                if outbox._waiting:
-                    outbox._wake.set()
+                if outbox._waiting and not outbox._kicked:
+                    outbox._kick()
             else:
                 outbox.put_text(self._kind, s)
         return n
@@ -510,7 +531,7 @@ class _FdCapture:
     def __init__(self, outbox: _Outbox, log: _Log) -> None:
         self._outbox = outbox
         self._log = log
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant for the same reason as the outbox's
         self._pipes: dict[int, tuple[str, Any]] = {}
 
     def install(self) -> None:
@@ -645,11 +666,6 @@ def _pyplot_show(*args: Any, **kwargs: Any) -> None:
         worker.flush_figures()
 
 
-def _is_figure(obj: Any) -> bool:
-    figure_mod = sys.modules.get("matplotlib.figure")
-    return figure_mod is not None and isinstance(obj, figure_mod.Figure)
-
-
 class _Worker:
     """The state of one prepared worker process."""
 
@@ -669,6 +685,7 @@ class _Worker:
         self._emitted: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._emit_seq = itertools.count()
         self._formatters_file = ""
+        self._usage_error: type[BaseException] | None = None
         self._internal_dirs: tuple[str, ...] = ()
         self._libc_fflush: Any = None
 
@@ -704,7 +721,9 @@ class _Worker:
         )
 
         import IPython
+        from IPython.core.error import UsageError
 
+        self._usage_error = UsageError
         self._formatters_file = formatters.__file__
         self._internal_dirs = (os.path.dirname(IPython.__file__) + os.sep,)
 
@@ -752,11 +771,20 @@ class _Worker:
 
         while True:
             request = self._requests.get()
+            if request.get("op") == "chdir":
+                self._chdir(request.get("path"))
+                continue
             try:
                 self._execute(request)
             except BaseException as exc:  # never let the loop die
+                self._running = False
                 self.log.write(f"execution machinery failed: {exc!r}")
-                self._finish()
+                try:
+                    if not self._error_sent:
+                        self.report_exception(type(exc), exc, exc.__traceback__)
+                    self._finish()
+                except BaseException as again:
+                    self.log.write(f"could not finish the execution: {again!r}")
 
     def _read_loop(self, sock: socket.socket) -> None:
         _block_sigint()
@@ -779,14 +807,28 @@ class _Worker:
                 if op == "interrupt":
                     if self._running and main_ident is not None:
                         signal.pthread_kill(main_ident, signal.SIGINT)
-                elif op == "execute":
-                    self._requests.put(message)
+                elif op == "execute" or op == "chdir":
+                    self._requests.put(message)  # handled in order by the main thread
                 else:
                     self.log.write(f"unknown message {op!r}")
         except Exception as exc:
             self.log.write(f"socket reader failed: {exc!r}")
         finally:
             os._exit(0)  # the server closed the connection: this context is over
+
+    def _chdir(self, path: Any) -> None:
+        """``chdir`` (between executions): answered at once, not held back like output."""
+        try:
+            if not isinstance(path, str):
+                raise TypeError("chdir: 'path' must be a string")
+            os.chdir(path)
+            reply = {"type": "chdir", "ok": True, "error": ""}
+        except Exception as exc:
+            reply = {"type": "chdir", "ok": False, "error": f"cannot change directory: {exc}"}
+        try:
+            self.outbox.send_now(_encode_lenient(reply))
+        except OSError:
+            os._exit(0)  # the server went away
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         if self._running and not self._shield:
@@ -816,9 +858,9 @@ class _Worker:
             return
 
         result = None
-        self._running = True
         try:
             try:
+                self._running = True  # from here on an interrupt raises KeyboardInterrupt
                 result = self.shell.run_cell(code, store_history=True)
                 self.flush_figures()
             except BaseException as exc:  # an interrupt outside the user's code, or a bug
@@ -919,9 +961,11 @@ class _Worker:
             self._shield -= 1
 
     def _format_traceback(self, etype: Any, value: Any, tb: Any) -> str:
+        if self._usage_error is not None and isinstance(value, self._usage_error):
+            return _strip_ansi(f"UsageError: {value}\n")  # IPython's own wording, no frames
         try:
             exc = traceback.TracebackException(etype, value, tb, compact=True)
-            self._trim(exc, set())
+            self._trim(exc, set(), isinstance(value, SystemExit))
             text = "".join(exc.format())
         except Exception:
             try:
@@ -930,26 +974,27 @@ class _Worker:
                 text = f"{getattr(etype, '__name__', etype)}\n"
         return _strip_ansi(text)
 
-    def _trim(self, exc: traceback.TracebackException, seen: set[int]) -> None:
-        """Hide the worker's and IPython's own frames around the user's code."""
+    def _trim(self, exc: traceback.TracebackException, seen: set[int], tail: bool) -> None:
+        """Hide the worker's frames, and IPython's below the user's code (and above it
+        when ``tail``, e.g. ``exit()`` raising inside IPython)."""
         if id(exc) in seen:
             return
         seen.add(id(exc))
         own = __file__
+        internal = self._internal_dirs
         frames = [frame for frame in exc.stack if frame.filename != own]
         start = 0
-        while start < len(frames) and frames[start].filename.startswith(self._internal_dirs):
+        while start < len(frames) and frames[start].filename.startswith(internal):
             start += 1
-        if start < len(frames):
-            frames = frames[start:]
-        else:
-            frames = []
+        frames = frames[start:]
+        while tail and frames and frames[-1].filename.startswith(internal):
+            frames.pop()
         exc.stack = traceback.StackSummary.from_list(frames)
         for chained in (exc.__cause__, exc.__context__):
             if chained is not None:
-                self._trim(chained, seen)
+                self._trim(chained, seen, False)
         for member in getattr(exc, "exceptions", None) or ():
-            self._trim(member, seen)
+            self._trim(member, seen, False)
 
     def _code_name(self, raw_code: str, transformed_code: str, number: int) -> str:
         self._names_in_cell += 1
@@ -1119,6 +1164,13 @@ def _make_shell_class(worker: _Worker) -> Any:
 
         def showindentationerror(self) -> None:
             self.showtraceback()
+
+        def _format_exception_for_storage(
+            self, exception: Any, filename: Any = None, running_compiled_code: bool = False
+        ) -> dict[str, Any]:
+            # IPython 9 renders every failure again (slowly, with stack_data) for its
+            # history; the worker keeps no such history.
+            return {"ename": type(exception).__name__, "evalue": "", "traceback": []}
 
         def _tee(self, channel: str) -> Any:
             return contextlib.nullcontext()  # IPython 9 would keep all output in memory
