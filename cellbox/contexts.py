@@ -192,3 +192,4 @@ class ContextRegistry:
                 await self.delete(context.id)
         for pool in self.pools.values():
             await pool.close()
+        await asyncio.to_thread(self.sandbox.close)

@@ -52,7 +52,7 @@ class Server:
     def start(self) -> Server:
         self.log = open(self.state_dir / "server.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "/tmp/dev/devserve.py"] if os.environ.get("DEVSERVE") else [sys.executable, "-m", "cellbox.cli", "serve"],
+            [sys.executable, "-m", "cellbox.cli", "serve"],
             env=self.env,
             cwd=ROOT,
             stdout=self.log,

@@ -10,7 +10,7 @@ from tests.conftest import Client, Server
 
 
 def test_sse_framing_is_data_lines_and_blank_lines(server: Server, client: Client):
-    with client.events("POST", "/execute/async", json={"code": "print('hi')\n1"}) as response:
+    with client.stream("POST", "/execute/async", json={"code": "print('hi')\n1"}) as response:
         assert response.status_code == 200
         raw = response.read().decode()
     blocks = raw.split("\n\n")

@@ -67,7 +67,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     """The cellbox ASGI application."""
     if sandbox is None:
         sandbox = Sandbox(
-            settings.contexts_dir,
+            settings.state_dir,
             Limits(
                 memory_bytes=settings.memory_limit_mb << 20,
                 pids=settings.pids_limit,

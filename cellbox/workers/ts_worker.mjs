@@ -65,6 +65,7 @@ import { createRequire, isBuiltin, stripTypeScriptTypes } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import util from 'node:util';
+import v8 from 'node:v8';
 
 // ---------------------------------------------------------------------------------
 // io thread (runs in a worker_threads Worker; CommonJS; must be self-contained)
@@ -795,13 +796,14 @@ function statementHeads(toks) {
   const heads = [];
   let head = null;
   let prevTop = null;
-  let parenState = 0; // control head: 1 waiting for its "(...)", 2 header just closed
+  let parenState = 0; // control head: 1 waiting for its "(...)"
   let bodyNext = false;
+  let freshAt = -1; // a static import declaration ends just before this token
   for (let i = 0; i < toks.length; i++) {
     const t = toks[i];
     if (t.d !== 0) continue;
     let fresh;
-    if (prevTop === null) fresh = true;
+    if (prevTop === null || i === freshAt) fresh = true;
     else if (bodyNext) fresh = false;
     else if (prevTop.k === 'p' && prevTop.v === ';') fresh = true;
     else if (t.k === 'n' && (t.v === 'else' || t.v === 'catch' || t.v === 'finally')) fresh = false;
@@ -824,6 +826,10 @@ function statementHeads(toks) {
       }
       heads.push(i);
       parenState = t.k === 'n' && CONTROL_HEADS.has(t.v) ? 1 : 0;
+      if (t.k === 'n' && t.v === 'import') {
+        const parsed = parseImport(toks, i);
+        if (parsed) freshAt = parsed.next;
+      }
     } else if (fresh) {
       head = null;
     }
@@ -861,13 +867,15 @@ function matchingClose(toks, open) {
   return -1;
 }
 
-// `import ... from "m"` at the top level -> an edit turning it into an awaited import().
-function importEdit(src, toks, hi) {
+// A static `import` declaration starting at toks[hi]: its parts and the index of the
+// token after it; null when it is not one we understand.
+function parseImport(toks, hi) {
   let j = hi + 1;
   let def = null;
   let ns = null;
   let named = null;
   let spec = null;
+  let attrs = null;
   const at = (k) => toks[k] || { k: 'eof', v: undefined };
   if (at(j).k === 'str') {
     spec = at(j);
@@ -888,8 +896,7 @@ function importEdit(src, toks, hi) {
       while (at(j).v !== '}') {
         const item = at(j);
         if (item.k !== 'n' && item.k !== 'str') return null;
-        const imported = item.k === 'str' ? src.slice(item.s, item.e) : item.v;
-        let local = item.v;
+        let local = null;
         j++;
         if (at(j).v === 'as') {
           if (at(j + 1).k !== 'n') return null;
@@ -898,7 +905,7 @@ function importEdit(src, toks, hi) {
         } else if (item.k === 'str') {
           return null;
         }
-        named.push(imported === local ? local : `${imported}: ${local}`);
+        named.push({ item, local });
         if (at(j).v === ',') j++;
         else if (at(j).v !== '}') return null;
       }
@@ -909,23 +916,35 @@ function importEdit(src, toks, hi) {
     spec = at(j + 1);
     j += 2;
   }
-  let attrs = '';
   if ((at(j).v === 'with' || at(j).v === 'assert') && at(j + 1).v === '{' && !at(j).nl) {
     const close = matchingClose(toks, j + 1);
     if (close < 0) return null;
-    attrs = `, { with: ${src.slice(toks[j + 1].s, toks[close].e)} }`;
+    attrs = [toks[j + 1], toks[close]];
     j = close + 1;
   }
   if (at(j).v === ';') j++;
+  return { def, ns, named, spec, attrs, next: j };
+}
+
+// `import ... from "m"` at the top level -> an edit turning it into an awaited import().
+function importEdit(src, toks, hi) {
+  const parsed = parseImport(toks, hi);
+  if (!parsed) return null;
+  const { def, ns, spec, attrs } = parsed;
   const start = toks[hi].s;
-  const end = toks[j - 1].e;
-  const call = `await ${IMPORT_HELPER}(${src.slice(spec.s, spec.e)}${attrs})`;
+  const end = toks[parsed.next - 1].e;
+  const attrText = attrs ? `, { with: ${src.slice(attrs[0].s, attrs[1].e)} }` : '';
+  const call = `await ${IMPORT_HELPER}(${src.slice(spec.s, spec.e)}${attrText})`;
   let text;
   if (ns !== null) {
     text = `const ${ns} = ${call}${def !== null ? `, ${def} = ${ns}.default` : ''};`;
-  } else if (named !== null) {
-    if (def !== null) named.unshift(`default: ${def}`);
-    text = `const { ${named.join(', ')} } = ${call};`;
+  } else if (parsed.named !== null) {
+    const parts = parsed.named.map(({ item, local }) => {
+      const imported = item.k === 'str' ? src.slice(item.s, item.e) : item.v;
+      return local === null || local === imported ? imported : `${imported}: ${local}`;
+    });
+    if (def !== null) parts.unshift(`default: ${def}`);
+    text = `const { ${parts.join(', ')} } = ${call};`;
   } else if (def !== null) {
     text = `const ${def} = (${call}).default;`;
   } else {
@@ -1007,12 +1026,13 @@ function syntaxErrorFromTs(err, cellName) {
   return { name: 'SyntaxError', value: message, traceback };
 }
 
+// JavaScript for a cell; `transformed` when code had to be generated (positions moved).
 function toJavaScript(code) {
   try {
-    return stripTypeScriptTypes(code, { mode: 'strip' });
+    return { js: stripTypeScriptTypes(code, { mode: 'strip' }), transformed: false };
   } catch (err) {
     if (err && err.code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
-      return stripTypeScriptTypes(code, { mode: 'transform' });
+      return { js: stripTypeScriptTypes(code, { mode: 'transform' }), transformed: true };
     }
     throw err;
   }
@@ -1117,7 +1137,9 @@ function startExecution(msg) {
   const cellName = `cell-${ex.cell}`;
   let js;
   try {
-    js = toJavaScript(msg.code);
+    const out = toJavaScript(msg.code);
+    js = out.js;
+    ex.transformed = out.transformed;
   } catch (err) {
     finish(ex.id, { kind: 'error', error: syntaxErrorFromTs(err, cellName) });
     return;
@@ -1129,31 +1151,135 @@ function startExecution(msg) {
     js = rewrite(js, toks);
   }
   ex.toks = toks;
+  evaluate(ex, js);
+}
+
+// Promises of REPL scripts whose Runtime.evaluate has not answered yet. The inspector
+// holds each one weakly until its answer is sent (a few microtasks after the promise
+// settles, or never for a cell interrupted while it awaited `new Promise(() => {})`). If
+// the promise is garbage collected in that window, V8 answers "Promise was collected"
+// to the in-process session from inside the GC, and the session's JS callback then
+// kills the process ("Invoke in DisallowJavascriptExecutionScope"; seen after a few
+// thousand `1+1` evaluations). Holding the promise until the answer arrives prevents
+// that; only the promises of interrupted, forever-pending cells stay.
+const pendingScripts = new Set();
+
+function evaluate(ex, js) {
   ex.evaluated = js;
-  session.post(
-    'Runtime.evaluate',
-    {
-      expression: `${js}\n//# sourceURL=${cellName}`,
-      replMode: true,
-      awaitPromise: true,
-      silent: true,
-      objectGroup: ex.group,
-      generatePreview: false,
-      includeCommandLineAPI: false,
-    },
-    (err, res) => onEvaluated(ex, err, res),
-  );
+  // The first promise created by Runtime.evaluate is the REPL script's own.
+  let scriptPromise = null;
+  let stopHook = null;
+  stopHook = v8.promiseHooks.onInit((promise) => {
+    if (scriptPromise === null) {
+      scriptPromise = promise;
+      if (stopHook !== null) {
+        stopHook();
+        stopHook = null;
+      }
+    }
+  });
+  let answered = false;
+  try {
+    session.post(
+      'Runtime.evaluate',
+      {
+        expression: `${js}\n//# sourceURL=cell-${ex.cell}`,
+        replMode: true,
+        awaitPromise: true,
+        silent: true,
+        objectGroup: ex.group,
+        generatePreview: false,
+        includeCommandLineAPI: false,
+      },
+      (err, res) => {
+        answered = true;
+        if (scriptPromise !== null) pendingScripts.delete(scriptPromise);
+        onEvaluated(ex, err, res);
+      },
+    );
+  } finally {
+    if (stopHook !== null) stopHook();
+    stopHook = null;
+  }
+  if (scriptPromise !== null && !answered) pendingScripts.add(scriptPromise);
 }
 
 function lastStatementIsExpression(ex) {
   try {
     const toks = ex.toks || tokenize(ex.source);
     const heads = statementHeads(toks);
+    if (ex.transformed) {
+      // The enum/namespace transform appends `var Name;` after the user's code.
+      let stop = toks.length;
+      while (heads.length > 1) {
+        const h = heads[heads.length - 1];
+        const size = stop - h;
+        const trailingVar =
+          (size === 2 || (size === 3 && toks[h + 2].v === ';')) &&
+          toks[h].v === 'var' &&
+          toks[h + 1].k === 'n';
+        if (!trailingVar) break;
+        heads.pop();
+        stop = h;
+      }
+    }
     if (heads.length === 0) return true;
     return !isNonExpressionStatement(toks, heads[heads.length - 1]);
   } catch {
     return true;
   }
+}
+
+// V8's REPL mode lets a later cell declare a name again only with the same kind
+// (let/class, const, var/function). When a cell fails to compile because a top-level
+// name was declared before with another kind, retry with the declaration keyword
+// changed: `const x` after `let x` becomes `let x`, `let x` after `var`/`function x`
+// becomes `var x`, `class C {}` becomes `let|var|const C = class C {};` and so on.
+// Only compile errors are retried, so no code has run. Returns the next code or null.
+function redeclaration(ex, message) {
+  const m = /^Identifier '([^']+)' has already been declared$/.exec(message);
+  if (!m || (ex.retries = (ex.retries ?? 0) + 1) > 16) return null;
+  if (ex.retryName !== m[1] || !ex.candidates) {
+    ex.retryName = m[1];
+    ex.candidates = redeclarationCandidates(ex.evaluated, m[1]);
+  }
+  return ex.candidates.length ? ex.candidates.shift() : null;
+}
+
+function redeclarationCandidates(code, name) {
+  const toks = tokenize(code);
+  let found = null;
+  for (const hi of statementHeads(toks)) {
+    const t = toks[hi];
+    const nx = toks[hi + 1];
+    if (t.k === 'n' && nx && nx.k === 'n' && nx.v === name) {
+      if (found !== null) return []; // declared twice in this cell: a real error
+      found = hi;
+    }
+  }
+  if (found === null) return [];
+  const t = toks[found];
+  const swap = (kw) => code.slice(0, t.s) + kw + code.slice(t.e);
+  if (t.v === 'const') return [swap('let'), swap('var')];
+  if (t.v === 'let') return [swap('var'), swap('const')];
+  if (t.v === 'var') return [swap('let'), swap('const')];
+  if (t.v === 'class' || t.v === 'function') {
+    // `class C ... { }` -> `let C = class C ... { };`
+    let j = found + 2;
+    if (t.v === 'function') {
+      if (toks[j] && toks[j].v === '(') j = matchingClose(toks, j) + 1;
+      else return [];
+    } else {
+      while (j < toks.length && !(toks[j].v === '{' && toks[j].d === 0)) j++;
+    }
+    if (j <= 0 || j >= toks.length || toks[j].v !== '{') return [];
+    const close = matchingClose(toks, j);
+    if (close < 0) return [];
+    const wrap = (kw) =>
+      `${code.slice(0, t.s)}${kw} ${name} = ${code.slice(t.s, toks[close].e)};${code.slice(toks[close].e)}`;
+    return t.v === 'class' ? [wrap('var'), wrap('let'), wrap('const')] : [wrap('let'), wrap('const')];
+  }
+  return [];
 }
 
 function syntaxErrorFromDetails(ex, details, thrown) {
@@ -1191,7 +1317,14 @@ function onEvaluated(ex, err, res) {
       if (details.exception === undefined) {
         error = { name: 'Error', value: plain(details.text), traceback: plain(details.text) };
       } else if (details.scriptId !== undefined && thrown instanceof SyntaxError) {
-        error = syntaxErrorFromDetails(ex, details, thrown); // compile error
+        // A compile error: nothing of the cell ran.
+        const retry = redeclaration(ex, thrown.message);
+        if (retry !== null) {
+          ex.firstError ??= syntaxErrorFromDetails(ex, details, thrown);
+          evaluate(ex, retry);
+          return;
+        }
+        error = ex.firstError ?? syntaxErrorFromDetails(ex, details, thrown);
       } else {
         error = errorFields(thrown);
       }
@@ -1271,6 +1404,11 @@ process.on('unhandledRejection', (reason) => backgroundError('Uncaught (in promi
 process.on('exit', () => {
   // process.exit() from user code (or EOF): push out what was printed.
   exiting = true;
+  try {
+    session.disconnect();
+  } catch {
+    // already gone
+  }
   try {
     if (queue.length) {
       const frames = queue;
