@@ -63,10 +63,6 @@ class Settings:
     def token_file(self) -> Path:
         return self.state_dir / "api-token"
 
-    @property
-    def contexts_dir(self) -> Path:
-        return self.state_dir / "contexts"
-
 
 def _parser_type(f: dataclasses.Field) -> Any:
     if "parse" in f.metadata:

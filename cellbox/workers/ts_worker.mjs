@@ -80,8 +80,22 @@ function ioThread() {
   const PENDING = 0;
   const INTERRUPT = 1;
 
-  const session = new inspector.Session();
-  session.connectToMainThread();
+  // Connected only while an interrupt is in progress: a session left connected makes
+  // Node print "Waiting for the debugger to disconnect..." at exit.
+  let session = null;
+  function terminateMain() {
+    if (session === null) {
+      session = new inspector.Session();
+      session.connectToMainThread();
+    }
+    session.post('Runtime.terminateExecution', () => {});
+  }
+  function dropSession() {
+    if (session !== null) {
+      session.disconnect();
+      session = null;
+    }
+  }
 
   const sock = new net.Socket({ fd: workerData.fd, readable: true, writable: true });
   let eof = false;
@@ -164,7 +178,10 @@ function ioThread() {
     let lastPost = started;
     const tick = () => {
       if (!unfinished.includes(id) || eof) {
-        if (interrupting === id) interrupting = 0;
+        if (interrupting === id) {
+          interrupting = 0;
+          dropSession();
+        }
         return;
       }
       const now = Date.now();
@@ -173,7 +190,7 @@ function ioThread() {
       // while not answering: blocked inside user code (sync sleep, Atomics.wait...).
       if ((state === 'R' || state === '?' || now - started > 1000) && now - lastTerminate >= 200) {
         lastTerminate = now;
-        session.post('Runtime.terminateExecution', () => {});
+        terminateMain();
       }
       if (now - lastPost >= 250) {
         lastPost = now;
@@ -1164,8 +1181,8 @@ function startExecution(msg) {
 // that; only the promises of interrupted, forever-pending cells stay.
 const pendingScripts = new Set();
 
-function evaluate(ex, js) {
-  ex.evaluated = js;
+// Runtime.evaluate in REPL mode; `done(err, res)` is called once, when it answers.
+function replEvaluate(expression, objectGroup, done) {
   // The first promise created by Runtime.evaluate is the REPL script's own.
   let scriptPromise = null;
   let stopHook = null;
@@ -1183,18 +1200,18 @@ function evaluate(ex, js) {
     session.post(
       'Runtime.evaluate',
       {
-        expression: `${js}\n//# sourceURL=cell-${ex.cell}`,
+        expression,
         replMode: true,
         awaitPromise: true,
         silent: true,
-        objectGroup: ex.group,
+        objectGroup,
         generatePreview: false,
         includeCommandLineAPI: false,
       },
       (err, res) => {
         answered = true;
         if (scriptPromise !== null) pendingScripts.delete(scriptPromise);
-        onEvaluated(ex, err, res);
+        done(err, res);
       },
     );
   } finally {
@@ -1202,6 +1219,13 @@ function evaluate(ex, js) {
     stopHook = null;
   }
   if (scriptPromise !== null && !answered) pendingScripts.add(scriptPromise);
+}
+
+function evaluate(ex, js) {
+  ex.evaluated = js;
+  replEvaluate(`${js}\n//# sourceURL=cell-${ex.cell}`, ex.group, (err, res) =>
+    onEvaluated(ex, err, res),
+  );
 }
 
 function lastStatementIsExpression(ex) {
@@ -1443,13 +1467,14 @@ session.connect();
   } finally {
     process.emitWarning = emitWarning;
   }
-  session.post(
-    'Runtime.evaluate',
-    { expression: 'void 0', replMode: true, awaitPromise: true, silent: true },
-    () => {},
-  );
-  safeInspect({ a: [1] });
-  statementHeads(tokenize('let a = 1; a'));
+  // Run the rest of an execution's path once, so the first cell is not the one that
+  // compiles it.
+  const sample = 'import { a } from "m"\nexport const b = 1; for (;;) {}\nimport("x"); 1';
+  const toks = tokenize(sample);
+  rewrite(sample, toks);
+  isNonExpressionStatement(toks, statementHeads(toks).at(-1));
+  errorFields(new Error('warm-up'));
+  JSON.stringify({ type: 'result', bundle: mimeBundle({ a: [1] }) });
 }
 
 io.on('message', (msg) => {
@@ -1463,4 +1488,12 @@ io.on('message', (msg) => {
   }
 });
 
-postFrames([{ type: 'ready' }], 0);
+replEvaluate('({ warm: [1, "up"] })', 'warm-up', (err, res) => {
+  try {
+    if (!err && res && res.result) safeInspect(remoteValue(res.result));
+  } catch {
+    // only a warm-up
+  }
+  releaseGroup('warm-up');
+  postFrames([{ type: 'ready' }], 0);
+});
