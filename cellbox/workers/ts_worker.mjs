@@ -2,7 +2,8 @@
 //
 // Launch:  node [--max-old-space-size=N] ts_worker.mjs --fd N
 // where N is an inherited, connected UNIX stream socket. Frames: 4-byte big-endian
-// length + UTF-8 JSON; see cellbox/protocol.py for the message set.
+// length + UTF-8 JSON; see cellbox/protocol.py for the message set (execute, chdir,
+// interrupt -> ready, stdout, stderr, display, result, error, done, chdir).
 //
 // Design (why it looks like this):
 //
@@ -35,7 +36,8 @@
 // * TypeScript: `module.stripTypeScriptTypes` in "strip" mode (positions preserved, so
 //   traceback lines/columns match the user's code); when the code uses syntax that
 //   needs code generation (enum, namespace, parameter properties, `<T>x`), "transform"
-//   mode. Then a small tokenizer rewrites what a REPL script cannot contain: static
+//   mode. Code without any character or keyword that TypeScript-only syntax needs
+//   (`1+1`, `f(x)`) skips the transform (~0.1 ms). Then a small tokenizer rewrites what a REPL script cannot contain: static
 //   `import` declarations become `const ... = await import(...)`, `export` keywords are
 //   dropped, and `import(...)` is routed through a helper (code evaluated through the
 //   inspector has no module referrer, so Node's own dynamic import would fail).
@@ -47,21 +49,35 @@
 //   A native Promise as the last value is awaited, so `Promise.reject(e)` and
 //   `import('node:os').then(...)` behave like their awaited forms.
 // * Output: console.* and process.stdout/stderr.write are captured into one ordered
-//   queue; flushed on setImmediate, when >= 64 KiB is queued, when the oldest queued
-//   chunk is > 50 ms old, and before `done`. Output produced while no execution runs
+//   queue. It is sent at once when nothing was sent for 50 ms (so a lone print is
+//   streamed immediately), else on setImmediate, when >= 64 KiB is queued, and before
+//   `done`. Output produced while no execution runs
 //   (timers, background errors) is held (capped at 1 MiB) and sent with the next one.
 // * process.exit() is allowed: queued output is flushed and the process exits; the
 //   server sees a dead worker (its crash path).
 // * Non-Error thrown values: name "Error", value util.inspect(value).
 //   Compile errors (V8 or the TypeScript transform): name "SyntaxError".
 //   Interrupted executions: name "Interrupted".
+//
+// Known limits:
+// * Code blocked inside a system call (child_process.execSync, a read on a pipe) can
+//   only be terminated once the call returns; the server kills the worker after its
+//   grace period.
+// * Terminating JS that runs inside an async scope pushed by Node's own JavaScript
+//   aborts the process. setTimeout/setInterval/setImmediate callbacks are moved out of
+//   that scope (see runOutsideScope); code run through AsyncResource.runInAsyncScope
+//   is not, and interrupting it while it spins ends the context (the server restarts).
+// * A cell interrupted while it awaits keeps its continuation: if the awaited promise
+//   settles later, the rest of the cell runs then, in the background.
+// * Output written straight to fd 1/2 (fs.writeSync(1), child processes with
+//   stdio 'inherit') bypasses the capture.
 
 import { Worker } from 'node:worker_threads';
 import inspector from 'node:inspector';
 import { Console } from 'node:console';
 import { Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { createRequire, isBuiltin, stripTypeScriptTypes } from 'node:module';
+import { createRequire, isBuiltin, stripTypeScriptTypes, syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import util from 'node:util';
@@ -111,6 +127,7 @@ function ioThread() {
   function onEof() {
     if (eof) return;
     eof = true;
+    dropSession();
     Atomics.store(S, PENDING, 0);
     Atomics.notify(S, PENDING);
     parentPort.postMessage({ op: 'eof' });
@@ -156,6 +173,8 @@ function ioThread() {
       parentPort.postMessage({ op: 'execute', id, code, env });
     } else if (msg.op === 'interrupt') {
       if (unfinished.length) interrupt(unfinished[0]);
+    } else if (msg.op === 'chdir') {
+      parentPort.postMessage({ op: 'chdir', path: msg.path });
     }
   }
 
@@ -219,6 +238,10 @@ function ioThread() {
     if (m.finished) {
       const at = unfinished.indexOf(m.finished);
       if (at >= 0) unfinished.splice(at, 1);
+      if (interrupting === m.finished) {
+        interrupting = 0;
+        dropSession();
+      }
     }
   });
 }
@@ -271,7 +294,7 @@ function realStderrWrite(text) {
 
 let queue = []; // frames, in order; stdout/stderr chunks of the same stream coalesced
 let queuedChars = 0;
-let oldestQueuedAt = 0;
+let lastFlushAt = 0;
 let flushScheduled = false;
 let idleDropped = 0;
 let exiting = false;
@@ -298,6 +321,7 @@ function postFrames(frames, finished) {
 function flush(finished = 0) {
   flushScheduled = false;
   if (queue.length === 0 && !finished) return;
+  lastFlushAt = performance.now();
   const frames = queue;
   queue = [];
   queuedChars = 0;
@@ -309,6 +333,12 @@ function scheduledFlush() {
   flushScheduled = false;
 }
 
+const resolved = Promise.resolve();
+function deferredFlush() {
+  // Run as a microtask, outside the immediate's async scope (see runOutsideScope).
+  resolved.then(scheduledFlush);
+}
+
 function enqueue(frame, size) {
   if (!current) {
     // Idle: hold it for the next execution, bounded.
@@ -317,7 +347,6 @@ function enqueue(frame, size) {
       return;
     }
   }
-  if (queue.length === 0) oldestQueuedAt = performance.now();
   queue.push(frame);
   queuedChars += size;
   afterEnqueue();
@@ -325,11 +354,11 @@ function enqueue(frame, size) {
 
 function afterEnqueue() {
   if (!current) return;
-  if (queuedChars >= FLUSH_CHARS || performance.now() - oldestQueuedAt > FLUSH_AGE_MS) {
+  if (queuedChars >= FLUSH_CHARS || performance.now() - lastFlushAt > FLUSH_AGE_MS) {
     flush();
   } else if (!flushScheduled) {
     flushScheduled = true;
-    setImmediate(scheduledFlush);
+    setImmediate(deferredFlush);
   }
 }
 
@@ -425,6 +454,10 @@ globalThis.console = new Console({
   stdout: capturedStdout,
   stderr: capturedStderr,
   colorMode: false,
+  // The capture streams never fail. With the default (true) every call passes a
+  // completion callback, queued with process.nextTick: a synchronous print loop would
+  // pile those up without bound.
+  ignoreErrors: false,
 });
 
 // ---------------------------------------------------------------------------------
@@ -462,16 +495,42 @@ function isErrorLike(value) {
   );
 }
 
+const FRAME = /^\s+at /;
+
 function cleanStack(stack) {
   const lines = String(stack).split('\n');
   const out = [];
   for (const line of lines) {
-    if (line.includes('(node:inspector:') || line.includes('at Session.post ')) break;
-    if (line.includes(WORKER_FILE) || line.includes(import.meta.url)) continue;
+    if (FRAME.test(line)) {
+      // Frames below the cell (the inspector call into it) and the worker's own.
+      if (line.includes('(node:inspector:') || line.includes('at Session.post ')) break;
+      if (line.includes(WORKER_FILE) || line.includes(import.meta.url)) continue;
+    }
     out.push(line);
   }
   while (out.length && out[out.length - 1].trim() === '') out.pop();
   return plain(out.join('\n'));
+}
+
+// The `cause` chain of an error, as text to append to its traceback.
+function causes(err) {
+  let text = '';
+  const seen = new Set([err]);
+  try {
+    let cause = err.cause;
+    while (cause !== undefined && !seen.has(cause) && seen.size <= 5) {
+      seen.add(cause);
+      const shown =
+        isErrorLike(cause) && typeof cause.stack === 'string'
+          ? cleanStack(cause.stack)
+          : safeInspect(cause);
+      text += `\n\nCaused by: ${shown}`;
+      cause = isErrorLike(cause) ? cause.cause : undefined;
+    }
+  } catch {
+    // an exotic cause: what we have is enough
+  }
+  return text;
 }
 
 function errorFields(thrown) {
@@ -486,6 +545,12 @@ function errorFields(thrown) {
     } catch {
       // keep defaults
     }
+    let renamed = false;
+    try {
+      renamed = name !== thrown.name;
+    } catch {
+      renamed = false;
+    }
     try {
       value = typeof thrown.message === 'string' ? thrown.message : safeInspect(thrown.message);
     } catch {
@@ -497,6 +562,8 @@ function errorFields(thrown) {
       traceback = '';
     }
     if (!traceback) traceback = value ? `${name}: ${value}` : name;
+    else if (renamed && traceback.startsWith('Error:')) traceback = name + traceback.slice(5);
+    traceback += causes(thrown);
     return { name: plain(name), value: plain(value), traceback };
   }
   const shown = safeInspect(thrown);
@@ -598,7 +665,22 @@ function cellImport(specifier, options) {
       target = spec;
     }
   }
-  return options === undefined ? import(target) : import(target, options);
+  const loading = options === undefined ? import(target) : import(target, options);
+  return loading.catch((err) => {
+    // Node names the importing module: that is this worker, not the user's cell.
+    const cwd = process.cwd();
+    const cwdUrl = pathToFileURL(path.join(cwd, '/')).href;
+    for (const key of ['message', 'stack']) {
+      try {
+        if (typeof err[key] === 'string') {
+          err[key] = err[key].replaceAll(import.meta.url, cwdUrl).replaceAll(WORKER_FILE, cwd);
+        }
+      } catch {
+        // a frozen or exotic error: leave it
+      }
+    }
+    throw err;
+  });
 }
 
 const IMPORT_HELPER = '__cellbox_import__';
@@ -1043,8 +1125,14 @@ function syntaxErrorFromTs(err, cellName) {
   return { name: 'SyntaxError', value: message, traceback };
 }
 
+// Every TypeScript-only construct needs one of these; code without any is plain
+// JavaScript that stripping would return unchanged, so the transform is skipped.
+const MAYBE_TYPESCRIPT =
+  /[:<!?@]|\b(?:as|enum|interface|type|namespace|module|declare|abstract|implements|private|public|protected|readonly|satisfies|override|accessor|keyof|infer|asserts|unique|is)\b/;
+
 // JavaScript for a cell; `transformed` when code had to be generated (positions moved).
 function toJavaScript(code) {
+  if (!MAYBE_TYPESCRIPT.test(code)) return { js: code, transformed: false };
   try {
     return { js: stripTypeScriptTypes(code, { mode: 'strip' }), transformed: false };
   } catch (err) {
@@ -1136,6 +1224,7 @@ function startExecution(msg) {
     group: `cell-${msg.id}`,
   };
   current = ex;
+  lastFlushAt = 0; // the first output of an execution goes out at once
   if (idleDropped > 0) {
     emitText('stderr', `[cellbox: ${idleDropped} characters of background output were dropped]\n`);
     idleDropped = 0;
@@ -1181,7 +1270,8 @@ function startExecution(msg) {
 // that; only the promises of interrupted, forever-pending cells stay.
 const pendingScripts = new Set();
 
-// Runtime.evaluate in REPL mode; `done(err, res)` is called once, when it answers.
+// Runtime.evaluate in REPL mode; `done(err, res, sync)` is called once, when it
+// answers; `sync` when it answered before returning (a compile error).
 function replEvaluate(expression, objectGroup, done) {
   // The first promise created by Runtime.evaluate is the REPL script's own.
   let scriptPromise = null;
@@ -1196,6 +1286,7 @@ function replEvaluate(expression, objectGroup, done) {
     }
   });
   let answered = false;
+  let returned = false;
   try {
     session.post(
       'Runtime.evaluate',
@@ -1211,10 +1302,11 @@ function replEvaluate(expression, objectGroup, done) {
       (err, res) => {
         answered = true;
         if (scriptPromise !== null) pendingScripts.delete(scriptPromise);
-        done(err, res);
+        done(err, res, !returned);
       },
     );
   } finally {
+    returned = true;
     if (stopHook !== null) stopHook();
     stopHook = null;
   }
@@ -1223,8 +1315,8 @@ function replEvaluate(expression, objectGroup, done) {
 
 function evaluate(ex, js) {
   ex.evaluated = js;
-  replEvaluate(`${js}\n//# sourceURL=cell-${ex.cell}`, ex.group, (err, res) =>
-    onEvaluated(ex, err, res),
+  replEvaluate(`${js}\n//# sourceURL=cell-${ex.cell}`, ex.group, (err, res, sync) =>
+    onEvaluated(ex, err, res, sync),
   );
 }
 
@@ -1308,16 +1400,22 @@ function redeclarationCandidates(code, name) {
 
 function syntaxErrorFromDetails(ex, details, thrown) {
   const fields = errorFields(thrown);
-  const line = details.lineNumber ?? 0;
-  const column = details.columnNumber ?? 0;
-  const sourceLine = ex.evaluated.split('\n')[line];
+  const lines = ex.evaluated.split('\n');
+  let line = details.lineNumber ?? 0;
+  let column = details.columnNumber ?? 0;
+  if (line >= lines.length) {
+    // "Unexpected end of input" points into the appended sourceURL comment.
+    line = lines.length - 1;
+    column = lines[line].length;
+  }
+  const sourceLine = lines[line];
   let where = `cell-${ex.cell}:${line + 1}`;
   if (sourceLine !== undefined) where += `\n${sourceLine}\n${' '.repeat(column)}^`;
   fields.traceback = plain(`${where}\n\n${fields.name}: ${fields.value}`);
   return fields;
 }
 
-function onEvaluated(ex, err, res) {
+function onEvaluated(ex, err, res, sync) {
   if (ex !== current || ex.finished) {
     releaseGroup(ex.group);
     return;
@@ -1340,8 +1438,8 @@ function onEvaluated(ex, err, res) {
       let error;
       if (details.exception === undefined) {
         error = { name: 'Error', value: plain(details.text), traceback: plain(details.text) };
-      } else if (details.scriptId !== undefined && thrown instanceof SyntaxError) {
-        // A compile error: nothing of the cell ran.
+      } else if (sync && thrown instanceof SyntaxError) {
+        // A compile error (answered before anything ran).
         const retry = redeclaration(ex, thrown.message);
         if (retry !== null) {
           ex.firstError ??= syntaxErrorFromDetails(ex, details, thrown);
@@ -1369,6 +1467,15 @@ function onEvaluated(ex, err, res) {
   }
 }
 
+let lastDoneId = 0;
+
+const INTERRUPTED = {
+  type: 'error',
+  name: 'Interrupted',
+  value: 'Execution interrupted',
+  traceback: 'Interrupted: Execution interrupted',
+};
+
 function finish(id, outcome) {
   const ex = current;
   if (!ex || ex.id !== id || ex.finished) return;
@@ -1380,12 +1487,7 @@ function finish(id, outcome) {
         queue.push({ type: 'result', bundle: { 'text/plain': safeInspect(outcome.value) } });
       }
     } else if (outcome.kind === 'interrupted') {
-      queue.push({
-        type: 'error',
-        name: 'Interrupted',
-        value: 'Execution interrupted',
-        traceback: 'Interrupted: Execution interrupted',
-      });
+      queue.push(INTERRUPTED);
     } else {
       queue.push({ type: 'error', ...outcome.error });
     }
@@ -1394,6 +1496,7 @@ function finish(id, outcome) {
   } finally {
     queue.push({ type: 'done' });
     current = null;
+    lastDoneId = id;
     flush(id);
     releaseGroup(ex.group);
   }
@@ -1406,12 +1509,37 @@ function startNext() {
 }
 
 function onInterrupt(id) {
-  if (current && current.id === id) {
+  if (id <= lastDoneId) return;
+  if (current && current.id === id && !current.finished) {
     finish(id, { kind: 'interrupted' });
     return;
   }
   const queued = waiting.find((msg) => msg.id === id);
-  if (queued) queued.interrupted = true;
+  if (queued) {
+    queued.interrupted = true;
+    return;
+  }
+  // A termination cut short the handler that started or finished this execution
+  // (it landed in the worker's own code): end it here, or it would never be done.
+  current = null;
+  queue.push(INTERRUPTED, { type: 'done' });
+  lastDoneId = id;
+  flush(id);
+  if (waiting.length) setImmediate(startNext);
+}
+
+// `chdir` (sent between executions): answered at once, ahead of any held output,
+// because the server reads the answer as the next frame.
+function changeDirectory(target) {
+  let reply;
+  try {
+    if (typeof target !== 'string') throw new TypeError("chdir: 'path' must be a string");
+    process.chdir(target);
+    reply = { type: 'chdir', ok: true, error: '' };
+  } catch (err) {
+    reply = { type: 'chdir', ok: false, error: `cannot change directory: ${plain(err.message)}` };
+  }
+  postFrames([reply], 0);
 }
 
 // ---------------------------------------------------------------------------------
@@ -1424,6 +1552,55 @@ function backgroundError(prefix, err) {
 }
 process.on('uncaughtException', (err) => backgroundError('Uncaught', err));
 process.on('unhandledRejection', (reason) => backgroundError('Uncaught (in promise)', reason));
+
+// Node runs timer and immediate callbacks inside an async-context scope that its JS
+// pushes and pops. Runtime.terminateExecution skips the pop, and Node then aborts the
+// process ("async hook stack has become corrupted") — so interrupting
+// `setTimeout(() => { while (true) {} })` would kill the worker. User callbacks given to
+// setTimeout/setInterval/setImmediate are therefore started from a microtask, just
+// after Node's scope closes (same turn of the event loop, same order), where
+// termination is safe. Exceptions they throw still reach 'uncaughtException'.
+function runOutsideScope(callback) {
+  return function scheduled(...args) {
+    const self = this;
+    resolved.then(() => {
+      try {
+        Reflect.apply(callback, self, args);
+      } catch (err) {
+        process.emit('uncaughtException', err, 'uncaughtException');
+      }
+    });
+  };
+}
+
+function wrapTimer(original) {
+  const wrapped = {
+    [original.name](callback, ...rest) {
+      if (typeof callback !== 'function') return original(callback, ...rest);
+      return original(runOutsideScope(callback), ...rest);
+    },
+  }[original.name];
+  const custom = original[util.promisify.custom];
+  if (custom !== undefined) {
+    Object.defineProperty(wrapped, util.promisify.custom, { value: custom, configurable: true });
+  }
+  return wrapped;
+}
+
+{
+  const timersModule = createRequire(import.meta.url)('node:timers');
+  for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
+    const wrapped = wrapTimer(globalThis[name]);
+    Object.defineProperty(globalThis, name, {
+      value: wrapped,
+      writable: true,
+      configurable: true,
+      enumerable: true,
+    });
+    timersModule[name] = wrapped;
+  }
+  syncBuiltinESMExports();
+}
 
 process.on('exit', () => {
   // process.exit() from user code (or EOF): push out what was printed.
@@ -1483,6 +1660,8 @@ io.on('message', (msg) => {
     else startExecution(msg);
   } else if (msg.op === 'interrupt') {
     onInterrupt(msg.id);
+  } else if (msg.op === 'chdir') {
+    changeDirectory(msg.path);
   } else if (msg.op === 'eof') {
     process.exit(0);
   }
