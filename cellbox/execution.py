@@ -51,6 +51,8 @@ class Execution:
         self.execution_count = 0
         self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         self._worker: WorkerProcess | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None
+        self._must_kill = False
         self._task = asyncio.create_task(self._run())
 
     async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
@@ -65,9 +67,19 @@ class Execution:
         """Ask the running code to stop: interrupt now, kill after the grace period."""
         if self.stop_reason is None or reason in (DELETED, RESTARTED):
             self.stop_reason = reason
+        worker = self._worker
+        if worker is None:
+            return  # not running yet: ``_follow`` applies the reason when it starts
+        if reason in (INTERRUPT, DISCONNECT, TIMEOUT):
+            worker.interrupt()
+            if self._kill_timer is None:
+                grace = self.registry.settings.interrupt_grace_s
+                self._kill_timer = asyncio.get_running_loop().call_later(grace, self._kill_due)
+        worker.wake()
+
+    def _kill_due(self) -> None:
+        self._must_kill = True
         if self._worker is not None:
-            if reason in (INTERRUPT, DISCONNECT, TIMEOUT):
-                self._worker.interrupt()
             self._worker.wake()
 
     def _emit(self, event: dict[str, Any]) -> None:
@@ -122,47 +134,46 @@ class Execution:
         self._emit(self._exit_event(failed))
 
     async def _follow(self, context: Context, worker: WorkerProcess) -> bool:
-        """Forward the worker's frames until ``done``; True if the execution failed."""
-        loop = asyncio.get_running_loop()
+        """Forward the worker's frames until ``done``; True if the execution failed.
+
+        Timers (the deadline, the kill after an ignored interrupt) and stop requests all
+        arrive as ``wake`` markers in the same frame queue, so this is the only loop.
+        """
         lines = OutputLines(self.registry.settings.output_cap_bytes)
-        deadline = loop.time() + self.timeout_ms / 1000
-        kill_at: float | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.call_later(self.timeout_ms / 1000, self.stop, TIMEOUT)
         failed = False
         if self.stop_reason is not None:  # stopped while it waited for its turn
             self.stop(self.stop_reason)
-        while True:
-            try:
-                async with asyncio.timeout_at(kill_at if kill_at is not None else deadline):
-                    frame = await worker.frames.get()
-            except TimeoutError:
-                if kill_at is None:
-                    self.stop_reason = self.stop_reason or TIMEOUT
-                    worker.interrupt()
-                    kill_at = loop.time() + self.registry.settings.interrupt_grace_s
-                    continue
-                await self.registry.discard_worker(context, worker)
-                self._flush(lines)
-                self._emit(self._stubborn_error())
-                return True
-            if frame is None:
-                self._flush(lines)
-                self._emit(await self._lost_error(context, worker))
-                return True
-            kind = frame.get("type")
-            if kind == "wake":
-                if self.stop_reason in (INTERRUPT, DISCONNECT, TIMEOUT) and kill_at is None:
-                    kill_at = loop.time() + self.registry.settings.interrupt_grace_s
-            elif kind in ("stdout", "stderr"):
-                self._emit_all(lines.feed(kind, frame.get("text", "")))
-            elif kind in ("display", "result"):
-                item = bundle_to_item(frame.get("bundle") or {}, primary=kind == "result")
-                self._emit({"type": "result", "data": item})
-            elif kind == "error":
-                failed = True
-                self._emit(self._user_error(frame))
-            elif kind == "done":
-                self._flush(lines)
-                return failed
+        try:
+            while True:
+                frame = await worker.frames.get()
+                if frame is None:
+                    self._flush(lines)
+                    self._emit(await self._lost_error(context, worker))
+                    return True
+                kind = frame.get("type")
+                if kind == "wake":
+                    if self._must_kill:
+                        await self.registry.discard_worker(context, worker)
+                        self._flush(lines)
+                        self._emit(self._stubborn_error())
+                        return True
+                elif kind in ("stdout", "stderr"):
+                    self._emit_all(lines.feed(kind, frame.get("text", "")))
+                elif kind in ("display", "result"):
+                    item = bundle_to_item(frame.get("bundle") or {}, primary=kind == "result")
+                    self._emit({"type": "result", "data": item})
+                elif kind == "error":
+                    failed = True
+                    self._emit(self._user_error(frame))
+                elif kind == "done":
+                    self._flush(lines)
+                    return failed
+        finally:
+            deadline.cancel()
+            if self._kill_timer is not None:
+                self._kill_timer.cancel()
 
     def _flush(self, lines: OutputLines) -> None:
         self._emit_all(lines.finish())

@@ -1106,7 +1106,23 @@ def _make_shell_class(worker: _Worker) -> Any:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets import Type
 
+    plain_types = (int, float, bool, str, type(None), complex)
+
     class ResultHook(DisplayHook):
+        def compute_format_data(self, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            # Hot path: a plain builtin value has only a text form, unless someone
+            # registered a rich formatter for its type. Skips ten formatter lookups.
+            kind = type(result)
+            if kind in plain_types:
+                formatters = self.shell.display_formatter.formatters
+                if not any(
+                    kind in f.type_printers or ("builtins", kind.__name__) in f.deferred_printers
+                    for mime, f in formatters.items()
+                    if mime != "text/plain"
+                ):
+                    return {"text/plain": formatters["text/plain"](result)}, {}
+            return super().compute_format_data(result)
+
         def write_output_prompt(self) -> None:
             pass
 
