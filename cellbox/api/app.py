@@ -94,11 +94,12 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         lifespan=lifespan,
         default_response_class=JSON,
     )
+    # Our own limit answers 413 with the API's JSON body (Starlette's answers plain text).
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
     errors.install(app)
     app.state.registry = registry
 
-    def authorized(header: str | None = Security(_authorization)) -> None:
+    async def authorized(header: str | None = Security(_authorization)) -> None:
         if not header_matches(header, token.value):
             raise Unauthorized("missing or invalid API token" if header else "missing API token")
 
