@@ -270,3 +270,16 @@ def test_new_contexts_have_the_data_stack(client: Client):
 def test_magics_and_shell_escapes(client: Client):
     body = client.run("!echo bang\n%time 1")
     assert "bang" in body["logs"]["stdout"]
+
+
+def test_underscore_is_the_last_result(client: Client, ctx: str):
+    client.run("21 * 2", context_id=ctx)
+    assert client.run("_", context_id=ctx)["items"][0]["text"] == "42"
+
+
+@pytest.mark.slow
+def test_a_long_session_stays_quiet(client: Client, ctx: str):
+    # IPython's output cache would warn on stderr after 1000 results; results must not pile up.
+    for i in range(1005):
+        body = client.run(f"{i}", context_id=ctx)
+        assert body["logs"]["stderr"] == [], (i, body["logs"])

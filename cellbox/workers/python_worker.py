@@ -705,6 +705,9 @@ class _Worker:
         config = Config()
         config.HistoryManager.enabled = False
         config.InteractiveShell.colors = "nocolor"
+        # No Out[] history: it would keep up to 1000 results alive and warn when it fills.
+        # ``_``, ``__`` and ``___`` still work.
+        config.InteractiveShell.cache_size = 0
         shell = shell_cls.instance(config=config)
         self.shell = shell
         shell.compile.get_code_name = self._code_name
@@ -1122,6 +1125,11 @@ def _make_shell_class(worker: _Worker) -> Any:
                 ):
                     return {"text/plain": formatters["text/plain"](result)}, {}
             return super().compute_format_data(result)
+
+        def update_user_ns(self, result: Any) -> None:
+            # ``_``, ``__``, ``___`` as in IPython, without its Out[] cache (cache_size=0).
+            self.___, self.__, self._ = self.__, self._, result
+            self.shell.push({"_": self._, "__": self.__, "___": self.___}, interactive=False)
 
         def write_output_prompt(self) -> None:
             pass
