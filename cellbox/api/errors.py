@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 import orjson
@@ -13,8 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cellbox.api.responses import JSON
 from cellbox.contexts import ContextNotFound, ShuttingDown, TooManyContexts
 from cellbox.execution import ContextGone
+from cellbox.worker import WorkerStartError
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("cellbox.api")
 
 
 class InvalidRequest(Exception):
@@ -101,6 +104,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ShuttingDown)
     async def shutting_down(_: Request, exc: ShuttingDown) -> JSON:
         return _message(503, str(exc))
+
+    @app.exception_handler(WorkerStartError)
+    async def no_worker(_: Request, exc: WorkerStartError) -> JSON:
+        return _message(503, f"could not start a worker for the context: {exc}")
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSON:
+        log.exception("unexpected error", exc_info=exc)
+        return _message(500, f"internal error: {type(exc).__name__}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSON:
