@@ -13,6 +13,7 @@ from pathlib import Path
 from cellbox.runtimes import Runtime
 from cellbox.sandbox import Sandbox
 from cellbox.worker import WorkerProcess
+from cellbox.zygote import Zygote, ZygoteError
 
 log = logging.getLogger("cellbox.pool")
 
@@ -35,6 +36,19 @@ class WorkerPool:
         self._ready: deque[tuple[WorkerProcess, Workspace]] = deque()
         self._refilling: asyncio.Task[None] | None = None
         self._closed = False
+        self._zygote = self._make_zygote()
+
+    def _make_zygote(self) -> Zygote | None:
+        if self.runtime.zygote_argv(0) is None:
+            return None
+        if not self._sandbox.supports_zygote:
+            log.info(
+                "%s workers start as separate processes: the sandbox cannot host a zygote "
+                "here (it needs full isolation on cgroup v1)",
+                self.runtime.name,
+            )
+            return None
+        return Zygote(self.runtime, self._sandbox)
 
     def new_workspace(self) -> Workspace:
         name = secrets.token_hex(8)
@@ -44,6 +58,14 @@ class WorkerPool:
         self._sandbox.remove_workdir(workspace.name)
 
     async def start_worker(self, workspace: Workspace, cwd: str | None = None) -> WorkerProcess:
+        """A new worker in ``workspace``: forked by the zygote if there is one, else spawned."""
+        if self._zygote is not None and self._zygote.usable():
+            try:
+                return await WorkerProcess.start(
+                    self.runtime, self._sandbox, workspace.path, cwd, self._zygote
+                )
+            except ZygoteError as exc:
+                log.warning("%s; starting the worker as a separate process", exc)
         return await WorkerProcess.start(self.runtime, self._sandbox, workspace.path, cwd)
 
     async def take(self) -> tuple[WorkerProcess, Workspace]:
@@ -99,3 +121,5 @@ class WorkerPool:
                 await self._refilling
         while self._ready:
             await self._discard(*self._ready.popleft())
+        if self._zygote is not None:
+            await self._zygote.close()

@@ -143,6 +143,17 @@ class SandboxError(RuntimeError):
     """A unit's sandbox could not be prepared."""
 
 
+@dataclass(frozen=True)
+class ForkSpec:
+    """What a process forked by a zygote needs to become a sandboxed worker of a unit."""
+
+    cgroup_files: list[Path]  # open as root; writing "0" to each joins that cgroup
+    env: dict[str, str]  # the worker's whole environment
+    rlimits: dict[str, int]  # by name: core, fsize, nofile (nproc, data when degraded)
+    network: bool
+    tmpfs_size: int  # of its private /tmp and /dev/shm
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -824,17 +835,14 @@ class Sandbox:
             kept.append(path)
         return kept
 
-    def _bwrap_args(self) -> list[str]:
-        args = [
-            "--unshare-user",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--unshare-cgroup",
-        ]
+    def _bwrap_args(self, zygote: bool = False) -> list[str]:
+        """bwrap's options but the work directory binds; ``zygote``: see zygote_command."""
+        args = ["--unshare-user", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup"]
+        if not zygote:
+            args.append("--unshare-pid")
         if not self.network:
             args.append("--unshare-net")
-        if not self._compat:
+        if not self._compat and not zygote:
             args.append("--disable-userns")
         args += ["--uid", str(self._uid), "--gid", str(self._gid), "--hostname", HOSTNAME]
         args += ["--die-with-parent", "--new-session"]
@@ -852,7 +860,9 @@ class Sandbox:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         for name in ("passwd", "group", "hosts"):
             args += ["--ro-bind", str(self._public / "etc" / name), f"/etc/{name}"]
-        args += ["--proc", "/proc", "--dev", "/dev"]
+        # a zygote has no pid namespace to mount a proc of; its children mount their own
+        args += ["--bind", "/proc", "/proc"] if zygote else ["--proc", "/proc"]
+        args += ["--dev", "/dev"]
         if not self._compat:  # tmpfs pages are charged to the memory cgroup anyway
             args += ["--size", str(self.limits.memory_bytes)]
         args += ["--tmpfs", "/tmp"]
@@ -1126,30 +1136,11 @@ class Sandbox:
         _check_unit(unit)
         if not argv:
             raise ValueError("empty argv")
-        for key, value in env.items():
-            if not key or "=" in key or "\0" in key or "\0" in value:
-                raise ValueError(f"invalid environment variable {key!r}")
-        workdir = Path(os.path.abspath(workdir))
-        if workdir.parent != self._contexts or not workdir.is_dir() or workdir.is_symlink():
-            raise ValueError(f"{workdir} is not a work directory made by create_workdir()")
-        with self._lock:
-            self._units.add(unit)
-            self._oom.pop(unit, None)
-        procs: list[Path] = []
-        if self._cgroups is not None:
-            if any(path.exists() for path in self._cgroups.dirs(unit).values()):
-                self._cgroups.kill(unit)
-                self._cgroups.remove(unit)
-            try:
-                procs = self._cgroups.create(unit, self.limits)
-            except OSError as exc:
-                self._cgroups.remove(unit)
-                raise SandboxError(f"cannot create cgroups for {unit}: {exc}") from exc
-
+        workdir = self._checked_workdir(workdir)
         full_env = self._environment(workdir, unit)
-        full_env.update(env)
-        script = self._setup_script(unit, procs, workdir)
-        prefix = [_SHELL, "-c", script, "cellbox-sandbox"]
+        full_env.update(self._checked_env(env))
+        procs = self._prepare_unit(unit)
+        prefix = [_SHELL, "-c", self._setup_script(unit, procs, workdir), "cellbox-sandbox"]
         if self._mode == "direct":
             if self._setpriv is not None:
                 # no pid namespace to take the worker down with the server: ask the kernel
@@ -1159,36 +1150,68 @@ class Sandbox:
         # The root part of the chain must not see loader or shell variables.
         outer_env = {k: v for k, v in full_env.items() if not self._unsafe_for_root(k)}
         late = {k: v for k, v in full_env.items() if self._unsafe_for_root(k)}
-        chain = list(prefix)
-        if self._helper is not None:
-            assert self._nsenter is not None, "nsenter (util-linux) is needed for the helper"
-            chain += [self._nsenter, f"--mount={self._helper.ensure()}", "--"]
-        if self._root:
-            assert self._setpriv is not None
-            chain += [
-                self._setpriv,
-                f"--reuid={self._uid}",
-                f"--regid={self._gid}",
-                "--clear-groups",
-                "--no-new-privs",
-                *(["--pdeathsig=KILL"] if self._mode == "uid" else []),
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                "--",
-            ]
+        chain = self._privileged_chain(prefix)
         if self._mode == "uid":
             # as the sandbox uid, inside the helper namespace: enter the work directory there
             chain += [self._env_tool, f"--chdir={workdir}", "--"]
             chain += [f"{k}={v}" for k, v in late.items()]
             return [*chain, *argv], outer_env
-        assert self._bwrap is not None
-        chain += [self._bwrap, *self._static_bwrap]
-        chain += self._font_cache_binds()
-        chain += ["--bind", str(workdir), str(workdir), "--remount-ro", "/"]
-        chain += ["--chdir", str(workdir)]
-        for key, value in late.items():
-            chain += ["--setenv", key, value]
-        return [*chain, "--", *argv], outer_env
+        binds = ["--bind", str(workdir), str(workdir)]
+        return self._bwrap_chain(chain, self._static_bwrap, binds, workdir, late, argv), outer_env
+
+    @property
+    def supports_zygote(self) -> bool:
+        """Can workers be forked by a zygote (see ``zygote_command``) at full isolation?"""
+        cg = self._cgroups
+        return (
+            self.isolation()["level"] == "full"
+            and self._root
+            and cg is not None
+            and cg.version == 1  # v2 would refuse the move across the zygote's cgroup ns
+            and cg.freezer
+        )
+
+    def zygote_command(
+        self, argv: list[str], *, unit: str, keep_fds: list[int], env: dict[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Like ``command`` but for a zygote that forks sandboxed workers itself.
+
+        Its bwrap leaves out the pid namespace (children must outlive a zygote that dies,
+        and it reaps them from there) and ``--disable-userns`` (each child makes its own
+        user namespace), shows the host's /proc instead of a fresh one, and binds the whole
+        contexts directory writable. Each child confines itself with a ``fork_spec``
+        (see ``cellbox.workers.confine``). Needs ``supports_zygote``.
+        """
+        _check_unit(unit)
+        if not self.supports_zygote:
+            raise SandboxError("this host's sandbox cannot run a zygote")
+        full_env = self._environment(self._contexts, unit)
+        full_env["HOME"] = "/tmp"
+        full_env.update(self._checked_env(env))
+        procs = self._prepare_unit(unit)
+        script = self._setup_script(unit, procs, self._contexts)
+        outer_env = {k: v for k, v in full_env.items() if not self._unsafe_for_root(k)}
+        late = {k: v for k, v in full_env.items() if self._unsafe_for_root(k)}
+        chain = self._privileged_chain([_SHELL, "-c", script, "cellbox-sandbox"])
+        contexts = str(self._contexts)
+        binds = ["--bind", contexts, contexts]
+        args = self._bwrap_args(zygote=True)
+        return self._bwrap_chain(chain, args, binds, Path("/"), late, argv), outer_env
+
+    def fork_spec(self, unit: str, workdir: Path, env: dict[str, str]) -> ForkSpec:
+        """Create ``unit``'s cgroups; what a zygote child needs to become its worker."""
+        _check_unit(unit)
+        workdir = self._checked_workdir(workdir)
+        full_env = self._environment(workdir, unit)
+        full_env.update(self._checked_env(env))
+        procs = self._prepare_unit(unit)
+        return ForkSpec(
+            cgroup_files=procs,
+            env=full_env,
+            rlimits=self._rlimits(),
+            network=self.network,
+            tmpfs_size=self.limits.memory_bytes,
+        )
 
     def release(self, unit: str) -> None:
         """Kill every process of ``unit`` and remove its cgroups. Idempotent, never raises."""
@@ -1255,6 +1278,72 @@ class Sandbox:
         self._lock_fd = -1
 
     # ------------------------------------------------------------------ internals
+
+    def _checked_workdir(self, workdir: Path) -> Path:
+        workdir = Path(os.path.abspath(workdir))
+        if workdir.parent != self._contexts or not workdir.is_dir() or workdir.is_symlink():
+            raise ValueError(f"{workdir} is not a work directory made by create_workdir()")
+        return workdir
+
+    @staticmethod
+    def _checked_env(env: dict[str, str]) -> dict[str, str]:
+        for key, value in env.items():
+            if not key or "=" in key or "\0" in key or "\0" in value:
+                raise ValueError(f"invalid environment variable {key!r}")
+        return env
+
+    def _prepare_unit(self, unit: str) -> list[Path]:
+        """Register ``unit`` and make its cgroups afresh; the files to write "0" to."""
+        with self._lock:
+            self._units.add(unit)
+            self._oom.pop(unit, None)
+        if self._cgroups is None:
+            return []
+        if any(path.exists() for path in self._cgroups.dirs(unit).values()):
+            self._cgroups.kill(unit)
+            self._cgroups.remove(unit)
+        try:
+            return self._cgroups.create(unit, self.limits)
+        except OSError as exc:
+            self._cgroups.remove(unit)
+            raise SandboxError(f"cannot create cgroups for {unit}: {exc}") from exc
+
+    def _privileged_chain(self, prefix: list[str]) -> list[str]:
+        """``prefix``, then (as root) into the helper's mount namespace and down to the uid."""
+        chain = list(prefix)
+        if self._helper is not None:
+            assert self._nsenter is not None, "nsenter (util-linux) is needed for the helper"
+            chain += [self._nsenter, f"--mount={self._helper.ensure()}", "--"]
+        if self._root:
+            assert self._setpriv is not None
+            chain += [
+                self._setpriv,
+                f"--reuid={self._uid}",
+                f"--regid={self._gid}",
+                "--clear-groups",
+                "--no-new-privs",
+                *(["--pdeathsig=KILL"] if self._mode == "uid" else []),
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--",
+            ]
+        return chain
+
+    def _bwrap_chain(
+        self,
+        chain: list[str],
+        args: list[str],
+        binds: list[str],
+        chdir: Path,
+        late_env: dict[str, str],
+        argv: list[str],
+    ) -> list[str]:
+        assert self._bwrap is not None
+        chain = [*chain, self._bwrap, *args, *self._font_cache_binds()]
+        chain += [*binds, "--remount-ro", "/", "--chdir", str(chdir)]
+        for key, value in late_env.items():
+            chain += ["--setenv", key, value]
+        return [*chain, "--", *argv]
 
     @staticmethod
     def _unsafe_for_root(key: str) -> bool:

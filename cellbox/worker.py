@@ -10,11 +10,12 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cellbox import protocol
 from cellbox.runtimes import Runtime
 from cellbox.sandbox import Sandbox
+from cellbox.zygote import Zygote
 
 log = logging.getLogger("cellbox.worker")
 
@@ -27,6 +28,16 @@ class WorkerStartError(RuntimeError):
     """The worker process did not come up."""
 
 
+class ProcessHandle(Protocol):
+    """What a worker needs of its process: spawned (asyncio) or forked by a zygote."""
+
+    pid: int
+    returncode: int | None
+    stderr: asyncio.StreamReader | None
+
+    async def wait(self) -> int | None: ...
+
+
 class WorkerProcess:
     """A worker's process, its socket, and the frames it sends (``None`` once it is gone)."""
 
@@ -35,7 +46,7 @@ class WorkerProcess:
         runtime: Runtime,
         sandbox: Sandbox,
         unit: str,
-        process: asyncio.subprocess.Process,
+        process: ProcessHandle,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
@@ -52,29 +63,22 @@ class WorkerProcess:
 
     @classmethod
     async def start(
-        cls, runtime: Runtime, sandbox: Sandbox, workdir: Path, cwd: str | None = None
+        cls,
+        runtime: Runtime,
+        sandbox: Sandbox,
+        workdir: Path,
+        cwd: str | None = None,
+        zygote: Zygote | None = None,
     ) -> WorkerProcess:
-        """Start a worker in ``workdir`` and wait until it says it is ready."""
+        """Start a worker in ``workdir`` (forked by ``zygote`` if given), wait until ready."""
         unit = f"w{os.getpid()}-{next(_units)}"
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            argv, env = sandbox.command(
-                runtime.argv(theirs.fileno(), sandbox.limits.memory_bytes),
-                unit=unit,
-                workdir=workdir,
-                keep_fds=[theirs.fileno()],
-                env=runtime.env(),
-            )
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                env=env,
-                cwd=str(workdir),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=sandbox.passed_fds([theirs.fileno()]),
-                start_new_session=True,
-            )
+            process: ProcessHandle
+            if zygote is not None:
+                process = await zygote.fork(unit, workdir, theirs.fileno())
+            else:
+                process = await _spawn(runtime, sandbox, unit, workdir, theirs.fileno())
         except BaseException:
             ours.close()
             sandbox.release(unit)
@@ -152,8 +156,11 @@ class WorkerProcess:
         """Kill the worker and every process it started."""
         if not self._killed:
             self._killed = True
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            if isinstance(self.process, asyncio.subprocess.Process):
+                # a zygote's child is reaped by the zygote (its pid may be reused by now);
+                # the unit's cgroup holds all of it
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
             await asyncio.to_thread(self._sandbox.release, self.unit)
             self._writer.close()
         with contextlib.suppress(Exception):
@@ -166,10 +173,10 @@ class WorkerProcess:
                 await self.process.wait()
         code = self.process.returncode
         oom = await asyncio.to_thread(self._sandbox.oom_killed, self.unit)
-        if code is None:
-            reason = "closed its connection"
-        elif oom:
+        if oom:
             reason = "was killed: out of memory"
+        elif code is None:  # still running, or forked by a zygote that died since
+            reason = "closed its connection"
         elif code < 0 or (code > 128 and self._sandbox.wraps_exit_status):
             number = -code if code < 0 else code - 128
             try:
@@ -185,3 +192,26 @@ class WorkerProcess:
         if tail:
             reason += f"; last output: {tail[-500:]}"
         return reason
+
+
+async def _spawn(
+    runtime: Runtime, sandbox: Sandbox, unit: str, workdir: Path, fd: int
+) -> asyncio.subprocess.Process:
+    """Start the runtime's worker program through the sandbox chain."""
+    argv, env = sandbox.command(
+        runtime.argv(fd, sandbox.limits.memory_bytes),
+        unit=unit,
+        workdir=workdir,
+        keep_fds=[fd],
+        env=runtime.env(),
+    )
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        env=env,
+        cwd=str(workdir),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        pass_fds=sandbox.passed_fds([fd]),
+        start_new_session=True,
+    )

@@ -21,3 +21,14 @@ class Runtime(ABC):
     def env(self) -> dict[str, str]:
         """Variables the worker needs beyond the sandbox's minimal environment."""
         return {}
+
+    def zygote_argv(self, control_fd: int) -> list[str] | None:
+        """The command line of a zygote that forks this runtime's workers; None: no zygote.
+
+        ``control_fd`` is its control socket (see ``cellbox.workers.zygote``).
+        """
+        return None
+
+    def zygote_env(self) -> dict[str, str]:
+        """Variables of the zygote and of the workers it forks."""
+        return self.env()

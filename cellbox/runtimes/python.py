@@ -7,6 +7,20 @@ from dataclasses import dataclass
 
 from cellbox.runtimes.base import Runtime
 
+# Imported once by the zygote, so that every context starts with them in memory, shared.
+PRELOAD = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot", "PIL.Image")
+# A zygote must stay single-threaded to fork; its children inherit one-thread BLAS pools.
+_ONE_THREAD = {
+    name: "1"
+    for name in (
+        "OPENBLAS_NUM_THREADS",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+    )
+}
+
 
 @dataclass(frozen=True)
 class PythonRuntime(Runtime):
@@ -15,6 +29,20 @@ class PythonRuntime(Runtime):
 
     def env(self) -> dict[str, str]:
         return {"MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def zygote_argv(self, control_fd: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "cellbox.workers.zygote",
+            "--control",
+            str(control_fd),
+            "--preload",
+            ",".join(PRELOAD),
+        ]
+
+    def zygote_env(self) -> dict[str, str]:
+        return {**self.env(), **_ONE_THREAD}
 
 
 PYTHON = PythonRuntime(

@@ -1,0 +1,293 @@
+"""The server's side of a runtime's zygote: start it, have it fork workers, restart it.
+
+The zygote (:mod:`cellbox.workers.zygote`) is one long-lived sandboxed process that has
+imported everything a worker needs and forks a child per worker; each child confines itself
+to a unit of its own (:mod:`cellbox.workers.confine`) before any user code runs. This module
+starts it through :meth:`Sandbox.zygote_command`, sends it fork requests (the worker's
+socket, a stderr pipe and the unit's cgroup files travel as fds), turns the answers into
+:class:`ZygoteChild` processes for :class:`~cellbox.worker.WorkerProcess`, and starts a
+new zygote when the last one died. Workers forked earlier keep running when their zygote
+dies (their exit status is then unknown); each dies with its socket's server end: its pid-1
+process exits when that end closes, be it by ``WorkerProcess.kill`` or the server's death.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from cellbox.runtimes import Runtime
+from cellbox.sandbox import Sandbox
+
+log = logging.getLogger("cellbox.zygote")
+
+STARTUP_TIMEOUT_S = 60.0
+RETRY_AFTER_S = 30.0  # after a failed start, workers are spawned directly this long
+_units = itertools.count(1)
+
+
+class ZygoteError(RuntimeError):
+    """The zygote cannot be started, or died before it forked the worker."""
+
+
+class ZygoteChild:
+    """A worker process forked by a zygote, with what ``WorkerProcess`` needs of a process."""
+
+    def __init__(self, stderr: asyncio.StreamReader) -> None:
+        self.pid = 0  # in the server's pid namespace; set once forked
+        self.returncode: int | None = None  # like Popen's; None while running or unknown
+        self.stderr = stderr
+        self._ended = asyncio.get_running_loop().create_future()
+
+    async def wait(self) -> int | None:
+        """Wait for the end; ``None`` if its zygote died first (the status is lost)."""
+        await asyncio.shield(self._ended)
+        return self.returncode
+
+    def ended(self, returncode: int | None) -> None:
+        if not self._ended.done():
+            self.returncode = returncode
+            self._ended.set_result(None)
+
+
+class _Incarnation:
+    """One running zygote process and its control socket."""
+
+    def __init__(self, process: asyncio.subprocess.Process, control: socket.socket) -> None:
+        self.process = process
+        self.control = control
+        self.alive = True
+        self.pid = 0  # the zygote's own, once ready
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ids = itertools.count(1)
+        self._forking: dict[int, asyncio.Future[int]] = {}
+        self._children: dict[int, ZygoteChild] = {}
+        self._send_lock = asyncio.Lock()
+        self._reading = asyncio.create_task(self._read())
+        self._logging = asyncio.create_task(self._log_stderr())
+
+    async def fork(self, request: dict[str, Any], fds: list[int], child: ZygoteChild) -> None:
+        """Ask for a fork; sets ``child.pid`` once the zygote forked."""
+        if not self.alive:
+            raise ZygoteError("the zygote is gone")
+        request_id = next(self._ids)
+        forked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._forking[request_id] = forked
+        self._children[request_id] = child
+        try:
+            await self._send(json.dumps({**request, "id": request_id}).encode(), fds)
+            child.pid = await forked
+        except BaseException:
+            self._children.pop(request_id, None)
+            raise
+        finally:
+            self._forking.pop(request_id, None)
+
+    async def _send(self, payload: bytes, fds: list[int]) -> None:
+        loop = asyncio.get_running_loop()
+        async with self._send_lock:
+            while True:
+                try:
+                    socket.send_fds(self.control, [payload], fds)
+                    return
+                except BlockingIOError:
+                    writable = loop.create_future()
+                    loop.add_writer(self.control, writable.set_result, None)
+                    try:
+                        await writable
+                    finally:
+                        loop.remove_writer(self.control)
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while payload := await loop.sock_recv(self.control, 65536):
+                self._handle(json.loads(payload))
+        except (OSError, ValueError) as exc:
+            log.warning("zygote control socket failed: %s", exc)
+        finally:
+            self._lost()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind, request_id = message.get("type"), message.get("id")
+        if kind == "ready" and not self.ready.done():
+            self.pid = int(message["pid"])
+            self.ready.set_result(None)
+        elif kind == "forked":
+            forked = self._forking.get(request_id)
+            if forked is not None and not forked.done():
+                forked.set_result(int(message["pid"]))
+        elif kind == "failed":
+            forked = self._forking.get(request_id)
+            if forked is not None and not forked.done():
+                forked.set_exception(ZygoteError(message.get("error", "fork failed")))
+        elif kind == "exit":
+            child = self._children.pop(request_id, None)
+            if child is not None:
+                child.ended(int(message["status"]))
+
+    def _lost(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        if not self.ready.done():
+            self.ready.set_exception(ZygoteError("exited before it was ready"))
+            self.ready.exception()  # retrieved: nobody may be waiting any more
+        for forked in self._forking.values():
+            if not forked.done():
+                forked.set_exception(ZygoteError("the zygote died"))
+        if self._children:
+            log.warning(
+                "zygote gone; %d worker(s) it forked keep running, exit status unknown",
+                len(self._children),
+            )
+        for child in self._children.values():
+            child.ended(None)
+        self._children.clear()
+
+    async def _log_stderr(self) -> None:
+        assert self.process.stderr is not None
+        with contextlib.suppress(Exception):
+            while line := await self.process.stderr.readline():
+                log.warning("zygote: %s", line.decode(errors="replace").rstrip())
+
+    async def stop(self) -> None:
+        self.control.close()  # the zygote exits when its control socket closes
+        self._lost()
+        self._reading.cancel()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.process.wait()
+        self._logging.cancel()
+
+
+class Zygote:
+    """Forks ``runtime``'s workers from one preloaded sandboxed process, (re)started on need."""
+
+    def __init__(self, runtime: Runtime, sandbox: Sandbox) -> None:
+        self.runtime = runtime
+        self._sandbox = sandbox
+        self._current: _Incarnation | None = None
+        self._unit: str | None = None
+        self._starting = asyncio.Lock()
+        self._failed_at: float | None = None
+        self._closed = False
+
+    def usable(self) -> bool:
+        """False for a while after the zygote failed to start (spawn workers directly)."""
+        if self._closed:
+            return False
+        loop = asyncio.get_running_loop()
+        return self._failed_at is None or loop.time() - self._failed_at > RETRY_AFTER_S
+
+    async def fork(self, unit: str, workdir: Path, protocol_fd: int) -> ZygoteChild:
+        """A worker of ``unit`` in ``workdir`` speaking on ``protocol_fd`` (fd is copied)."""
+        zygote = await self._running()
+        spec = await asyncio.to_thread(
+            self._sandbox.fork_spec, unit, workdir, self.runtime.zygote_env()
+        )
+        fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec.cgroup_files]
+        stderr_read, stderr_write = os.pipe()
+        try:
+            reader = asyncio.StreamReader()
+            await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(stderr_read, "rb", 0)
+            )
+            child = ZygoteChild(reader)
+            request = {
+                "op": "fork",
+                "workdir": str(workdir),
+                "env": spec.env,
+                "rlimits": spec.rlimits,
+                "network": spec.network,
+                "tmpfs_size": spec.tmpfs_size,
+            }
+            await zygote.fork(request, [protocol_fd, stderr_write, *fds], child)
+        finally:
+            for fd in (stderr_write, *fds):
+                os.close(fd)
+        return child
+
+    async def _running(self) -> _Incarnation:
+        async with self._starting:
+            if self._closed:
+                raise ZygoteError("closed")
+            if self._current is not None and self._current.alive:
+                return self._current
+            if self._current is not None:
+                code = self._current.process.returncode
+                log.warning("%s zygote exited (status %s); starting a new one", self.name, code)
+                await self._retire()
+            try:
+                self._current = await self._start()
+            except Exception as exc:
+                self._failed_at = asyncio.get_running_loop().time()
+                raise ZygoteError(f"cannot start the {self.name} zygote: {exc}") from exc
+            self._failed_at = None
+            return self._current
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    async def _start(self) -> _Incarnation:
+        unit = f"zygote{os.getpid()}-{next(_units)}"
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        keep = [theirs.fileno()]
+        started = asyncio.get_running_loop().time()
+        try:
+            argv = self.runtime.zygote_argv(theirs.fileno())
+            assert argv is not None, f"{self.name} has no zygote"
+            wrapped, env = self._sandbox.zygote_command(
+                argv, unit=unit, keep_fds=keep, env=self.runtime.zygote_env()
+            )
+            self._unit = unit
+            process = await asyncio.create_subprocess_exec(
+                *wrapped,
+                env=env,
+                cwd="/",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=self._sandbox.passed_fds(keep),
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            await asyncio.to_thread(self._sandbox.release, unit)
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        zygote = _Incarnation(process, ours)
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT_S):
+                await zygote.ready
+        except BaseException:
+            await asyncio.to_thread(self._sandbox.release, unit)
+            await zygote.stop()
+            raise
+        elapsed = asyncio.get_running_loop().time() - started
+        log.info("%s zygote ready in %.2f s (pid %s)", self.name, elapsed, zygote.pid)
+        return zygote
+
+    async def _retire(self) -> None:
+        if self._current is not None:
+            await self._current.stop()
+            self._current = None
+        if self._unit is not None:
+            await asyncio.to_thread(self._sandbox.release, self._unit)
+            self._unit = None
+
+    async def close(self) -> None:
+        """Stop the zygote (the workers it forked live on until they are killed)."""
+        async with self._starting:
+            self._closed = True
+            await self._retire()
