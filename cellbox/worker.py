@@ -21,6 +21,7 @@ log = logging.getLogger("cellbox.worker")
 
 STARTUP_TIMEOUT_S = 30.0
 _STDERR_TAIL = 4096
+_FATAL_PREFIXES = ("FATAL ERROR:", "Fatal Python error:", "Segmentation fault")
 _units = itertools.count(1)
 
 
@@ -173,8 +174,11 @@ class WorkerProcess:
                 await self.process.wait()
         code = self.process.returncode
         oom = await asyncio.to_thread(self._sandbox.oom_killed, self.unit)
+        tail = self._stderr_tail.decode("utf-8", "replace").strip()
         if oom:
             reason = "was killed: out of memory"
+        elif "JavaScript heap out of memory" in tail:
+            reason = "was killed: out of memory (the JavaScript heap limit was reached)"
         elif code is None:  # still running, or forked by a zygote that died since
             reason = "closed its connection"
         elif code < 0 or (code > 128 and self._sandbox.wraps_exit_status):
@@ -188,8 +192,11 @@ class WorkerProcess:
                 reason += " (possibly out of memory)"
         else:
             reason = f"exited with code {code}"
-        tail = self._stderr_tail.decode("utf-8", "replace").strip()
-        if tail:
+        # A runtime's own fatal message says more than the stack dump printed after it.
+        fatal = [line for line in tail.splitlines() if line.startswith(_FATAL_PREFIXES)]
+        if fatal:
+            reason += f"; {fatal[-1].strip()}"
+        elif tail:
             reason += f"; last output: {tail[-500:]}"
         return reason
 
