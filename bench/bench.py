@@ -86,8 +86,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--client",
         choices=sorted(CLIENTS),
-        default="httpx",
-        help="HTTP client of the latency figures (default httpx; the warm figures also "
+        default="stdlib",
+        help="HTTP client of the latency figures (default stdlib http.client; the warm figures also "
         "report the other client and each client's GET /healthz floor)",
     )
     parser.add_argument(
