@@ -193,13 +193,15 @@ class _Outbox:
         if over:
             self._throttle()
 
-    def put_frame(self, frame: bytes, tag: str = _FRAME) -> None:
+    def put_frame(self, frame: bytes, tag: str = _FRAME, *, soon: bool = True) -> None:
+        """Queue a frame. ``soon=False``: it may wait for the ``done`` frame's send (the
+        cell's value and its error come last), which spares a sender wake-up."""
         with self._lock:
             self._items.append((tag, frame))
             self._controls += 1
             self._size += len(frame)
             over = tag == _FRAME and self._active and self._size > _BACKLOG_LIMIT
-        if self._waiting:
+        if soon and self._waiting:
             self._kick()
         if over:
             self._throttle()
@@ -222,7 +224,8 @@ class _Outbox:
         if dropped:
             note = f"[{dropped} characters of output produced between executions were dropped]\n"
             self.put_text(_STDERR, note)
-        self._wake.set()
+        if self._items:  # held-back output: the sender has work now (else: no wake-up)
+            self._wake.set()
 
     def _kick(self) -> None:
         if not self._kicked:
@@ -933,7 +936,7 @@ class _Worker:
         bundle = _clean_bundle(data)
         frame = _encode_lenient({"type": kind, "bundle": bundle})
         self.drain_fds()
-        self.outbox.put_frame(frame)
+        self.outbox.put_frame(frame, soon=kind != "result")
 
     def report_exception(self, etype: Any, value: Any, tb: Any) -> None:
         """The cell failed: one ``error`` event (later failures go to stderr)."""
@@ -965,7 +968,7 @@ class _Worker:
                 "value": _strip_ansi(message),
                 "traceback": text,
             }
-            self.outbox.put_frame(_encode_lenient(event))
+            self.outbox.put_frame(_encode_lenient(event), soon=False)
             self._error_sent = True
         except Exception as exc:  # pragma: no cover - defensive
             self.log.write(f"could not report an exception: {exc!r}")
