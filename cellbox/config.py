@@ -50,7 +50,7 @@ class Settings:
         2.0, "time between interrupt and kill for code that ignores the interrupt"
     )
     pool_python: int = _setting(2, "warm Python workers kept ready")
-    pool_typescript: int = _setting(1, "warm TypeScript workers kept ready")
+    pool_typescript: int = _setting(2, "warm TypeScript workers kept ready")
     sandbox: bool = _setting(True, "run workers in the sandbox (on|off)", parse=_on_off)
     network: bool = _setting(True, "network access for user code (on|off)", parse=_on_off)
     memory_limit_mb: int = _setting(2048, "memory limit per context, MiB")
