@@ -152,6 +152,7 @@ class ForkSpec:
     rlimits: dict[str, int]  # by name: core, fsize, nofile (nproc, data when degraded)
     network: bool
     tmpfs_size: int  # of its private /tmp and /dev/shm
+    keep: list[str]  # read-only runtime paths below /tmp, bound again over the private /tmp
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1211,6 +1212,7 @@ class Sandbox:
             rlimits=self._rlimits(),
             network=self.network,
             tmpfs_size=self.limits.memory_bytes,
+            keep=[path for path in self._runtime if _is_under(path, "/tmp")],
         )
 
     def release(self, unit: str) -> None:

@@ -61,6 +61,7 @@ class WorkerProcess:
         self._killed = False
         self._reading = asyncio.create_task(self._read_frames(reader))
         self._draining = asyncio.create_task(self._drain_stderr())
+        self._watching = asyncio.create_task(self._end_with_process())
 
     @classmethod
     async def start(
@@ -123,6 +124,13 @@ class WorkerProcess:
             await self.kill()
         finally:
             self.frames.put_nowait(None)
+
+    async def _end_with_process(self) -> None:
+        # Whatever ends the process (for a zygote child: its setup process), nothing of the
+        # worker may live on unseen: killing the unit ends the frames, and so reports it.
+        with contextlib.suppress(Exception):
+            await self.process.wait()
+        await self.kill()
 
     async def _drain_stderr(self) -> None:
         # The worker's own diagnostics (before it captured fd 2, or a fatal error); user

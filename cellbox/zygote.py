@@ -208,6 +208,7 @@ class Zygote:
                 "rlimits": spec.rlimits,
                 "network": spec.network,
                 "tmpfs_size": spec.tmpfs_size,
+                "keep": spec.keep,
             }
             await zygote.fork(request, [protocol_fd, stderr_write, *fds], child)
         finally:

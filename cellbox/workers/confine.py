@@ -7,10 +7,11 @@ forks calls, before any user code runs:
 1. :func:`join_cgroups` (fds of the unit's cgroup ``tasks`` files, opened by the root
    server: writing ``0`` moves the writer), :func:`set_rlimits`;
 2. :func:`enter_user_namespace` (uid/gid mapped to themselves, setgroups denied), then
-   :func:`unshare_namespaces` (mount, pid, ipc, uts, cgroup and, when off, net);
-3. in the first process of the new pid namespace: :func:`mount_private_view` (fresh
-   ``/proc``; the contexts directory covered, only the own work directory bound back; private
-   ``/tmp``, ``/dev/shm`` and ptys), :func:`bring_up_loopback` (network off),
+   :func:`unshare_namespaces` (pid, ipc, uts, cgroup and, when off, net);
+3. in the first process of the new pid namespace: :func:`mount_private_view` (a mount
+   namespace of its own with a fresh ``/proc``; the contexts directory covered, only the own
+   work directory bound back; private ``/tmp``, ``/dev/shm`` and ptys),
+   :func:`bring_up_loopback` (network off),
    :func:`forbid_user_namespaces`, :func:`set_dumpable` (off: its worker child cannot ptrace
    it) and :func:`drop_capabilities` (nothing left, no_new_privs).
 
@@ -142,8 +143,13 @@ def enter_user_namespace() -> None:
 
 
 def unshare_namespaces(network: bool) -> None:
-    """New mount, ipc, uts, cgroup (and net when off) namespaces; children get a new pid ns."""
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
+    """New ipc, uts, cgroup (and net when off) namespaces; children get a new pid ns.
+
+    Not the mount namespace: :func:`mount_private_view` makes one for the first process of
+    the new pid namespace alone. Were the caller in it, the fresh ``/proc`` mounted there
+    would hide the caller (it is not in that pid namespace): ``/proc/self`` would dangle.
+    """
+    flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
     if not network:
         flags |= CLONE_NEWNET
     _check(_libc.unshare(flags), "unshare(namespaces)")
@@ -155,19 +161,26 @@ def bring_up_loopback() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", _IFF_UP))
 
 
-def mount_private_view(workdir: str, tmpfs_size: int) -> None:
+def mount_private_view(workdir: str, tmpfs_size: int, keep: list[str]) -> None:
     """What the context sees of the file system: its own /proc, work directory and /tmp.
 
-    Call as the first process of the new pid namespace (a fresh /proc shows that one).
-    ``workdir`` stays at its own path; its siblings (other contexts) disappear.
+    Call as the first process of the new pid namespace (a fresh /proc shows that one); it
+    gets a mount namespace of its own first, so its parent keeps the /proc it can see itself
+    in. ``workdir`` stays at its own path; its siblings (other contexts) disappear.
+    ``keep``: read-only paths below /tmp (an installation there) that stay visible.
     """
     contexts = os.path.dirname(workdir)
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     _mount("proc", "/proc", "proc", _MS_SAFE | _MS_NOEXEC)
     own = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    kept = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in keep}
     try:
         size = f"size={tmpfs_size}"
         _mount("tmpfs", "/tmp", "tmpfs", _MS_SAFE, f"mode=0755,{size}")
+        for path, fd in kept.items():  # a bind mount keeps the source's read-only flag
+            os.makedirs(path, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
         _mount("tmpfs", "/dev/shm", "tmpfs", _MS_SAFE | _MS_NOEXEC, f"mode=1777,{size}")
         # a devpts instance of its own: another context's ptys are not reachable
         _mount("devpts", "/dev/pts", "devpts", _MS_NOSUID | _MS_NOEXEC, "newinstance,ptmxmode=0666")
@@ -177,6 +190,8 @@ def mount_private_view(workdir: str, tmpfs_size: int) -> None:
         _mount(f"/proc/self/fd/{own}", workdir, None, _MS_BIND)
     finally:
         os.close(own)
+        for fd in kept.values():
+            os.close(fd)
     _mount(None, contexts, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_SAFE | _MS_NOEXEC)
 
 

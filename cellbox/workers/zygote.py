@@ -9,9 +9,10 @@ child per context, so every context starts with IPython and the data stack alrea
 memory, shared copy-on-write. Each fork makes this tree::
 
     zygote ── C   joins the unit's cgroups, sets rlimits, unshares the user namespace (uid
-               │  mapped to itself) and mount/pid/ipc/uts/cgroup(/net); waits for I and
-               │  exits with its status
-               └── I   pid 1 of the new pid namespace: private mounts, no user namespaces,
+               │  mapped to itself) and pid/ipc/uts/cgroup(/net); waits for I and exits
+               │  with its status
+               └── I   pid 1 of the new pid namespace: a mount namespace of its own (C keeps
+                    │  the zygote's: a /proc that shows C), private mounts, no user namespaces,
                     │  no capabilities; reaps orphans; exits with W's status (128+N when W
                     │  died of signal N), which takes the whole namespace down; exits at once
                     │  when the server closes its end of W's socket (or dies)
@@ -244,7 +245,7 @@ def _context_process(request: dict[str, Any], fds: list[int]) -> int:
 def _init_process(request: dict[str, Any], protocol: int) -> None:
     """I: pid 1 of the context's pid namespace."""
     workdir = request["workdir"]
-    confine.mount_private_view(workdir, request["tmpfs_size"])
+    confine.mount_private_view(workdir, request["tmpfs_size"], request.get("keep", []))
     if not request["network"]:
         confine.bring_up_loopback()
     confine.forbid_user_namespaces()
