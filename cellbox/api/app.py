@@ -9,15 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import Depends, FastAPI, Request, Response, Security
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
-from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from cellbox import __version__
 from cellbox.api import errors
 from cellbox.api.body_limit import BodyLimit
-from cellbox.api.errors import InvalidRequest, Unauthorized, parse_body
+from cellbox.api.errors import InvalidRequest, parse_body
 from cellbox.api.models import (
     ContextInfo,
     ContextList,
@@ -31,7 +30,8 @@ from cellbox.api.models import (
     InvalidRequest as InvalidRequestBody,
 )
 from cellbox.api.responses import JSON
-from cellbox.auth import Token, header_matches
+from cellbox.api.token_check import OPEN_PATHS, SECURITY_SCHEME, TokenCheck
+from cellbox.auth import Token
 from cellbox.config import Settings
 from cellbox.contexts import Context, ContextRegistry
 from cellbox.events import Fold
@@ -40,13 +40,6 @@ from cellbox.runtimes import LANGUAGE_NAMES, RUNTIMES, resolve
 from cellbox.sandbox import Limits, Sandbox
 
 log = logging.getLogger("cellbox.api")
-
-_authorization = APIKeyHeader(
-    name="Authorization",
-    scheme_name="BearerAuth",
-    description="`Bearer <token>` (a raw `<token>` is accepted too).",
-    auto_error=False,
-)
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -96,12 +89,10 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     )
     # Our own limit answers 413 with the API's JSON body (Starlette's answers plain text).
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
+    app.add_middleware(TokenCheck, token=token.value)  # outermost: 401 before reading a body
+    _document_security(app)
     errors.install(app)
     app.state.registry = registry
-
-    async def authorized(header: str | None = Security(_authorization)) -> None:
-        if not header_matches(header, token.value):
-            raise Unauthorized("missing or invalid API token" if header else "missing API token")
 
     async def start(body: ExecuteRequest) -> Execution:
         """Find or create the context and queue the code on it."""
@@ -122,7 +113,6 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         response_model=ExecuteResponse,
         responses=_ERRORS,
         openapi_extra=_json_body(ExecuteRequest),
-        dependencies=[Depends(authorized)],
         summary="Run code in a persistent context and wait for the whole result",
     )
     async def execute(request: Request) -> Response:
@@ -141,7 +131,6 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         "/execute/async",
         responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
         openapi_extra=_json_body(ExecuteRequest),
-        dependencies=[Depends(authorized)],
         summary="Run code and stream its events as server-sent events",
     )
     async def execute_stream(request: Request) -> Response:
@@ -170,7 +159,6 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         response_model=ContextInfo,
         responses={**_ERRORS, 429: {"model": Message}},
         openapi_extra=_json_body(CreateContextRequest),
-        dependencies=[Depends(authorized)],
         summary="Create a context",
     )
     async def create_context(request: Request) -> Response:
@@ -186,7 +174,6 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         "/contexts",
         response_model=ContextList,
         responses={401: _ERRORS[401]},
-        dependencies=[Depends(authorized)],
         summary="List live contexts",
     )
     async def list_contexts() -> Response:
@@ -196,7 +183,6 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         "/contexts/{context_id}",
         response_model=ContextInfo,
         responses=_ERRORS,
-        dependencies=[Depends(authorized)],
         summary="Describe a context",
     )
     async def get_context(context_id: str) -> Response:
@@ -206,7 +192,6 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         "/contexts/{context_id}",
         status_code=204,
         responses=_ERRORS,
-        dependencies=[Depends(authorized)],
         summary="Delete a context and kill its processes",
     )
     async def delete_context(context_id: str) -> Response:
@@ -217,7 +202,6 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         "/contexts/{context_id}/restart",
         response_model=ContextInfo,
         responses=_ERRORS,
-        dependencies=[Depends(authorized)],
         summary="Restart a context on a fresh process (state cleared)",
     )
     async def restart_context(context_id: str) -> Response:
@@ -228,7 +212,6 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         "/contexts/{context_id}/interrupt",
         response_model=ContextInfo,
         responses=_ERRORS,
-        dependencies=[Depends(authorized)],
         summary="Interrupt the running execution (state kept)",
     )
     async def interrupt_context(context_id: str) -> Response:
@@ -240,7 +223,6 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
 
     @app.get(
         "/info",
-        dependencies=[Depends(authorized)],
         responses={401: _ERRORS[401]},
         summary="Version, languages, limits and the isolation this host achieved",
     )
@@ -263,6 +245,23 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         )
 
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Show the token requirement (enforced by ``TokenCheck``) in the OpenAPI document."""
+    make_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = make_schema()
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEME
+            for path, operations in schema["paths"].items():
+                if path not in OPEN_PATHS:
+                    for operation in operations.values():
+                        operation["security"] = [{"BearerAuth": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _until_disconnect(request: Request, execution: Execution, work: Awaitable[Any]) -> Any:

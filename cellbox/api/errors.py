@@ -32,10 +32,6 @@ class InvalidRequest(Exception):
         return cls([{"field": field, "error": error}])
 
 
-class Unauthorized(Exception):
-    pass
-
-
 def _field_errors(errors: list[Any]) -> list[dict[str, str]]:
     """Pydantic's errors as one entry per top-level JSON field."""
     seen: dict[str, str] = {}
@@ -84,12 +80,6 @@ def install(app: FastAPI) -> None:
     async def invalid_params(_: Request, exc: RequestValidationError) -> JSON:
         errors = _field_errors(list(exc.errors()))
         return JSON({"message": "Invalid request", "errors": errors}, 400)
-
-    @app.exception_handler(Unauthorized)
-    async def unauthorized(_: Request, exc: Unauthorized) -> JSON:
-        response = _message(401, str(exc) or "missing or invalid API token")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
 
     @app.exception_handler(ContextNotFound)
     @app.exception_handler(ContextGone)
