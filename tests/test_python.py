@@ -283,3 +283,10 @@ def test_a_long_session_stays_quiet(client: Client, ctx: str):
     for i in range(1005):
         body = client.run(f"{i}", context_id=ctx)
         assert body["logs"]["stderr"] == [], (i, body["logs"])
+
+
+def test_top_level_await(client: Client, ctx: str):
+    body = client.run("import asyncio\nawait asyncio.sleep(0.01)\n'awaited'", context_id=ctx)
+    assert body["items"] == [{"is_primary": True, "text": "'awaited'"}]
+    body = client.run("async def f():\n    return 3\nawait f()", context_id=ctx)
+    assert body["items"][0]["text"] == "3"

@@ -1177,6 +1177,23 @@ def _make_shell_class(worker: _Worker) -> Any:
         displayhook_class = Type(ResultHook)
         display_pub_class = Type(Publisher)
 
+        def should_run_async(
+            self,
+            raw_cell: str,
+            *,
+            transformed_cell: Any = None,
+            preprocessing_exc_tuple: Any = None,
+        ) -> bool:
+            # Top-level await needs the word: most cells skip IPython's trial compile.
+            cell = transformed_cell if isinstance(transformed_cell, str) else raw_cell
+            if "await" not in cell and "async" not in cell:
+                return False
+            return super().should_run_async(
+                raw_cell,
+                transformed_cell=transformed_cell,
+                preprocessing_exc_tuple=preprocessing_exc_tuple,
+            )
+
         def showtraceback(
             self,
             exc_tuple: Any = None,
