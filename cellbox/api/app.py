@@ -247,6 +247,9 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     return app
 
 
+_WATCH_AFTER_S = 0.05
+
+
 def _document_security(app: FastAPI) -> None:
     """Show the token requirement (enforced by ``TokenCheck``) in the OpenAPI document."""
     make_schema = app.openapi
@@ -272,8 +275,14 @@ async def _until_disconnect(request: Request, execution: Execution, work: Awaita
             pass
         execution.stop(DISCONNECT)
 
-    watcher = asyncio.create_task(watch(request.receive))
+    # Most executions end within milliseconds: watch only those that last.
+    watcher: list[asyncio.Task[None]] = []
+    later = asyncio.get_running_loop().call_later(
+        _WATCH_AFTER_S, lambda: watcher.append(asyncio.create_task(watch(request.receive)))
+    )
     try:
         return await work
     finally:
-        watcher.cancel()
+        later.cancel()
+        for task in watcher:
+            task.cancel()
