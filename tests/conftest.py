@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVE = [sys.executable, "-m", "cellbox.cli", "serve"]
 
 
 def free_port() -> int:
@@ -50,13 +51,13 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
+        return self.launch(SERVE)
+
+    def launch(self, argv: list[str]) -> Server:
+        """Run ``argv`` (which ends in ``cellbox serve``) and wait until it answers."""
         self.log = open(self.state_dir / "server.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cellbox.cli", "serve"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            argv, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

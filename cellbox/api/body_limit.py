@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cellbox.api.responses import send_json
 
 
 class BodyLimit:
@@ -53,16 +54,5 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        payload = orjson.dumps({"message": f"request body too large (limit {self.limit} bytes)"})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        message = f"request body too large (limit {self.limit} bytes)"
+        await send_json(send, 413, {"message": message}, ((b"connection", b"close"),))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cellbox.api.responses import send_json
 from cellbox.auth import header_matches
 
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -43,16 +43,4 @@ class TokenCheck:
             await self.app(scope, receive, send)
             return
         message = "missing or invalid API token" if header else "missing API token"
-        payload = orjson.dumps({"message": message})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, 401, {"message": message}, ((b"www-authenticate", b"Bearer"),))

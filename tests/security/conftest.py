@@ -17,8 +17,6 @@ import json
 import os
 import secrets
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Client, Server
+from tests.conftest import SERVE, Client, Server
 
 MiB = 1 << 20
 
@@ -360,23 +358,10 @@ class HostServer(Server):
         self.prelude = prelude
 
     def start(self) -> HostServer:
-        self.log = open(self.state_dir / "server.log", "wb")  # noqa: SIM115
-        argv = [sys.executable, "-m", "cellbox.cli", "serve"]
+        argv = SERVE
         if os.geteuid() == 0 and self.prelude:
             script = f'set -e\n{self.prelude}\nexec "$@"'
             argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
-            argv += [sys.executable, "-m", "cellbox.cli", "serve"]
-        self.process = subprocess.Popen(
-            argv, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.read_log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.read_log()}")
+            argv += SERVE
+        self.launch(argv)
+        return self
