@@ -290,3 +290,18 @@ def test_top_level_await(client: Client, ctx: str):
     assert body["items"] == [{"is_primary": True, "text": "'awaited'"}]
     body = client.run("async def f():\n    return 3\nawait f()", context_id=ctx)
     assert body["items"][0]["text"] == "3"
+
+
+@pytest.mark.parametrize(
+    "code,text",
+    [
+        ("  x = 5\n  x", "5"),  # an indented cell is dedented, as in IPython
+        ("x = 1; y = 2\nx + y", "3"),  # a ';' inside the cell does not silence the value
+        ("s = 'what?'\ns", "'what?'"),
+        ("%time z = 4\nz", "4"),
+    ],
+)
+def test_ipython_input_handling(client: Client, code: str, text: str):
+    body = client.run(code)
+    assert body["error"] is None, body["error"]
+    assert body["items"][-1] == {"is_primary": True, "text": text}

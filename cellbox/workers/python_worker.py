@@ -1111,6 +1111,10 @@ def _restore_env(saved: dict[str, str | None]) -> None:
     saved.clear()
 
 
+# What makes a cell more than plain Python to IPython's input transformers.
+_IPYTHON_SYNTAX = re.compile(r"[%!?]|^[ \t]*(?:[,;/]|>>>|\.\.\.|In \[)", re.MULTILINE)
+
+
 def _make_shell_class(worker: _Worker) -> Any:
     """An InteractiveShell whose outputs, errors and shell escapes go to ``worker``."""
     import contextlib
@@ -1138,10 +1142,17 @@ def _make_shell_class(worker: _Worker) -> Any:
                     return {"text/plain": formatters["text/plain"](result)}, {}
             return super().compute_format_data(result)
 
+        def quiet(self) -> bool:
+            # IPython tokenizes the whole cell to find a trailing ';': not without a ';'.
+            history = self.shell.history_manager.input_hist_parsed
+            if history and ";" not in history[-1]:
+                return False
+            return super().quiet()
+
         def update_user_ns(self, result: Any) -> None:
             # ``_``, ``__``, ``___`` as in IPython, without its Out[] cache (cache_size=0).
             self.___, self.__, self._ = self.__, self._, result
-            self.shell.push({"_": self._, "__": self.__, "___": self.___}, interactive=False)
+            self.shell.user_ns.update({"_": self._, "__": self.__, "___": self.___})
 
         def write_output_prompt(self) -> None:
             pass
@@ -1176,6 +1187,21 @@ def _make_shell_class(worker: _Worker) -> Any:
     class Shell(InteractiveShell):
         displayhook_class = Type(ResultHook)
         display_pub_class = Type(Publisher)
+
+        def transform_cell(self, raw_cell: str) -> str:
+            # A cell with no IPython syntax at all (no magics, shell escapes, help, prompts,
+            # autocall escapes, leading indentation) is plain Python: skip the static
+            # transforms, which would return it unchanged.
+            if raw_cell[:1].isspace() or _IPYTHON_SYNTAX.search(raw_cell):
+                return super().transform_cell(raw_cell)
+            cell = raw_cell if raw_cell.endswith("\n") else raw_cell + "\n"
+            if cell.count("\n") == 1:  # one line: IPython's prefilter (aliases, autocall)
+                with self.builtin_trap:
+                    cell = self.prefilter_manager.prefilter_lines(cell) + "\n"
+            lines = cell.splitlines(keepends=True)
+            for transform in self.input_transformers_post:
+                lines = transform(lines)
+            return "".join(lines)
 
         def should_run_async(
             self,
