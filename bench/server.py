@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import http.client
 import json
 import os
@@ -132,7 +133,7 @@ class Server:
         self._tmp.cleanup()
 
 
-class Api:
+class Api(abc.ABC):
     """A client for the API on one keep-alive connection; subclasses pick the HTTP library.
 
     Timings cover sending the request and reading the whole response body; encoding
@@ -146,12 +147,13 @@ class Api:
         self.api_key = api_key
         self.headers = {"Authorization": f"Bearer {api_key}"}
 
+    @abc.abstractmethod
     def _request(self, method: str, path: str, payload: bytes | None) -> tuple[int, int, bytes]:
         """(nanoseconds, status, body) of one request."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the connection."""
 
     def timed_execute(
         self, code: str, language: str | None = None, context_id: str | None = None
