@@ -304,21 +304,13 @@ class _Outbox:
         kind = _STDOUT
         parts: list[str] = []
         for index, item in enumerate(batch):
-            if item.__class__ is str:
-                if kind is not _STDOUT:
+            tag, payload = (_STDOUT, item) if item.__class__ is str else item
+            if tag is _STDOUT or tag is _STDERR:  # text: joined with its neighbours
+                if kind is not tag:
                     if parts:
                         self._text_frames(kind, parts, frames)
                         parts = []
-                    kind = _STDOUT
-                parts.append(item)
-                continue
-            tag, payload = item
-            if tag is _STDERR:
-                if kind is not _STDERR:
-                    if parts:
-                        self._text_frames(kind, parts, frames)
-                        parts = []
-                    kind = _STDERR
+                    kind = tag
                 parts.append(payload)
                 continue
             if parts:
