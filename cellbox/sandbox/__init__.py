@@ -820,7 +820,7 @@ class Sandbox:
             sys.prefix,
             sys.exec_prefix,
             os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
-            os.path.dirname(os.path.abspath(__file__)),
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             *self._extra,
         ]
         paths: list[str] = []
