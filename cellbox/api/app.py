@@ -69,7 +69,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
             ),
             network=settings.network,
             enabled=settings.sandbox,
-        )
+        ).open()
     registry = ContextRegistry(settings, sandbox)
 
     @contextlib.asynccontextmanager

@@ -27,13 +27,16 @@ import resource
 import socket
 import struct
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
+from cellbox.sandbox.policy import (
+    CLONE_FLAGS,
+    CONTEXTS_COVER_OPTIONS,
+    DEVPTS_OPTIONS,
+    PRIVATE_TMP,
+    RLIMITS,
+    SHM_MODE,
+    TMP_MODE,
+    namespaces,
+)
 
 _MS_RDONLY = 0x1
 _MS_NOSUID = 0x2
@@ -53,14 +56,6 @@ _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAP_VERSION_3 = 0x20080522
-
-_RLIMITS = {
-    "core": resource.RLIMIT_CORE,
-    "fsize": resource.RLIMIT_FSIZE,
-    "nofile": resource.RLIMIT_NOFILE,
-    "nproc": resource.RLIMIT_NPROC,
-    "data": resource.RLIMIT_DATA,
-}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
@@ -130,28 +125,30 @@ def join_cgroups(task_fds: list[int]) -> None:
 def set_rlimits(limits: dict[str, int]) -> None:
     """Set soft and hard limits by name (``core``, ``fsize``, ``nofile``, ...)."""
     for name, value in limits.items():
-        resource.setrlimit(_RLIMITS[name], (value, value))
+        resource.setrlimit(RLIMITS[name], (value, value))
 
 
 def enter_user_namespace() -> None:
     """A new user namespace in which this process keeps its own uid and gid (and no groups)."""
     uid, gid = os.getuid(), os.getgid()
-    _check(_libc.unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+    _check(_libc.unshare(CLONE_FLAGS["user"]), "unshare(CLONE_NEWUSER)")
     _write_file("/proc/self/setgroups", "deny")
     _write_file("/proc/self/uid_map", f"{uid} {uid} 1\n")
     _write_file("/proc/self/gid_map", f"{gid} {gid} 1\n")
 
 
 def unshare_namespaces(network: bool) -> None:
-    """New ipc, uts, cgroup (and net when off) namespaces; children get a new pid ns.
+    """The policy's namespaces but user and mount; children get the new pid namespace.
 
-    Not the mount namespace: :func:`mount_private_view` makes one for the first process of
-    the new pid namespace alone. Were the caller in it, the fresh ``/proc`` mounted there
-    would hide the caller (it is not in that pid namespace): ``/proc/self`` would dangle.
+    The user namespace is :func:`enter_user_namespace`'s. The mount namespace is made by
+    :func:`mount_private_view` for the first process of the new pid namespace alone. Were
+    the caller in it, the fresh ``/proc`` mounted there would hide the caller (it is not in
+    that pid namespace): ``/proc/self`` would dangle.
     """
-    flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
-    if not network:
-        flags |= CLONE_NEWNET
+    flags = 0
+    for name in namespaces(network):
+        if name not in ("user", "mount"):
+            flags |= CLONE_FLAGS[name]
     _check(_libc.unshare(flags), "unshare(namespaces)")
 
 
@@ -170,22 +167,21 @@ def mount_private_view(workdir: str, tmpfs_size: int, keep: list[str]) -> None:
     ``keep``: read-only paths below /tmp (an installation there) that stay visible.
     """
     contexts = os.path.dirname(workdir)
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _check(_libc.unshare(CLONE_FLAGS["mount"]), "unshare(CLONE_NEWNS)")
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     _mount("proc", "/proc", "proc", _MS_SAFE | _MS_NOEXEC)
     own = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     kept = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in keep}
     try:
         size = f"size={tmpfs_size}"
-        _mount("tmpfs", "/tmp", "tmpfs", _MS_SAFE, f"mode=0755,{size}")
+        _mount("tmpfs", PRIVATE_TMP, "tmpfs", _MS_SAFE, f"mode={TMP_MODE},{size}")
         for path, fd in kept.items():  # a bind mount keeps the source's read-only flag
             os.makedirs(path, exist_ok=True)
             _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
-        _mount("tmpfs", "/dev/shm", "tmpfs", _MS_SAFE | _MS_NOEXEC, f"mode=1777,{size}")
-        # a devpts instance of its own: another context's ptys are not reachable
-        _mount("devpts", "/dev/pts", "devpts", _MS_NOSUID | _MS_NOEXEC, "newinstance,ptmxmode=0666")
+        _mount("tmpfs", "/dev/shm", "tmpfs", _MS_SAFE | _MS_NOEXEC, f"mode={SHM_MODE},{size}")
+        _mount("devpts", "/dev/pts", "devpts", _MS_NOSUID | _MS_NOEXEC, DEVPTS_OPTIONS)
         os.makedirs(contexts, exist_ok=True)  # a state directory below /tmp is gone by now
-        _mount("cellbox", contexts, "tmpfs", _MS_SAFE | _MS_NOEXEC, "mode=0711,size=64k")
+        _mount("cellbox", contexts, "tmpfs", _MS_SAFE | _MS_NOEXEC, CONTEXTS_COVER_OPTIONS)
         os.mkdir(workdir, 0o700)
         _mount(f"/proc/self/fd/{own}", workdir, None, _MS_BIND)
     finally:

@@ -1,0 +1,92 @@
+"""The state directory's layout: the contexts' work directories and the sandbox's own files.
+
+::
+
+    <state>/contexts/<unit>/     a context's work directory (sandbox uid, 0700)
+    <state>/sandbox/run/         pidfiles and the owner lock (root only)
+    <state>/sandbox/public/etc/  the synthesized passwd, group and hosts (world-readable)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from cellbox.sandbox.policy import SYNTHESIZED_ETC, check_unit, etc_files
+
+
+class StateLayout:
+    """Paths below one state directory; ``make`` creates them, nothing else writes here."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(os.path.abspath(state_dir))
+        self.contexts = self.state_dir / "contexts"
+        self.own = self.state_dir / "sandbox"
+        self.run = self.own / "run"
+        self.public = self.own / "public"
+        self.etc = self.public / "etc"
+
+    def etc_file(self, name: str) -> Path:
+        assert name in SYNTHESIZED_ETC
+        return self.etc / name
+
+    def pidfile(self, unit: str) -> Path:
+        return self.run / f"{unit}.pid"
+
+    def make(self, *, root: bool, user: str, uid: int, gid: int) -> None:
+        """Create the directories (root: traversable by the sandbox uid) and /etc files."""
+        owner_only = 0o700
+        self.state_dir.mkdir(mode=owner_only, parents=True, exist_ok=True)
+        shared = 0o711 if root else owner_only
+        for path, mode in (
+            (self.contexts, shared),
+            (self.own, shared),
+            (self.run, owner_only),
+            (self.public, 0o755 if root else owner_only),
+            (self.etc, 0o755),
+        ):
+            path.mkdir(mode=mode, exist_ok=True)
+            os.chmod(path, mode)
+        for name, text in etc_files(user, uid, gid).items():
+            tmp = self.etc / f".{name}.{os.getpid()}"
+            tmp.write_text(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.etc / name)
+
+    def create_workdir(self, unit: str, uid: int, gid: int) -> Path:
+        """A fresh private work directory for a context, owned by ``uid``, 0700."""
+        check_unit(unit)
+        path = self.contexts / unit
+        if os.path.lexists(path):
+            remove_tree(path)
+        path.mkdir(mode=0o700)
+        if uid != os.geteuid():
+            os.chown(path, uid, gid)
+        os.chmod(path, 0o700)
+        return path
+
+    def remove_workdir(self, unit: str) -> None:
+        """Delete a context's work directory (never follows links the user made)."""
+        check_unit(unit)
+        remove_tree(self.contexts / unit)
+
+    def checked_workdir(self, workdir: Path) -> Path:
+        workdir = Path(os.path.abspath(workdir))
+        if workdir.parent != self.contexts or not workdir.is_dir() or workdir.is_symlink():
+            raise ValueError(f"{workdir} is not a work directory made by create_workdir()")
+        return workdir
+
+    def stale_workdirs(self) -> list[Path]:
+        with contextlib.suppress(OSError):
+            return [Path(entry.path) for entry in os.scandir(self.contexts)]
+        return []
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    shutil.rmtree(path, ignore_errors=True)
