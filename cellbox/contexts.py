@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from cellbox.config import Settings
+from cellbox.deaths import Death
 from cellbox.execution import DELETED, INTERRUPT, RESTARTED, Execution
 from cellbox.pool import WorkerPool, Workspace
 from cellbox.runtimes import RUNTIMES, Runtime
@@ -111,6 +112,7 @@ class ContextRegistry:
                     await asyncio.to_thread(pool.drop_workspace, workspace)
                     raise
             context = Context(runtime, workspace, worker, cwd or str(workspace.path))
+            worker.owner = context.id
             self._contexts[context.id] = context
             return context
         finally:
@@ -123,6 +125,18 @@ class ContextRegistry:
         context.touch()
         return Execution(self, context, code, env, timeout_ms)
 
+    async def lost_process(self, context: Context) -> Death | None:
+        """How the context's process ended by itself since its last execution, if it did.
+
+        The process is then discarded (state gone, counter reset): the caller must say so.
+        """
+        worker = context.worker
+        if worker is None or not worker.died:
+            return None
+        death = await worker.death()
+        await self.discard_worker(context, worker)
+        return death
+
     async def worker_for(self, context: Context) -> WorkerProcess:
         """The context's worker, started afresh if the last one was lost."""
         if context.worker is None or not context.worker.alive:
@@ -133,6 +147,7 @@ class ContextRegistry:
             context.worker = await pool.start_worker(
                 context.workspace, None if own_dir else context.cwd
             )
+            context.worker.owner = context.id
         return context.worker
 
     async def discard_worker(self, context: Context, worker: WorkerProcess) -> None:

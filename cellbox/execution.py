@@ -7,6 +7,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from cellbox import deaths
+from cellbox.deaths import Death
 from cellbox.events import OutputLines, bundle_to_item, error_event
 
 if TYPE_CHECKING:
@@ -14,6 +16,18 @@ if TYPE_CHECKING:
     from cellbox.worker import WorkerProcess
 
 log = logging.getLogger("cellbox.execution")
+
+
+_STUBBORN = Death(deaths.STUBBORN, "was killed: the code ignored its interrupt")
+
+
+def _died_while_idle(death: Death) -> dict[str, Any]:
+    return error_event(
+        "ContextDied",
+        f"the context's process {death.reason} while it was idle: its state (variables, "
+        "imports, definitions) was lost and this code was NOT run. The next execution "
+        "runs on a fresh process (execution_count starts again at 1).",
+    )
 
 
 class ContextGone(Exception):
@@ -117,6 +131,12 @@ class Execution:
             self._emit(self._exit_event(failed=True))
 
     async def _execute(self, context: Context) -> None:
+        death = await self.registry.lost_process(context)
+        if death is not None:  # it died while idle: never run code on a silently fresh one
+            self.started.set_result(None)
+            self._emit(_died_while_idle(death))
+            self._emit(self._exit_event(failed=True))
+            return
         try:
             worker = await self.registry.worker_for(context)
         except Exception as exc:
@@ -155,6 +175,7 @@ class Execution:
                 kind = frame.get("type")
                 if kind == "wake":
                     if self._must_kill:
+                        deaths.record(context.runtime.name, _STUBBORN, context.id, worker.pid)
                         await self.registry.discard_worker(context, worker)
                         self._flush(lines)
                         self._emit(self._stubborn_error())
@@ -207,12 +228,12 @@ class Execution:
             return error_event(
                 "ContextRestarted", "the context was restarted while the code ran; state cleared"
             )
-        reason = await worker.exit_reason()
+        death = await worker.death()
         await self.registry.discard_worker(context, worker)
         return error_event(
             "ContextDied",
-            f"the context's process {reason}; its state was lost and the next execution "
-            "starts on a fresh process",
+            f"the context's process {death.reason} before this code finished (it may not "
+            "have started): its state was lost; the next execution starts on a fresh process",
         )
 
     def _exit_event(self, failed: bool) -> dict[str, Any]:

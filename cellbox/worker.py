@@ -12,7 +12,8 @@ import socket
 from pathlib import Path
 from typing import Any, Protocol
 
-from cellbox import protocol
+from cellbox import deaths, protocol
+from cellbox.deaths import Death
 from cellbox.runtimes import Runtime
 from cellbox.sandbox import Sandbox
 from cellbox.zygote import Zygote
@@ -40,7 +41,12 @@ class ProcessHandle(Protocol):
 
 
 class WorkerProcess:
-    """A worker's process, its socket, and the frames it sends (``None`` once it is gone)."""
+    """A worker's process, its socket, and the frames it sends (``None`` once it is gone).
+
+    Its end is noticed when it happens (the socket closing, the process's exit status
+    arriving), not by polling: a worker that ends without being killed is ``died``, its
+    death is recorded once (:mod:`cellbox.deaths`) and what is left of its unit is killed.
+    """
 
     def __init__(
         self,
@@ -55,10 +61,14 @@ class WorkerProcess:
         self.unit = unit
         self.process = process
         self.frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.owner = "the warm pool"  # who holds it, for the log: a context id once taken
+        self.died = False  # it ended without being killed by us
         self._sandbox = sandbox
         self._writer = writer
         self._stderr_tail = b""
         self._killed = False
+        self._death: asyncio.Future[Death] | None = None
+        self._burying: asyncio.Task[None] | None = None
         self._reading = asyncio.create_task(self._read_frames(reader))
         self._draining = asyncio.create_task(self._drain_stderr())
         self._watching = asyncio.create_task(self._end_with_process())
@@ -106,8 +116,12 @@ class WorkerProcess:
         return worker
 
     @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
     def alive(self) -> bool:
-        return not self._killed and self.process.returncode is None
+        return not self._killed and not self.died and self.process.returncode is None
 
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -124,12 +138,24 @@ class WorkerProcess:
             await self.kill()
         finally:
             self.frames.put_nowait(None)
+            self._ended()
 
     async def _end_with_process(self) -> None:
         # Whatever ends the process (for a zygote child: its setup process), nothing of the
-        # worker may live on unseen: killing the unit ends the frames, and so reports it.
+        # worker may live on unseen.
         with contextlib.suppress(Exception):
             await self.process.wait()
+        self._ended()
+
+    def _ended(self) -> None:
+        """The socket closed or the process ended: unless we killed it, a death."""
+        if not self._killed and not self.died:
+            self.died = True
+            self._burying = asyncio.create_task(self._bury())
+
+    async def _bury(self) -> None:
+        death = await self.death()
+        deaths.record(self.runtime.name, death, self.owner, self.pid)
         await self.kill()
 
     async def _drain_stderr(self) -> None:
@@ -177,36 +203,33 @@ class WorkerProcess:
 
     async def exit_reason(self) -> str:
         """How the worker died, in words (waits for the process to end)."""
+        return (await self.death()).reason
+
+    async def death(self) -> Death:
+        """How the worker ended (waits up to 2 s for its exit status); worked out once."""
+        if self._death is None:
+            self._death = asyncio.ensure_future(self._classify())
+        return await asyncio.shield(self._death)
+
+    async def _classify(self) -> Death:
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(2.0):
                 await self.process.wait()
-        code = self.process.returncode
         oom = await asyncio.to_thread(self._sandbox.oom_killed, self.unit)
         tail = self._stderr_tail.decode("utf-8", "replace").strip()
-        if oom:
-            reason = "was killed: out of memory"
-        elif "JavaScript heap out of memory" in tail:
-            reason = "was killed: out of memory (the JavaScript heap limit was reached)"
-        elif code is None:  # still running, or forked by a zygote that died since
-            reason = "closed its connection"
-        elif code < 0 or (code > 128 and self._sandbox.wraps_exit_status):
-            number = -code if code < 0 else code - 128
-            try:
-                name = signal.Signals(number).name
-            except ValueError:
-                name = f"signal {number}"
-            reason = f"was killed by {name}"
-            if number == signal.SIGKILL:
-                reason += " (possibly out of memory)"
-        else:
-            reason = f"exited with code {code}"
+        death = deaths.classify(
+            self.process.returncode,
+            oom=oom,
+            heap_oom="JavaScript heap out of memory" in tail,
+            signal_offset=self._sandbox.wraps_exit_status,
+        )
         # A runtime's own fatal message says more than the stack dump printed after it.
         fatal = [line for line in tail.splitlines() if line.startswith(_FATAL_PREFIXES)]
         if fatal:
-            reason += f"; {fatal[-1].strip()}"
-        elif tail:
-            reason += f"; last output: {tail[-500:]}"
-        return reason
+            return Death(death.cause, f"{death.reason}; {fatal[-1].strip()}")
+        if tail:
+            return Death(death.cause, f"{death.reason}; last output: {tail[-500:]}")
+        return death
 
 
 async def _spawn(

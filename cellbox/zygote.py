@@ -4,11 +4,14 @@ The zygote (:mod:`cellbox.workers.zygote`) is one long-lived sandboxed process t
 imported everything a worker needs and forks a child per worker; each child confines itself
 to a unit of its own (:mod:`cellbox.workers.confine`) before any user code runs. This module
 starts it through :meth:`Sandbox.zygote_command`, sends it fork requests (the worker's
-socket, a stderr pipe and the unit's cgroup files travel as fds), turns the answers into
-:class:`ZygoteChild` processes for :class:`~cellbox.worker.WorkerProcess`, and starts a
-new zygote when the last one died. Workers forked earlier keep running when their zygote
-dies (their exit status is then unknown); each dies with its socket's server end: its pid-1
-process exits when that end closes, be it by ``WorkerProcess.kill`` or the server's death.
+socket, a stderr pipe, a status pipe and the unit's cgroup files travel as fds), turns the
+answers into :class:`ZygoteChild` processes for :class:`~cellbox.worker.WorkerProcess`.
+
+The zygote is only a forker. A child's end is told by the child itself (its exit status on
+the status pipe, of which it holds the only write end), so workers forked earlier live on,
+with their state, cgroups and exit notification, when their zygote dies; a new zygote is
+started at once. Each worker still dies with its socket's server end: its pid-1 process
+exits when that end closes, be it by ``WorkerProcess.kill`` or the server's death.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,27 +44,43 @@ class ZygoteError(RuntimeError):
 class ZygoteChild:
     """A worker process forked by a zygote, with what ``WorkerProcess`` needs of a process."""
 
-    def __init__(self, stderr: asyncio.StreamReader) -> None:
+    def __init__(self, stderr: asyncio.StreamReader, status: asyncio.StreamReader) -> None:
         self.pid = 0  # in the server's pid namespace; set once forked
         self.returncode: int | None = None  # like Popen's; None while running or unknown
         self.stderr = stderr
-        self._ended = asyncio.get_running_loop().create_future()
+        self._ended = asyncio.create_task(self._read_status(status))
+
+    async def _read_status(self, status: asyncio.StreamReader) -> None:
+        # The status pipe reaches its end when the child's setup process exits (having
+        # written I's status, or nothing if it was killed itself).
+        text = await status.read()
+        with contextlib.suppress(ValueError):
+            self.returncode = int(text)
 
     async def wait(self) -> int | None:
-        """Wait for the end; ``None`` if its zygote died first (the status is lost)."""
+        """Wait for the end; ``None`` if the status is unknown."""
         await asyncio.shield(self._ended)
         return self.returncode
 
-    def ended(self, returncode: int | None) -> None:
-        if not self._ended.done():
-            self.returncode = returncode
-            self._ended.set_result(None)
+
+async def _pipe_reader(fd: int) -> asyncio.StreamReader:
+    """An asyncio reader of the read end ``fd`` of a pipe (which it now owns)."""
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0)
+    )
+    return reader
 
 
 class _Incarnation:
     """One running zygote process and its control socket."""
 
-    def __init__(self, process: asyncio.subprocess.Process, control: socket.socket) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        control: socket.socket,
+        on_lost: Callable[[_Incarnation], None],
+    ) -> None:
         self.process = process
         self.control = control
         self.alive = True
@@ -68,7 +88,8 @@ class _Incarnation:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ids = itertools.count(1)
         self._forking: dict[int, asyncio.Future[int]] = {}
-        self._children: dict[int, ZygoteChild] = {}
+        self.forked = 0
+        self._on_lost = on_lost
         self._send_lock = asyncio.Lock()
         self._reading = asyncio.create_task(self._read())
         self._logging = asyncio.create_task(self._log_stderr())
@@ -80,13 +101,10 @@ class _Incarnation:
         request_id = next(self._ids)
         forked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forking[request_id] = forked
-        self._children[request_id] = child
         try:
             await self._send(json.dumps({**request, "id": request_id}).encode(), fds)
             child.pid = await forked
-        except BaseException:
-            self._children.pop(request_id, None)
-            raise
+            self.forked += 1
         finally:
             self._forking.pop(request_id, None)
 
@@ -128,10 +146,6 @@ class _Incarnation:
             forked = self._forking.get(request_id)
             if forked is not None and not forked.done():
                 forked.set_exception(ZygoteError(message.get("error", "fork failed")))
-        elif kind == "exit":
-            child = self._children.pop(request_id, None)
-            if child is not None:
-                child.ended(int(message["status"]))
 
     def _lost(self) -> None:
         if not self.alive:
@@ -143,14 +157,7 @@ class _Incarnation:
         for forked in self._forking.values():
             if not forked.done():
                 forked.set_exception(ZygoteError("the zygote died"))
-        if self._children:
-            log.warning(
-                "zygote gone; %d worker(s) it forked keep running, exit status unknown",
-                len(self._children),
-            )
-        for child in self._children.values():
-            child.ended(None)
-        self._children.clear()
+        self._on_lost(self)
 
     async def _log_stderr(self) -> None:
         assert self.process.stderr is not None
@@ -179,6 +186,7 @@ class Zygote:
         self._starting = asyncio.Lock()
         self._failed_at: float | None = None
         self._closed = False
+        self._restarting: asyncio.Task[None] | None = None
 
     def usable(self) -> bool:
         """False for a while after the zygote failed to start (spawn workers directly)."""
@@ -195,12 +203,10 @@ class Zygote:
         )
         fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec.cgroup_files]
         stderr_read, stderr_write = os.pipe()
+        status_read, status_write = os.pipe()
         try:
-            reader = asyncio.StreamReader()
-            await asyncio.get_running_loop().connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(stderr_read, "rb", 0)
-            )
-            child = ZygoteChild(reader)
+            stderr = await _pipe_reader(stderr_read)
+            child = ZygoteChild(stderr, await _pipe_reader(status_read))
             request = {
                 "op": "fork",
                 "workdir": str(workdir),
@@ -210,9 +216,9 @@ class Zygote:
                 "tmpfs_size": spec.tmpfs_size,
                 "keep": spec.keep,
             }
-            await zygote.fork(request, [protocol_fd, stderr_write, *fds], child)
+            await zygote.fork(request, [protocol_fd, stderr_write, status_write, *fds], child)
         finally:
-            for fd in (stderr_write, *fds):
+            for fd in (stderr_write, status_write, *fds):
                 os.close(fd)
         return child
 
@@ -223,8 +229,6 @@ class Zygote:
             if self._current is not None and self._current.alive:
                 return self._current
             if self._current is not None:
-                code = self._current.process.returncode
-                log.warning("%s zygote exited (status %s); starting a new one", self.name, code)
                 await self._retire()
             try:
                 self._current = await self._start()
@@ -266,7 +270,7 @@ class Zygote:
         finally:
             theirs.close()
         ours.setblocking(False)
-        zygote = _Incarnation(process, ours)
+        zygote = _Incarnation(process, ours, self._lost)
         try:
             async with asyncio.timeout(STARTUP_TIMEOUT_S):
                 await zygote.ready
@@ -277,6 +281,22 @@ class Zygote:
         elapsed = asyncio.get_running_loop().time() - started
         log.info("%s zygote ready in %.2f s (pid %s)", self.name, elapsed, zygote.pid)
         return zygote
+
+    def _lost(self, current: _Incarnation) -> None:
+        """The running zygote died: say so, and start the next one now, not on demand."""
+        if self._closed or current is not self._current:
+            return
+        log.warning(
+            "%s zygote (pid %s) died; the %d worker(s) it forked live on; starting a new one",
+            self.name,
+            current.pid,
+            current.forked,
+        )
+        self._restarting = asyncio.create_task(self._restart())
+
+    async def _restart(self) -> None:
+        with contextlib.suppress(ZygoteError):
+            await self._running()
 
     async def _retire(self) -> None:
         if self._current is not None:

@@ -9,8 +9,8 @@ child per context, so every context starts with IPython and the data stack alrea
 memory, shared copy-on-write. Each fork makes this tree::
 
     zygote ── C   joins the unit's cgroups, sets rlimits, unshares the user namespace (uid
-               │  mapped to itself) and pid/ipc/uts/cgroup(/net); waits for I and exits
-               │  with its status
+               │  mapped to itself) and pid/ipc/uts/cgroup(/net); waits for I, writes its
+               │  status to the status pipe (the server's exit notification) and exits
                └── I   pid 1 of the new pid namespace: a mount namespace of its own (C keeps
                     │  the zygote's: a /proc that shows C), private mounts, no user namespaces,
                     │  no capabilities; reaps orphans; exits with W's status (128+N when W
@@ -21,11 +21,15 @@ memory, shared copy-on-write. Each fork makes this tree::
 Control protocol: a ``SOCK_SEQPACKET`` socket (fd ``N``), one JSON object per message.
 
 - server -> zygote: ``{"op": "fork", "id", "workdir", "env", "rlimits", "network",
-  "tmpfs_size"}`` with the fds [worker protocol socket, stderr pipe, cgroup ``tasks``
-  files...] attached (``SCM_RIGHTS``).
+  "tmpfs_size"}`` with the fds [worker protocol socket, stderr pipe, status pipe, cgroup
+  ``tasks`` files...] attached (``SCM_RIGHTS``).
 - zygote -> server: ``{"type": "ready", "pid"}`` once; ``{"type": "forked", "id", "pid"}``
-  or ``{"type": "failed", "id", "error"}`` per request; ``{"type": "exit", "id",
-  "status"}`` when C is reaped (``status`` as ``Popen.returncode``).
+  or ``{"type": "failed", "id", "error"}`` per request.
+
+The zygote is only a forker: nothing of a context depends on it once forked. C reports
+I's exit status (as a shell would: 128+N for signal N) on the status pipe, whose only
+writer it is, so a context's end is told to the server even when its zygote died long
+before; the zygote merely reaps the C's it forked.
 
 The zygote must stay single-threaded to fork safely: BLAS/OpenMP thread pools are limited
 to one thread before anything is imported, and the thread count is checked before forking.
@@ -160,7 +164,6 @@ def _parse(args: list[str]) -> dict[str, Any]:
 def _serve(control: socket.socket) -> None:
     """Answer fork requests until the server closes the control socket."""
     wakeup = _wakeup_pipe()
-    children: dict[int, int] = {}  # pid of C -> request id
     poller = select.poll()
     poller.register(control, select.POLLIN)
     poller.register(wakeup, select.POLLIN)
@@ -168,10 +171,7 @@ def _serve(control: socket.socket) -> None:
         for fd, _ in poller.poll():
             if fd == wakeup:
                 _drain(wakeup)
-                for pid, status in _reap():
-                    if pid in children:
-                        code = os.waitstatus_to_exitcode(status)
-                        _send(control, {"type": "exit", "id": children.pop(pid), "status": code})
+                _reap()  # C told the server itself
                 continue
             payload, fds, _, _ = socket.recv_fds(control, 1 << 20, _MAX_FDS)
             if not payload:
@@ -183,7 +183,6 @@ def _serve(control: socket.socket) -> None:
             if pid is None:
                 _send(control, {"type": "failed", "id": request["id"], "error": "fork failed"})
             else:
-                children[pid] = request["id"]
                 _send(control, {"type": "forked", "id": request["id"], "pid": pid})
 
 
@@ -220,7 +219,7 @@ def _context_process(request: dict[str, Any], fds: list[int]) -> int:
     """C: confine, fork I, and report how I ended."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    protocol, stderr, *tasks = fds
+    protocol, stderr, status, *tasks = fds
     confine.join_cgroups(tasks)  # first: nothing of this context runs outside its cgroups
     os.setsid()
     confine.set_rlimits(request["rlimits"])
@@ -228,18 +227,21 @@ def _context_process(request: dict[str, Any], fds: list[int]) -> int:
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.dup2(stderr, 2)
-    _close_all_except({0, 1, 2, protocol})
+    _close_all_except({0, 1, 2, protocol, status})
     os.environ.clear()
     os.environ.update(request["env"])
     confine.enter_user_namespace()
     confine.unshare_namespaces(request["network"])
     init = os.fork()
     if init == 0:
+        os.close(status)  # C alone writes it: its end is the context's end
         _never_return(_init_process, request, protocol)
-    _close_all_except({2})
+    _close_all_except({2, status})
     confine.drop_capabilities()  # those it got with the user namespace: I has its own
-    _, status = os.waitpid(init, 0)
-    return _exit_code(status)
+    _, wait_status = os.waitpid(init, 0)
+    code = _exit_code(wait_status)
+    os.write(status, b"%d\n" % code)
+    return code
 
 
 def _init_process(request: dict[str, Any], protocol: int) -> None:
