@@ -22,10 +22,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def serve(settings: config.Settings) -> None:
-    """Run the server until SIGINT/SIGTERM; every context's processes die with it."""
+    """Run the server until SIGINT/SIGTERM (graceful: see ``cellbox.graceful``); every
+    context's processes die with it."""
     import uvicorn
 
     from cellbox.api.app import create_app
+    from cellbox.graceful import GracefulServer
 
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -44,7 +46,7 @@ def serve(settings: config.Settings) -> None:
             flush=True,
         )
     app = create_app(settings, token)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -52,8 +54,10 @@ def serve(settings: config.Settings) -> None:
         http="httptools",
         log_level=settings.log_level.lower(),
         access_log=settings.log_level.lower() == "debug",
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=5,  # after the drain: only final answers are in flight
     )
+    registry = app.state.registry
+    GracefulServer(config, drain=registry.drain, hurry=registry.hurry).run()
 
 
 def main(argv: list[str] | None = None) -> None:

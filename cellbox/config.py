@@ -49,6 +49,9 @@ class Settings:
     interrupt_grace_s: float = _setting(
         2.0, "time between interrupt and kill for code that ignores the interrupt"
     )
+    shutdown_grace_s: float = _setting(
+        10.0, "on SIGTERM/SIGINT: time accepted executions get to finish before they are stopped"
+    )
     pool_python: int = _setting(2, "warm Python workers kept ready")
     pool_typescript: int = _setting(2, "warm TypeScript workers kept ready")
     sandbox: bool = _setting(True, "run workers in the sandbox (on|off)", parse=_on_off)

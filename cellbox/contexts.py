@@ -11,7 +11,7 @@ from typing import Any
 
 from cellbox.config import Settings
 from cellbox.deaths import Death
-from cellbox.execution import DELETED, INTERRUPT, RESTARTED, Execution
+from cellbox.execution import DELETED, INTERRUPT, RESTARTED, SHUTDOWN, Execution, ShuttingDown
 from cellbox.pool import WorkerPool, Workspace
 from cellbox.runtimes import RUNTIMES, Runtime
 from cellbox.sandbox import Sandbox
@@ -26,10 +26,6 @@ class ContextNotFound(LookupError):
 
 
 class TooManyContexts(RuntimeError):
-    pass
-
-
-class ShuttingDown(RuntimeError):
     pass
 
 
@@ -68,6 +64,8 @@ class ContextRegistry:
             "typescript": WorkerPool(RUNTIMES["typescript"], sandbox, settings.pool_typescript),
         }
         self._contexts: dict[str, Context] = {}
+        self._executions: set[Execution] = set()  # queued or running
+        self._hurry = asyncio.Event()
         self._creating = 0
         self._closing = False
         self._reaper: asyncio.Task[None] | None = None
@@ -122,8 +120,13 @@ class ContextRegistry:
         self, context: Context, code: str, env: dict[str, str], timeout_ms: int
     ) -> Execution:
         """Queue an execution on the context (runs when the ones before it are done)."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
         context.touch()
-        return Execution(self, context, code, env, timeout_ms)
+        execution = Execution(self, context, code, env, timeout_ms)
+        self._executions.add(execution)
+        execution.task.add_done_callback(lambda _: self._executions.discard(execution))
+        return execution
 
     async def lost_process(self, context: Context) -> Death | None:
         """How the context's process ended by itself since its last execution, if it did.
@@ -196,6 +199,36 @@ class ContextRegistry:
                         log.info("removing idle context %s", context.id)
                         with contextlib.suppress(ContextNotFound):
                             await self.delete(context.id)
+
+    async def drain(self) -> None:
+        """Refuse new work (503); give the executions already accepted the shutdown grace
+        period to finish, then stop them (interrupt, and kill what ignores it)."""
+        self._closing = True
+        grace = self.settings.shutdown_grace_s
+        if self._executions and not self._hurry.is_set():
+            log.warning(
+                "shutting down: new executions are refused; %d accepted one(s) get up to "
+                "%g s to finish",
+                len(self._executions),
+                grace,
+            )
+            finished = asyncio.ensure_future(asyncio.wait([e.task for e in self._executions]))
+            hurried = asyncio.ensure_future(self._hurry.wait())
+            await asyncio.wait([finished, hurried], timeout=grace, return_when="FIRST_COMPLETED")
+            finished.cancel()
+            hurried.cancel()
+        if self._executions:
+            log.warning("shutting down: stopping %d execution(s)", len(self._executions))
+            for execution in list(self._executions):
+                execution.stop(SHUTDOWN)
+            await asyncio.wait(
+                [e.task for e in self._executions],
+                timeout=self.settings.interrupt_grace_s + 5,
+            )
+
+    def hurry(self) -> None:
+        """Cut the shutdown grace period short: stop the running executions now."""
+        self._hurry.set()
 
     async def close(self) -> None:
         """Stop everything: every context's processes and the warm pools."""

@@ -34,14 +34,20 @@ class ContextGone(Exception):
     """The context was deleted before this execution got its turn."""
 
 
+class ShuttingDown(RuntimeError):
+    """The server is shutting down: no new work (503)."""
+
+
 # Why an execution is being stopped from outside.
-TIMEOUT, INTERRUPT, DISCONNECT, DELETED, RESTARTED = (
+TIMEOUT, INTERRUPT, DISCONNECT, DELETED, RESTARTED, SHUTDOWN = (
     "timeout",
     "interrupt",
     "disconnect",
     "deleted",
     "restarted",
+    "shutdown",
 )
+_STOPPED_BY_US = (TIMEOUT, SHUTDOWN)  # the interrupt's error is renamed after the reason
 
 
 class Execution:
@@ -67,7 +73,7 @@ class Execution:
         self._worker: WorkerProcess | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._must_kill = False
-        self._task = asyncio.create_task(self._run())
+        self.task = asyncio.create_task(self._run())
 
     async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
         """The events of this execution in order, in batches; the last one ends with ``exit``."""
@@ -84,7 +90,7 @@ class Execution:
         worker = self._worker
         if worker is None:
             return  # not running yet: ``_follow`` applies the reason when it starts
-        if reason in (INTERRUPT, DISCONNECT, TIMEOUT):
+        if reason in (INTERRUPT, DISCONNECT, TIMEOUT, SHUTDOWN):
             worker.interrupt()
             if self._kill_timer is None:
                 grace = self.registry.settings.interrupt_grace_s
@@ -109,6 +115,8 @@ class Execution:
             async with context.lock:
                 if context.closed:
                     raise ContextGone(context.id)
+                if self.stop_reason == SHUTDOWN:  # its turn came after the shutdown grace
+                    raise ShuttingDown("the server is shutting down; the code was not run")
                 if self.stop_reason == DISCONNECT:  # the client left while it waited
                     self.started.set_result(None)
                     self._emit(error_event("Disconnected", "the client went away; not run"))
@@ -120,7 +128,7 @@ class Execution:
                 finally:
                     context.running = None
                     context.touch()
-        except ContextGone as exc:
+        except (ContextGone, ShuttingDown) as exc:
             if not self.started.done():
                 self.started.set_exception(exc)
         except Exception as exc:  # a bug of ours must not leave the caller waiting
@@ -203,11 +211,19 @@ class Execution:
         name = str(frame.get("name") or "Error")
         value = str(frame.get("value") or "")
         traceback = str(frame.get("traceback") or "")
-        if self.stop_reason == TIMEOUT and name == self.context.runtime.interrupted_error:
-            return error_event(
-                "TimeoutError", f"execution timed out after {self.timeout_ms} ms", traceback
-            )
+        if self.stop_reason in _STOPPED_BY_US and name == self.context.runtime.interrupted_error:
+            return error_event(*self._stopped_error(), traceback)
         return error_event(name, value, traceback)
+
+    def _stopped_error(self) -> tuple[str, str]:
+        """Name and value of the error of an execution stopped for a timeout or shutdown."""
+        if self.stop_reason == SHUTDOWN:
+            grace = self.registry.settings.shutdown_grace_s
+            return "ServerShutdown", (
+                f"the server is shutting down: the code was interrupted after the {grace:g} s "
+                "it had to finish"
+            )
+        return "TimeoutError", f"execution timed out after {self.timeout_ms} ms"
 
     def _stubborn_error(self) -> dict[str, Any]:
         grace = self.registry.settings.interrupt_grace_s
@@ -215,10 +231,9 @@ class Execution:
             f"the code did not stop within {grace:g} s of being interrupted, so the context's "
             "process was killed and restarted; its state was lost"
         )
-        if self.stop_reason == TIMEOUT:
-            return error_event(
-                "TimeoutError", f"execution timed out after {self.timeout_ms} ms; {lost}"
-            )
+        if self.stop_reason in _STOPPED_BY_US:
+            name, value = self._stopped_error()
+            return error_event(name, f"{value}; {lost}")
         return error_event(self.context.runtime.interrupted_error, f"interrupted; {lost}")
 
     async def _lost_error(self, context: Context, worker: WorkerProcess) -> dict[str, Any]:

@@ -1,0 +1,67 @@
+"""Graceful shutdown: the first SIGTERM/SIGINT drains the contexts, then uvicorn stops.
+
+uvicorn's own shutdown closes the listening socket at once and gives open connections a
+fixed time. cellbox needs the opposite order: keep answering (new executions get a 503),
+let the executions already accepted finish within ``--shutdown-grace-s``, stop the rest
+(each client still gets a well-formed answer), and only then stop serving; the lifespan's
+end then removes every process, cgroup and work directory. A second signal cuts the grace period short (running code is interrupted, then killed),
+a third stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from types import FrameType
+
+import uvicorn
+
+log = logging.getLogger("cellbox")
+
+
+class GracefulServer(uvicorn.Server):
+    """A uvicorn server whose first exit signal runs ``drain`` before it stops."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Callable[[], Awaitable[None]],
+        hurry: Callable[[], None],
+    ) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._hurry = hurry
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._signalled = False
+        self._draining: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is None or not self.started:
+            super().handle_exit(sig, frame)  # not serving yet: stop now
+            return
+        if self._signalled:
+            log.warning("%s again: stopping the running executions now", signal.Signals(sig).name)
+            self._loop.call_soon_threadsafe(self._hurry)
+            super().handle_exit(sig, frame)  # uvicorn waits for their answers, then stops
+            return
+        self._signalled = True
+        log.warning("%s: shutting down gracefully", signal.Signals(sig).name)
+        # a signal handler may run in the middle of the loop's own code: hand over safely
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._draining = asyncio.create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self._drain()
+        except Exception:
+            log.exception("draining the contexts failed")
+        finally:
+            self.should_exit = True
