@@ -66,6 +66,10 @@ class Settings:
     def token_file(self) -> Path:
         return self.state_dir / "api-token"
 
+    def pool_size(self, runtime: str) -> int:
+        """Warm workers kept ready for ``runtime`` (setting ``pool_<runtime>``, else 0)."""
+        return int(getattr(self, f"pool_{runtime}", 0))
+
 
 def _parser_type(f: dataclasses.Field) -> Any:
     if "parse" in f.metadata:

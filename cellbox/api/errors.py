@@ -12,9 +12,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cellbox.api.responses import JSON
-from cellbox.contexts import ContextNotFound, ShuttingDown, TooManyContexts
-from cellbox.execution import ContextGone
-from cellbox.worker import WorkerStartError
+from cellbox.process.worker import WorkerStartError
+from cellbox.sessions.execution import ContextGone
+from cellbox.sessions.registry import ContextNotFound, ShuttingDown, TooManyContexts
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("cellbox.api")

@@ -6,20 +6,12 @@ import sys
 from dataclasses import dataclass
 
 from cellbox.runtimes.base import Runtime
+from cellbox.workers.zygote import BLAS_THREAD_VARS
 
 # Imported once by the zygote, so that every context starts with them in memory, shared.
 PRELOAD = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot", "PIL.Image")
 # A zygote must stay single-threaded to fork; its children inherit one-thread BLAS pools.
-_ONE_THREAD = {
-    name: "1"
-    for name in (
-        "OPENBLAS_NUM_THREADS",
-        "OMP_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "NUMEXPR_NUM_THREADS",
-        "VECLIB_MAXIMUM_THREADS",
-    )
-}
+_ONE_THREAD = dict.fromkeys(BLAS_THREAD_VARS, "1")
 
 
 @dataclass(frozen=True)

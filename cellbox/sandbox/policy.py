@@ -2,7 +2,7 @@
 
 Pure: no file system, no processes. The bubblewrap argv builder
 (:mod:`cellbox.sandbox.launchers.bwrap`), the zygote's in-sandbox confinement
-(:mod:`cellbox.workers.confine`) and the ``/info`` report all read their rules from here.
+(:mod:`cellbox.workers.zygote.confine`) and the ``/info`` report all read their rules from here.
 """
 
 from __future__ import annotations

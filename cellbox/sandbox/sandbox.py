@@ -345,7 +345,7 @@ class Sandbox:
     ) -> tuple[list[str], dict[str, str]]:
         """Like ``command`` but for a zygote that forks sandboxed workers itself.
 
-        Each child confines itself with a ``fork_spec`` (see ``cellbox.workers.confine``).
+        Each child confines itself with a ``fork_spec`` (see ``cellbox.workers.zygote.confine``).
         Needs ``supports_zygote``.
         """
         check_unit(unit)

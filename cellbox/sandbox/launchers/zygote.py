@@ -3,7 +3,7 @@
 The zygote's bubblewrap leaves out the pid namespace (children must outlive a zygote that
 dies, and it reaps them from there) and ``--disable-userns`` (each child makes its own user
 namespace), shows the host's /proc instead of a fresh one, and binds the whole contexts
-directory writable. Each child then confines itself (:mod:`cellbox.workers.confine`) by
+directory writable. Each child then confines itself (:mod:`cellbox.workers.zygote.confine`) by
 the :class:`ForkSpec` the server sends it, which follows the same policy as bubblewrap.
 """
 

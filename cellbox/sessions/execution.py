@@ -1,21 +1,67 @@
-"""One execution on one context: drives the worker and produces the event stream."""
+"""One execution on one context: drives the worker and produces the event stream.
+
+It knows its context only through :class:`Session` and the worker only through
+:class:`WorkerLink`; its limits are passed in (:class:`ExecutionLimits`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cellbox import deaths
 from cellbox.deaths import Death
 from cellbox.events import OutputLines, bundle_to_item, error_event
-
-if TYPE_CHECKING:
-    from cellbox.contexts import Context, ContextRegistry
-    from cellbox.worker import WorkerProcess
+from cellbox.runtimes import Runtime
 
 log = logging.getLogger("cellbox.execution")
+
+
+@dataclass(frozen=True)
+class ExecutionLimits:
+    timeout_ms: int
+    output_cap_bytes: int  # stdout+stderr kept (UTF-8 bytes)
+    interrupt_grace_s: float  # between an interrupt and the kill
+    shutdown_grace_s: float  # what accepted code gets to finish when the server stops
+
+
+class WorkerLink(Protocol):
+    """What an execution needs of a worker: its frames, a way to send and wake, its end."""
+
+    frames: asyncio.Queue[dict[str, Any] | None]
+
+    @property
+    def pid(self) -> int: ...
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+    def interrupt(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    async def death(self) -> Death: ...
+
+
+class Session(Protocol):
+    """What an execution needs of its context."""
+
+    id: str
+    runtime: Runtime
+    lock: asyncio.Lock
+    closed: bool
+    running: Execution | None
+    execution_count: int
+
+    def touch(self) -> None: ...
+
+    async def lost_process(self) -> Death | None: ...
+
+    async def ready_worker(self) -> Any: ...
+
+    async def discard_worker(self, worker: Any) -> None: ...
 
 
 _STUBBORN = Death(deaths.STUBBORN, "was killed: the code ignored its interrupt")
@@ -55,22 +101,21 @@ class Execution:
 
     def __init__(
         self,
-        registry: ContextRegistry,
-        context: Context,
+        context: Session,
         code: str,
         env: dict[str, str],
-        timeout_ms: int,
+        limits: ExecutionLimits,
     ) -> None:
-        self.registry = registry
         self.context = context
         self.code = code
         self.env = env
-        self.timeout_ms = timeout_ms
+        self.limits = limits
+        self.timeout_ms = limits.timeout_ms
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stop_reason: str | None = None
         self.execution_count = 0
         self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
-        self._worker: WorkerProcess | None = None
+        self._worker: WorkerLink | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._must_kill = False
         self.task = asyncio.create_task(self._run())
@@ -93,7 +138,7 @@ class Execution:
         if reason in (INTERRUPT, DISCONNECT, TIMEOUT, SHUTDOWN):
             worker.interrupt()
             if self._kill_timer is None:
-                grace = self.registry.settings.interrupt_grace_s
+                grace = self.limits.interrupt_grace_s
                 self._kill_timer = asyncio.get_running_loop().call_later(grace, self._kill_due)
         worker.wake()
 
@@ -138,15 +183,15 @@ class Execution:
             self._emit(error_event("InternalError", f"cellbox failed to run the code: {exc}"))
             self._emit(self._exit_event(failed=True))
 
-    async def _execute(self, context: Context) -> None:
-        death = await self.registry.lost_process(context)
+    async def _execute(self, context: Session) -> None:
+        death = await context.lost_process()
         if death is not None:  # it died while idle: never run code on a silently fresh one
             self.started.set_result(None)
             self._emit(_died_while_idle(death))
             self._emit(self._exit_event(failed=True))
             return
         try:
-            worker = await self.registry.worker_for(context)
+            worker: WorkerLink = await context.ready_worker()
         except Exception as exc:
             self.started.set_result(None)
             self._emit(error_event("WorkerStartError", f"could not start the context: {exc}"))
@@ -161,13 +206,13 @@ class Execution:
         self._worker = None
         self._emit(self._exit_event(failed))
 
-    async def _follow(self, context: Context, worker: WorkerProcess) -> bool:
+    async def _follow(self, context: Session, worker: WorkerLink) -> bool:
         """Forward the worker's frames until ``done``; True if the execution failed.
 
         Timers (the deadline, the kill after an ignored interrupt) and stop requests all
         arrive as ``wake`` markers in the same frame queue, so this is the only loop.
         """
-        lines = OutputLines(self.registry.settings.output_cap_bytes)
+        lines = OutputLines(self.limits.output_cap_bytes)
         loop = asyncio.get_running_loop()
         deadline = loop.call_later(self.timeout_ms / 1000, self.stop, TIMEOUT)
         failed = False
@@ -184,7 +229,7 @@ class Execution:
                 if kind == "wake":
                     if self._must_kill:
                         deaths.record(context.runtime.name, _STUBBORN, context.id, worker.pid)
-                        await self.registry.discard_worker(context, worker)
+                        await context.discard_worker(worker)
                         self._flush(lines)
                         self._emit(self._stubborn_error())
                         return True
@@ -218,7 +263,7 @@ class Execution:
     def _stopped_error(self) -> tuple[str, str]:
         """Name and value of the error of an execution stopped for a timeout or shutdown."""
         if self.stop_reason == SHUTDOWN:
-            grace = self.registry.settings.shutdown_grace_s
+            grace = self.limits.shutdown_grace_s
             return "ServerShutdown", (
                 f"the server is shutting down: the code was interrupted after the {grace:g} s "
                 "it had to finish"
@@ -226,7 +271,7 @@ class Execution:
         return "TimeoutError", f"execution timed out after {self.timeout_ms} ms"
 
     def _stubborn_error(self) -> dict[str, Any]:
-        grace = self.registry.settings.interrupt_grace_s
+        grace = self.limits.interrupt_grace_s
         lost = (
             f"the code did not stop within {grace:g} s of being interrupted, so the context's "
             "process was killed and restarted; its state was lost"
@@ -236,7 +281,7 @@ class Execution:
             return error_event(name, f"{value}; {lost}")
         return error_event(self.context.runtime.interrupted_error, f"interrupted; {lost}")
 
-    async def _lost_error(self, context: Context, worker: WorkerProcess) -> dict[str, Any]:
+    async def _lost_error(self, context: Session, worker: WorkerLink) -> dict[str, Any]:
         if self.stop_reason == DELETED:
             return error_event("ContextDeleted", "the context was deleted while the code ran")
         if self.stop_reason == RESTARTED:
@@ -244,7 +289,7 @@ class Execution:
                 "ContextRestarted", "the context was restarted while the code ran; state cleared"
             )
         death = await worker.death()
-        await self.registry.discard_worker(context, worker)
+        await context.discard_worker(worker)
         return error_event(
             "ContextDied",
             f"the context's process {death.reason} before this code finished (it may not "

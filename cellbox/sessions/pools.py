@@ -7,13 +7,14 @@ import contextlib
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellbox.runtimes import Runtime
-from cellbox.sandbox import Sandbox
-from cellbox.worker import WorkerProcess
-from cellbox.zygote import Zygote, ZygoteError
+from cellbox.process.sandbox_calls import AsyncSandbox
+from cellbox.process.worker import WorkerProcess
+from cellbox.process.zygote_client import Zygote, ZygoteError
+from cellbox.runtimes import RUNTIMES, Runtime
 
 log = logging.getLogger("cellbox.pool")
 
@@ -29,7 +30,7 @@ class Workspace:
 class WorkerPool:
     """Ready workers of one runtime, each started in a fresh workspace of its own."""
 
-    def __init__(self, runtime: Runtime, sandbox: Sandbox, size: int) -> None:
+    def __init__(self, runtime: Runtime, sandbox: AsyncSandbox, size: int) -> None:
         self.runtime = runtime
         self.size = size
         self._sandbox = sandbox
@@ -50,12 +51,12 @@ class WorkerPool:
             return None
         return Zygote(self.runtime, self._sandbox)
 
-    def new_workspace(self) -> Workspace:
+    async def new_workspace(self) -> Workspace:
         name = secrets.token_hex(8)
-        return Workspace(name, self._sandbox.create_workdir(name))
+        return Workspace(name, await self._sandbox.create_workdir(name))
 
-    def drop_workspace(self, workspace: Workspace) -> None:
-        self._sandbox.remove_workdir(workspace.name)
+    async def drop_workspace(self, workspace: Workspace) -> None:
+        await self._sandbox.remove_workdir(workspace.name)
 
     async def start_worker(self, workspace: Workspace, cwd: str | None = None) -> WorkerProcess:
         """A new worker in ``workspace``: forked by the zygote if there is one, else spawned."""
@@ -77,11 +78,11 @@ class WorkerPool:
                 return worker, workspace
             await self._discard(worker, workspace)
         self.refill()
-        workspace = await asyncio.to_thread(self.new_workspace)
+        workspace = await self.new_workspace()
         try:
             return await self.start_worker(workspace), workspace
         except BaseException:
-            await asyncio.to_thread(self.drop_workspace, workspace)
+            await self.drop_workspace(workspace)
             raise
 
     def refill(self) -> None:
@@ -94,11 +95,11 @@ class WorkerPool:
     async def _refill(self) -> None:
         failures = 0
         while not self._closed and len(self._ready) < self.size:
-            workspace = await asyncio.to_thread(self.new_workspace)
+            workspace = await self.new_workspace()
             try:
                 worker = await self.start_worker(workspace)
             except Exception as exc:
-                await asyncio.to_thread(self.drop_workspace, workspace)
+                await self.drop_workspace(workspace)
                 failures += 1
                 log.warning("could not start a warm %s worker: %s", self.runtime.name, exc)
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
@@ -111,7 +112,7 @@ class WorkerPool:
 
     async def _discard(self, worker: WorkerProcess, workspace: Workspace) -> None:
         await worker.kill()
-        await asyncio.to_thread(self.drop_workspace, workspace)
+        await self.drop_workspace(workspace)
 
     async def close(self) -> None:
         self._closed = True
@@ -123,3 +124,8 @@ class WorkerPool:
             await self._discard(*self._ready.popleft())
         if self._zygote is not None:
             await self._zygote.close()
+
+
+def pools_for(sandbox: AsyncSandbox, size_of: Callable[[str], int]) -> dict[str, WorkerPool]:
+    """One pool per runtime in ``RUNTIMES``, of the size configured for it."""
+    return {name: WorkerPool(runtime, sandbox, size_of(name)) for name, runtime in RUNTIMES.items()}

@@ -18,13 +18,7 @@ memory, shared copy-on-write. Each fork makes this tree::
                     │  when the server closes its end of W's socket (or dies)
                     └── W   pid 2: the worker, ``python_worker.serve(fd)``
 
-Control protocol: a ``SOCK_SEQPACKET`` socket (fd ``N``), one JSON object per message.
-
-- server -> zygote: ``{"op": "fork", "id", "workdir", "env", "rlimits", "network",
-  "tmpfs_size"}`` with the fds [worker protocol socket, stderr pipe, status pipe, cgroup
-  ``tasks`` files...] attached (``SCM_RIGHTS``).
-- zygote -> server: ``{"type": "ready", "pid"}`` once; ``{"type": "forked", "id", "pid"}``
-  or ``{"type": "failed", "id", "error"}`` per request.
+Control protocol: :mod:`cellbox.workers.zygote.messages`.
 
 The zygote is only a forker: nothing of a context depends on it once forked. C reports
 I's exit status (as a shell would: 128+N for signal N) on the status pipe, whose only
@@ -38,7 +32,6 @@ to one thread before anything is imported, and the thread count is checked befor
 from __future__ import annotations
 
 import gc
-import json
 import os
 import select
 import signal
@@ -47,26 +40,14 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from cellbox.workers import confine, python_worker
-
-# Before numpy & co are imported: a thread pool in the zygote would break its forks.
-_SINGLE_THREADED = (
-    "OPENBLAS_NUM_THREADS",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-)
-_MAX_FDS = 64  # fds attached to one fork request
-_EXIT_SETUP_FAILED = 125
+from cellbox.procfs import thread_count
+from cellbox.sandbox.policy import EXIT_CANNOT_FORK, EXIT_SETUP_FAILED
+from cellbox.workers import python_worker
+from cellbox.workers.zygote import BLAS_THREAD_VARS, confine, messages
 
 
-def _send(control: socket.socket, message: dict[str, Any]) -> None:
-    control.send(json.dumps(message).encode())
-
-
-def _thread_count() -> int:
-    return len(os.listdir("/proc/self/task"))
+def _send(control: socket.socket, message: messages.Message) -> None:
+    control.send(messages.encode(message))
 
 
 def _exit_code(status: int) -> int:
@@ -122,7 +103,7 @@ def _close_all_except(keep: set[int]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(list(sys.argv[1:] if argv is None else argv))
-    for name in _SINGLE_THREADED:
+    for name in BLAS_THREAD_VARS:  # before numpy & co are imported
         os.environ[name] = "1"
     python_worker.prepare()
     python_worker.preload(args["preload"])
@@ -130,11 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     gc.collect()
     gc.freeze()  # the collector then leaves the shared objects (and their pages) alone
     control = socket.socket(fileno=args["control"])
-    threads = _thread_count()
+    threads = thread_count()
     if threads != 1:
         sys.stderr.write(f"cellbox zygote: {threads} threads after preload; cannot fork\n")
-        raise SystemExit(70)
-    _send(control, {"type": "ready", "pid": os.getpid()})
+        raise SystemExit(EXIT_CANNOT_FORK)
+    _send(control, messages.Ready(pid=os.getpid()))
     _serve(control)
 
 
@@ -173,23 +154,24 @@ def _serve(control: socket.socket) -> None:
                 _drain(wakeup)
                 _reap()  # C told the server itself
                 continue
-            payload, fds, _, _ = socket.recv_fds(control, 1 << 20, _MAX_FDS)
+            payload, fds, _, _ = socket.recv_fds(control, messages.MAX_MESSAGE, messages.MAX_FDS)
             if not payload:
                 return  # the server is gone
-            request = json.loads(payload)
+            request = messages.decode(payload)
+            assert isinstance(request, messages.Fork), request
             pid = _fork(request, fds)
             for passed in fds:
                 os.close(passed)
             if pid is None:
-                _send(control, {"type": "failed", "id": request["id"], "error": "fork failed"})
+                _send(control, messages.Failed(id=request.id, error="fork failed"))
             else:
-                _send(control, {"type": "forked", "id": request["id"], "pid": pid})
+                _send(control, messages.Forked(id=request.id, pid=pid))
 
 
-def _fork(request: dict[str, Any], fds: list[int]) -> int | None:
-    if _thread_count() != 1:
+def _fork(request: messages.Fork, fds: list[int]) -> int | None:
+    if thread_count() != 1:
         sys.stderr.write("cellbox zygote: more than one thread; refusing to fork\n")
-        raise SystemExit(70)
+        raise SystemExit(EXIT_CANNOT_FORK)
     try:
         pid = os.fork()
     except OSError as exc:
@@ -202,7 +184,7 @@ def _fork(request: dict[str, Any], fds: list[int]) -> int | None:
 
 def _never_return(process: Callable[..., int | None], *args: Any) -> NoReturn:
     """Run a forked process's body and exit; what fails is told on its stderr."""
-    code = _EXIT_SETUP_FAILED
+    code = EXIT_SETUP_FAILED
     try:
         code = process(*args) or 0
     except BaseException as exc:
@@ -215,23 +197,23 @@ def _never_return(process: Callable[..., int | None], *args: Any) -> NoReturn:
 # --------------------------------------------------------------------------- per context
 
 
-def _context_process(request: dict[str, Any], fds: list[int]) -> int:
+def _context_process(request: messages.Fork, fds: list[int]) -> int:
     """C: confine, fork I, and report how I ended."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     protocol, stderr, status, *tasks = fds
     confine.join_cgroups(tasks)  # first: nothing of this context runs outside its cgroups
     os.setsid()
-    confine.set_rlimits(request["rlimits"])
+    confine.set_rlimits(request.rlimits)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.dup2(stderr, 2)
     _close_all_except({0, 1, 2, protocol, status})
     os.environ.clear()
-    os.environ.update(request["env"])
+    os.environ.update(request.env)
     confine.enter_user_namespace()
-    confine.unshare_namespaces(request["network"])
+    confine.unshare_namespaces(request.network)
     init = os.fork()
     if init == 0:
         os.close(status)  # C alone writes it: its end is the context's end
@@ -244,11 +226,11 @@ def _context_process(request: dict[str, Any], fds: list[int]) -> int:
     return code
 
 
-def _init_process(request: dict[str, Any], protocol: int) -> None:
+def _init_process(request: messages.Fork, protocol: int) -> None:
     """I: pid 1 of the context's pid namespace."""
-    workdir = request["workdir"]
-    confine.mount_private_view(workdir, request["tmpfs_size"], request.get("keep", []))
-    if not request["network"]:
+    workdir = request.workdir
+    confine.mount_private_view(workdir, request.tmpfs_size, request.keep)
+    if not request.network:
         confine.bring_up_loopback()
     confine.forbid_user_namespaces()
     os.chdir(workdir)
@@ -286,7 +268,3 @@ def _worker_process(protocol: int) -> None:
     if numpy_random is not None:
         numpy_random.seed()  # or every context would draw the same "random" numbers
     python_worker.serve(protocol)
-
-
-if __name__ == "__main__":
-    main()

@@ -2,10 +2,10 @@
 
 The zygote (:mod:`cellbox.workers.zygote`) is one long-lived sandboxed process that has
 imported everything a worker needs and forks a child per worker; each child confines itself
-to a unit of its own (:mod:`cellbox.workers.confine`) before any user code runs. This module
+to a unit of its own (:mod:`cellbox.workers.zygote.confine`) before any user code runs. This module
 starts it through :meth:`Sandbox.zygote_command`, sends it fork requests (the worker's
 socket, a stderr pipe, a status pipe and the unit's cgroup files travel as fds), turns the
-answers into :class:`ZygoteChild` processes for :class:`~cellbox.worker.WorkerProcess`.
+answers into :class:`ZygoteChild` processes for :class:`~cellbox.process.worker.WorkerProcess`.
 
 The zygote is only a forker. A child's end is told by the child itself (its exit status on
 the status pipe, of which it holds the only write end), so workers forked earlier live on,
@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
-import json
 import logging
 import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.runtimes import Runtime
-from cellbox.sandbox import Sandbox
+from cellbox.workers.zygote import messages
 
 log = logging.getLogger("cellbox.zygote")
 
@@ -94,7 +94,7 @@ class _Incarnation:
         self._reading = asyncio.create_task(self._read())
         self._logging = asyncio.create_task(self._log_stderr())
 
-    async def fork(self, request: dict[str, Any], fds: list[int], child: ZygoteChild) -> None:
+    async def fork(self, request: messages.Fork, fds: list[int], child: ZygoteChild) -> None:
         """Ask for a fork; sets ``child.pid`` once the zygote forked."""
         if not self.alive:
             raise ZygoteError("the zygote is gone")
@@ -102,7 +102,8 @@ class _Incarnation:
         forked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forking[request_id] = forked
         try:
-            await self._send(json.dumps({**request, "id": request_id}).encode(), fds)
+            payload = messages.encode(dataclasses.replace(request, id=request_id))
+            await self._send(payload, fds)
             child.pid = await forked
             self.forked += 1
         finally:
@@ -127,25 +128,24 @@ class _Incarnation:
         loop = asyncio.get_running_loop()
         try:
             while payload := await loop.sock_recv(self.control, 65536):
-                self._handle(json.loads(payload))
+                self._handle(messages.decode(payload))
         except (OSError, ValueError) as exc:
             log.warning("zygote control socket failed: %s", exc)
         finally:
             self._lost()
 
-    def _handle(self, message: dict[str, Any]) -> None:
-        kind, request_id = message.get("type"), message.get("id")
-        if kind == "ready" and not self.ready.done():
-            self.pid = int(message["pid"])
+    def _handle(self, message: messages.Message) -> None:
+        if isinstance(message, messages.Ready) and not self.ready.done():
+            self.pid = message.pid
             self.ready.set_result(None)
-        elif kind == "forked":
-            forked = self._forking.get(request_id)
-            if forked is not None and not forked.done():
-                forked.set_result(int(message["pid"]))
-        elif kind == "failed":
-            forked = self._forking.get(request_id)
-            if forked is not None and not forked.done():
-                forked.set_exception(ZygoteError(message.get("error", "fork failed")))
+        elif isinstance(message, messages.Forked | messages.Failed):
+            forked = self._forking.get(message.id)
+            if forked is None or forked.done():
+                return
+            if isinstance(message, messages.Forked):
+                forked.set_result(message.pid)
+            else:
+                forked.set_exception(ZygoteError(message.error))
 
     def _lost(self) -> None:
         if not self.alive:
@@ -178,7 +178,7 @@ class _Incarnation:
 class Zygote:
     """Forks ``runtime``'s workers from one preloaded sandboxed process, (re)started on need."""
 
-    def __init__(self, runtime: Runtime, sandbox: Sandbox) -> None:
+    def __init__(self, runtime: Runtime, sandbox: AsyncSandbox) -> None:
         self.runtime = runtime
         self._sandbox = sandbox
         self._current: _Incarnation | None = None
@@ -198,24 +198,22 @@ class Zygote:
     async def fork(self, unit: str, workdir: Path, protocol_fd: int) -> ZygoteChild:
         """A worker of ``unit`` in ``workdir`` speaking on ``protocol_fd`` (fd is copied)."""
         zygote = await self._running()
-        spec = await asyncio.to_thread(
-            self._sandbox.fork_spec, unit, workdir, self.runtime.zygote_env()
-        )
+        spec = await self._sandbox.fork_spec(unit, workdir, self.runtime.zygote_env())
         fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec.cgroup_files]
         stderr_read, stderr_write = os.pipe()
         status_read, status_write = os.pipe()
         try:
             stderr = await _pipe_reader(stderr_read)
             child = ZygoteChild(stderr, await _pipe_reader(status_read))
-            request = {
-                "op": "fork",
-                "workdir": str(workdir),
-                "env": spec.env,
-                "rlimits": spec.rlimits,
-                "network": spec.network,
-                "tmpfs_size": spec.tmpfs_size,
-                "keep": spec.keep,
-            }
+            request = messages.Fork(
+                id=0,  # the incarnation numbers its requests
+                workdir=str(workdir),
+                env=spec.env,
+                rlimits=spec.rlimits,
+                network=spec.network,
+                tmpfs_size=spec.tmpfs_size,
+                keep=spec.keep,
+            )
             await zygote.fork(request, [protocol_fd, stderr_write, status_write, *fds], child)
         finally:
             for fd in (stderr_write, status_write, *fds):
@@ -249,7 +247,7 @@ class Zygote:
         try:
             argv = self.runtime.zygote_argv(theirs.fileno())
             assert argv is not None, f"{self.name} has no zygote"
-            wrapped, env = self._sandbox.zygote_command(
+            wrapped, env = await self._sandbox.zygote_command(
                 argv, unit=unit, env=self.runtime.zygote_env()
             )
             self._unit = unit
@@ -265,7 +263,7 @@ class Zygote:
             )
         except BaseException:
             ours.close()
-            await asyncio.to_thread(self._sandbox.release, unit)
+            await self._sandbox.release(unit)
             raise
         finally:
             theirs.close()
@@ -275,7 +273,7 @@ class Zygote:
             async with asyncio.timeout(STARTUP_TIMEOUT_S):
                 await zygote.ready
         except BaseException:
-            await asyncio.to_thread(self._sandbox.release, unit)
+            await self._sandbox.release(unit)
             await zygote.stop()
             raise
         elapsed = asyncio.get_running_loop().time() - started
@@ -303,7 +301,7 @@ class Zygote:
             await self._current.stop()
             self._current = None
         if self._unit is not None:
-            await asyncio.to_thread(self._sandbox.release, self._unit)
+            await self._sandbox.release(self._unit)
             self._unit = None
 
     async def close(self) -> None:

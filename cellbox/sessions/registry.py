@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
-from typing import Any
 
 from cellbox.config import Settings
-from cellbox.deaths import Death
-from cellbox.execution import DELETED, INTERRUPT, RESTARTED, SHUTDOWN, Execution, ShuttingDown
-from cellbox.pool import WorkerPool, Workspace
-from cellbox.runtimes import RUNTIMES, Runtime
-from cellbox.sandbox import Sandbox
-from cellbox.worker import WorkerProcess
+from cellbox.process.sandbox_calls import AsyncSandbox
+from cellbox.runtimes import Runtime
+from cellbox.sessions.context import Context
+from cellbox.sessions.execution import (
+    DELETED,
+    INTERRUPT,
+    RESTARTED,
+    SHUTDOWN,
+    Execution,
+    ExecutionLimits,
+    ShuttingDown,
+)
+from cellbox.sessions.pools import pools_for
 
 log = logging.getLogger("cellbox.contexts")
 
@@ -29,40 +34,13 @@ class TooManyContexts(RuntimeError):
     pass
 
 
-class Context:
-    """One persistent REPL: a language, a work directory and (while alive) one worker."""
-
-    def __init__(
-        self, runtime: Runtime, workspace: Workspace, worker: WorkerProcess, cwd: str
-    ) -> None:
-        self.id = "ctx_" + secrets.token_hex(12)
-        self.runtime = runtime
-        self.workspace = workspace
-        self.worker: WorkerProcess | None = worker
-        self.cwd = cwd
-        self.execution_count = 0
-        self.lock = asyncio.Lock()  # FIFO: asyncio.Lock wakes waiters in arrival order
-        self.running: Execution | None = None
-        self.closed = False
-        self.last_used = time.monotonic()
-
-    def touch(self) -> None:
-        self.last_used = time.monotonic()
-
-    def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "language": self.runtime.name, "cwd": self.cwd}
-
-
 class ContextRegistry:
     """Creates, finds, runs, restarts and removes contexts."""
 
-    def __init__(self, settings: Settings, sandbox: Sandbox) -> None:
+    def __init__(self, settings: Settings, sandbox: AsyncSandbox) -> None:
         self.settings = settings
         self.sandbox = sandbox
-        self.pools = {
-            "python": WorkerPool(RUNTIMES["python"], sandbox, settings.pool_python),
-            "typescript": WorkerPool(RUNTIMES["typescript"], sandbox, settings.pool_typescript),
-        }
+        self.pools = pools_for(sandbox, settings.pool_size)
         self._contexts: dict[str, Context] = {}
         self._executions: set[Execution] = set()  # queued or running
         self._hurry = asyncio.Event()
@@ -107,10 +85,9 @@ class ContextRegistry:
                     await worker.change_directory(cwd)
                 except BaseException:
                     await worker.kill()
-                    await asyncio.to_thread(pool.drop_workspace, workspace)
+                    await pool.drop_workspace(workspace)
                     raise
-            context = Context(runtime, workspace, worker, cwd or str(workspace.path))
-            worker.owner = context.id
+            context = Context(runtime, pool, workspace, worker, cwd or str(workspace.path))
             self._contexts[context.id] = context
             return context
         finally:
@@ -123,42 +100,16 @@ class ContextRegistry:
         if self._closing:
             raise ShuttingDown("the server is shutting down")
         context.touch()
-        execution = Execution(self, context, code, env, timeout_ms)
+        limits = ExecutionLimits(
+            timeout_ms=timeout_ms,
+            output_cap_bytes=self.settings.output_cap_bytes,
+            interrupt_grace_s=self.settings.interrupt_grace_s,
+            shutdown_grace_s=self.settings.shutdown_grace_s,
+        )
+        execution = Execution(context, code, env, limits)
         self._executions.add(execution)
         execution.task.add_done_callback(lambda _: self._executions.discard(execution))
         return execution
-
-    async def lost_process(self, context: Context) -> Death | None:
-        """How the context's process ended by itself since its last execution, if it did.
-
-        The process is then discarded (state gone, counter reset): the caller must say so.
-        """
-        worker = context.worker
-        if worker is None or not worker.died:
-            return None
-        death = await worker.death()
-        await self.discard_worker(context, worker)
-        return death
-
-    async def worker_for(self, context: Context) -> WorkerProcess:
-        """The context's worker, started afresh if the last one was lost."""
-        if context.worker is None or not context.worker.alive:
-            if context.worker is not None:
-                await self.discard_worker(context, context.worker)
-            pool = self.pools[context.runtime.name]
-            own_dir = context.cwd == str(context.workspace.path)
-            context.worker = await pool.start_worker(
-                context.workspace, None if own_dir else context.cwd
-            )
-            context.worker.owner = context.id
-        return context.worker
-
-    async def discard_worker(self, context: Context, worker: WorkerProcess) -> None:
-        """Kill a context's worker; its state is gone, so the counter starts again."""
-        await worker.kill()
-        if context.worker is worker:
-            context.worker = None
-            context.execution_count = 0
 
     async def delete(self, context_id: str) -> None:
         context = self.get(context_id)
@@ -169,7 +120,7 @@ class ContextRegistry:
         if context.worker is not None:
             await context.worker.kill()
             context.worker = None
-        await asyncio.to_thread(self.pools[context.runtime.name].drop_workspace, context.workspace)
+        await context.pool.drop_workspace(context.workspace)
 
     async def restart(self, context_id: str) -> Context:
         """Replace the context's process: state cleared, counter reset."""
@@ -177,7 +128,7 @@ class ContextRegistry:
         if context.running is not None:
             context.running.stop(RESTARTED)
         if context.worker is not None:
-            await self.discard_worker(context, context.worker)
+            await context.discard_worker(context.worker)
         context.execution_count = 0
         context.touch()
         return context
@@ -240,4 +191,4 @@ class ContextRegistry:
                 await self.delete(context.id)
         for pool in self.pools.values():
             await pool.close()
-        await asyncio.to_thread(self.sandbox.close)
+        await self.sandbox.close()

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from cellbox import deaths, protocol
 from cellbox.deaths import Death
+from cellbox.process.sandbox_calls import AsyncSandbox
+from cellbox.process.zygote_client import Zygote
 from cellbox.runtimes import Runtime
-from cellbox.sandbox import Sandbox
-from cellbox.zygote import Zygote
 
 log = logging.getLogger("cellbox.worker")
 
@@ -51,7 +51,7 @@ class WorkerProcess:
     def __init__(
         self,
         runtime: Runtime,
-        sandbox: Sandbox,
+        sandbox: AsyncSandbox,
         unit: str,
         process: ProcessHandle,
         reader: asyncio.StreamReader,
@@ -77,7 +77,7 @@ class WorkerProcess:
     async def start(
         cls,
         runtime: Runtime,
-        sandbox: Sandbox,
+        sandbox: AsyncSandbox,
         workdir: Path,
         cwd: str | None = None,
         zygote: Zygote | None = None,
@@ -93,7 +93,7 @@ class WorkerProcess:
                 process = await _spawn(runtime, sandbox, unit, workdir, theirs.fileno())
         except BaseException:
             ours.close()
-            sandbox.release(unit)
+            await sandbox.release(unit)
             raise
         finally:
             theirs.close()
@@ -196,7 +196,7 @@ class WorkerProcess:
                 # the unit's cgroup holds all of it
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
-            await asyncio.to_thread(self._sandbox.release, self.unit)
+            await self._sandbox.release(self.unit)
             self._writer.close()
         with contextlib.suppress(Exception):
             await self.process.wait()
@@ -215,7 +215,7 @@ class WorkerProcess:
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(2.0):
                 await self.process.wait()
-        oom = await asyncio.to_thread(self._sandbox.oom_killed, self.unit)
+        oom = await self._sandbox.oom_killed(self.unit)
         tail = self._stderr_tail.decode("utf-8", "replace").strip()
         death = deaths.classify(
             self.process.returncode,
@@ -233,10 +233,10 @@ class WorkerProcess:
 
 
 async def _spawn(
-    runtime: Runtime, sandbox: Sandbox, unit: str, workdir: Path, fd: int
+    runtime: Runtime, sandbox: AsyncSandbox, unit: str, workdir: Path, fd: int
 ) -> asyncio.subprocess.Process:
     """Start the runtime's worker program through the sandbox chain."""
-    argv, env = sandbox.command(
+    argv, env = await sandbox.command(
         runtime.argv(fd, sandbox.limits.memory_bytes),
         unit=unit,
         workdir=workdir,

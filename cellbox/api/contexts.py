@@ -1,0 +1,81 @@
+"""``/contexts``: create, list, describe, delete, restart and interrupt contexts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from cellbox.api.errors import InvalidRequest, parse_body
+from cellbox.api.models import ContextInfo, ContextList, CreateContextRequest, Message
+from cellbox.api.openapi import ERRORS, json_body
+from cellbox.api.responses import JSON
+from cellbox.runtimes import RUNTIMES
+from cellbox.sessions.registry import ContextRegistry
+
+
+def routes(registry: ContextRegistry) -> APIRouter:
+    router = APIRouter()
+
+    @router.post(
+        "/contexts",
+        status_code=201,
+        response_model=ContextInfo,
+        responses={**ERRORS, 429: {"model": Message}},
+        openapi_extra=json_body(CreateContextRequest),
+        summary="Create a context",
+    )
+    async def create_context(request: Request) -> Response:
+        raw = await request.body()
+        body = parse_body(CreateContextRequest, raw if raw.strip() else b"{}")
+        try:
+            context = await registry.create(RUNTIMES[body.language or "python"], body.cwd)
+        except ValueError as exc:
+            raise InvalidRequest.one("cwd", str(exc)) from None
+        return JSON(context.describe(), status_code=201)
+
+    @router.get(
+        "/contexts",
+        response_model=ContextList,
+        responses={401: ERRORS[401]},
+        summary="List live contexts",
+    )
+    async def list_contexts() -> Response:
+        return JSON({"items": [c.describe() for c in registry.list()]})
+
+    @router.get(
+        "/contexts/{context_id}",
+        response_model=ContextInfo,
+        responses=ERRORS,
+        summary="Describe a context",
+    )
+    async def get_context(context_id: str) -> Response:
+        return JSON(registry.get(context_id).describe())
+
+    @router.delete(
+        "/contexts/{context_id}",
+        status_code=204,
+        responses=ERRORS,
+        summary="Delete a context and kill its processes",
+    )
+    async def delete_context(context_id: str) -> Response:
+        await registry.delete(context_id)
+        return Response(status_code=204)
+
+    @router.post(
+        "/contexts/{context_id}/restart",
+        response_model=ContextInfo,
+        responses=ERRORS,
+        summary="Restart a context on a fresh process (state cleared)",
+    )
+    async def restart_context(context_id: str) -> Response:
+        return JSON((await registry.restart(context_id)).describe())
+
+    @router.post(
+        "/contexts/{context_id}/interrupt",
+        response_model=ContextInfo,
+        responses=ERRORS,
+        summary="Interrupt the running execution (state kept)",
+    )
+    async def interrupt_context(context_id: str) -> Response:
+        return JSON(registry.interrupt(context_id).describe())
+
+    return router

@@ -1,0 +1,3 @@
+from cellbox.workers.zygote.server import main
+
+main()
