@@ -34,6 +34,7 @@ REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
 import figures  # noqa: E402
+import files_bench  # noqa: E402
 from baseline import Baseline  # noqa: E402
 from figures import Plan  # noqa: E402
 from server import CLIENTS, Api, Server  # noqa: E402
@@ -49,6 +50,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "ts_history": ("TypeScript p50 after 500 cells / fresh context", "≤ 1.25"),
     "new_ts": ("new TypeScript context, `1`, p50", "≤ 50 ms"),
     "throughput": ("throughput, 16 clients on 16 contexts, `1+1`", "report exec/s"),
+    "files": ("500 MB file upload / download, server RSS growth", "≤ a few tens of MB"),
 }
 BASELINE_FIGURES = ["warm_py", "new_py", "new_scipy", "pss"]
 BASELINE_ENV_VARS = [
@@ -406,6 +408,9 @@ class Bench:
             "throughput": lambda: self.record(
                 "throughput", lambda: figures.throughput(concurrent_client, plan, self.server_pid)
             ),
+            "files": lambda: self.record(
+                "files", lambda: files_bench.transfer(self.url, self.api_key, self.server_pid)
+            ),
         }
         for name in FIGURES:
             if name not in self.args.selected:
@@ -463,6 +468,8 @@ def judge(name: str, rec: dict) -> None:
         passed = ours <= 1.25
     elif name == "new_ts":
         passed = ours <= 50
+    elif name == "files":
+        passed = ours <= 50
     else:
         passed = None
     rec["result"] = {True: "PASS", False: "FAIL", None: "report"}[passed]
@@ -490,6 +497,8 @@ def _cell(name: str, side: dict | None, error: str | None) -> str:
         return f"{value:.3f}"
     if name == "throughput":
         return f"{value:.0f} exec/s"
+    if name == "files":
+        return side["summary"]  # type: ignore[index]
     return _ms(value)
 
 

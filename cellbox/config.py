@@ -59,6 +59,8 @@ class Settings:
     memory_limit_mb: int = _setting(2048, "memory limit per context, MiB")
     pids_limit: int = _setting(256, "processes/threads per context")
     file_size_limit_mb: int = _setting(1024, "largest file a context may write, MiB")
+    disk_limit_mb: int = _setting(2048, "disk quota per context (work directory), MiB")
+    upload_limit_mb: int = _setting(1024, "largest file upload or archive upload, MiB (413)")
     open_files_limit: int = _setting(1024, "open files per process of a context")
     log_level: str = _setting("info", "log level (debug, info, warning, error)")
 

@@ -87,6 +87,10 @@ class Server:
         return self.process.returncode
 
     def cleanup(self) -> None:
+        # a server killed without its shutdown leaves its disk quota volume mounted there
+        subprocess.run(
+            ["umount", "-l", str(self.state_dir / "contexts")], capture_output=True, check=False
+        )
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def client(self, **kwargs: Any) -> Client:

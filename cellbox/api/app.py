@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from cellbox import __version__
-from cellbox.api import contexts, errors, execute, info
+from cellbox.api import contexts, errors, execute, files, info
 from cellbox.api.body_limit import BodyLimit
 from cellbox.api.openapi import document_security
 from cellbox.api.responses import JSON
@@ -29,7 +29,11 @@ def open_sandbox(settings: Settings) -> Sandbox:
         open_files=settings.open_files_limit,
     )
     return Sandbox(
-        settings.state_dir, limits, network=settings.network, enabled=settings.sandbox
+        settings.state_dir,
+        limits,
+        network=settings.network,
+        enabled=settings.sandbox,
+        disk_limit_bytes=settings.disk_limit_mb << 20,
     ).open()
 
 
@@ -53,7 +57,12 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         default_response_class=JSON,
     )
     # Our own limit answers 413 with the API's JSON body (Starlette's answers plain text).
-    app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.body_limit_bytes,
+        streamed=files.UPLOAD_PATHS,  # their routes stream the body and count to the limit
+        stream_limit=settings.upload_limit_mb << 20,
+    )
     app.add_middleware(TokenCheck, token=token.value)  # outermost: 401 before reading a body
     document_security(app)
     errors.install(app)
@@ -61,4 +70,5 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     app.include_router(execute.routes(registry, settings))
     app.include_router(contexts.routes(registry))
     app.include_router(info.routes(registry, settings))
+    app.include_router(files.routes(registry, settings))
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cellbox.api.responses import send_json
@@ -10,23 +12,40 @@ from cellbox.api.responses import send_json
 class BodyLimit:
     """ASGI middleware: reads the body (at most ``limit`` bytes) once, then replays it."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        streamed: re.Pattern[str] | None = None,
+        stream_limit: int = 0,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.streamed = streamed  # PUTs to these paths stream (their route counts to stream_limit)
+        self.stream_limit = stream_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        streams = (
+            self.streamed is not None
+            and scope["method"] == "PUT"
+            and self.streamed.match(scope["path"]) is not None
+        )
+        limit = self.stream_limit if streams else self.limit
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.limit:
-                    await self._too_large(send)
+                if declared > limit:
+                    await self._too_large(send, limit)
                     return
+        if streams:
+            await self.app(scope, receive, send)
+            return
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -36,7 +55,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await self._too_large(send)
+                await self._too_large(send, self.limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -53,6 +72,6 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        message = f"request body too large (limit {self.limit} bytes)"
+    async def _too_large(self, send: Send, limit: int) -> None:
+        message = f"request body too large (limit {limit} bytes)"
         await send_json(send, 413, {"message": message}, ((b"connection", b"close"),))

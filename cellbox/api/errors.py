@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cellbox.api.responses import JSON
 from cellbox.process.worker import WorkerStartError
+from cellbox.sandbox.files import FileError
 from cellbox.sessions.execution import ContextGone
 from cellbox.sessions.registry import ContextNotFound, ShuttingDown, TooManyContexts
 
@@ -36,7 +37,9 @@ def _field_errors(errors: list[Any]) -> list[dict[str, str]]:
     """Pydantic's errors as one entry per top-level JSON field."""
     seen: dict[str, str] = {}
     for error in errors:
-        loc = [part for part in error.get("loc", ()) if part != "body"]
+        loc = list(error.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc[1:]  # where the value came from; the field is named next
         field = str(loc[0]) if loc and error.get("type") != "json_invalid" else "body"
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if error.get("type") == "missing":
@@ -86,6 +89,13 @@ def install(app: FastAPI) -> None:
     async def not_found(_: Request, exc: Exception) -> JSON:
         text = str(exc)
         return _message(404, text if text.startswith("context ") else f"context {text} not found")
+
+    @app.exception_handler(FileError)
+    async def file_error(_: Request, exc: FileError) -> JSON:
+        if exc.field is not None:
+            errors = [{"field": exc.field, "error": exc.message}]
+            return JSON({"message": "Invalid request", "errors": errors}, exc.status)
+        return _message(exc.status, exc.message)
 
     @app.exception_handler(TooManyContexts)
     async def too_many(_: Request, exc: TooManyContexts) -> JSON:

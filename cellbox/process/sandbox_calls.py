@@ -32,6 +32,10 @@ class AsyncSandbox:
     def supports_zygote(self) -> bool:
         return self.sandbox.supports_zygote
 
+    @property
+    def context_ids(self) -> tuple[int, int]:
+        return self.sandbox.context_ids
+
     def isolation(self) -> dict[str, Any]:
         return self.sandbox.isolation()
 

@@ -26,6 +26,7 @@ def isolation(
     enabled: bool,
     warnings: list[str],
     setup_ms: dict[str, float],
+    disk: dict[str, Any],
 ) -> dict[str, Any]:
     """What this host allowed, with a warning for each thing it did not."""
     caps = launcher.caps
@@ -66,6 +67,7 @@ def isolation(
         "limits": asdict(limits),
         "setup": dict(setup_ms),
         "mount_helper": helper.report() if helper is not None else {},
+        "disk": disk,
         "warnings": warnings,
     }
 

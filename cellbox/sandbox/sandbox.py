@@ -45,6 +45,7 @@ from cellbox.sandbox.launchers.bwrap import state_dir_masked
 from cellbox.sandbox.mount_helper import MountHelper
 from cellbox.sandbox.policy import SYSTEM_PATH, ForkSpec, Limits, SandboxError, check_unit
 from cellbox.sandbox.probe import BWRAP, DIRECT, UID_ONLY, Capabilities, read_host
+from cellbox.sandbox.quota import DiskQuota
 from cellbox.sandbox.workdirs import StateLayout
 
 log = logging.getLogger("cellbox.sandbox")
@@ -64,6 +65,7 @@ class Sandbox:
         cgroup_parent: str = "cellbox",
         extra_ro_paths: Iterable[str | Path] = (),
         cache_dir: Path | None = None,
+        disk_limit_bytes: int = 2 << 30,
     ) -> None:
         self.limits = limits
         self.network = network
@@ -90,6 +92,7 @@ class Sandbox:
         self.caps: Capabilities | None = None
         self._launcher: Launcher | None = None
         self._zygote: ZygoteLauncher | None = None
+        self.quota = DiskQuota(disk_limit_bytes)
 
     # ------------------------------------------------------------------ set-up
 
@@ -120,6 +123,7 @@ class Sandbox:
         else:
             self._owner = True
             self._clean_stale()
+        self.quota.setup(self.layout.contexts, self.layout.own / "contexts.img", self._owner)
         self._launcher = self._choose_launcher(caps)
         self.caps = self._launcher.caps
         if isinstance(self._launcher, BwrapLauncher):
@@ -287,12 +291,19 @@ class Sandbox:
             enabled=self.enabled,
             warnings=self._warnings,
             setup_ms=self._setup_ms,
+            disk=self.quota.report(),
         )
 
     def create_workdir(self, unit: str) -> Path:
         """A fresh private work directory for a context, owned by the sandbox uid, 0700."""
         assert self.caps is not None
-        return self.layout.create_workdir(unit, self.caps.uid, self.caps.gid)
+        return self.layout.create_workdir(unit, self.caps.uid, self.caps.gid, self.quota.create_dir)
+
+    @property
+    def context_ids(self) -> tuple[int, int]:
+        """The uid and gid every context's code runs as (and its file work is done as)."""
+        assert self.caps is not None
+        return self.caps.uid, self.caps.gid
 
     def remove_workdir(self, unit: str) -> None:
         """Delete a context's work directory (never follows links the user made)."""
@@ -430,6 +441,7 @@ class Sandbox:
         with contextlib.suppress(OSError):
             os.close(self._lock_fd)
         self._lock_fd = -1
+        self.quota.close()
 
     # ------------------------------------------------------------------ internals
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from cellbox.sandbox.policy import SYNTHESIZED_ETC, check_unit, etc_files
@@ -55,13 +56,15 @@ class StateLayout:
             os.chmod(tmp, 0o644)
             os.replace(tmp, self.etc / name)
 
-    def create_workdir(self, unit: str, uid: int, gid: int) -> Path:
-        """A fresh private work directory for a context, owned by ``uid``, 0700."""
+    def create_workdir(
+        self, unit: str, uid: int, gid: int, make: Callable[[Path], None] = Path.mkdir
+    ) -> Path:
+        """A fresh private work directory for a context (made by ``make``), ``uid``'s, 0700."""
         check_unit(unit)
         path = self.contexts / unit
         if os.path.lexists(path):
             remove_tree(path)
-        path.mkdir(mode=0o700)
+        make(path)
         if uid != os.geteuid():
             os.chown(path, uid, gid)
         os.chmod(path, 0o700)

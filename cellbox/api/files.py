@@ -1,0 +1,312 @@
+"""Routes for the files of a context: upload, download (with Range), list, delete, archives.
+
+Every file operation runs on a file thread holding the context's uid (``cellbox.sandbox.files``);
+bodies stream through in chunks of about a megabyte both ways, so the server's memory does not
+grow with a file's size. File calls never take the context's execution lock: a long computation
+does not hold up a download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+import posixpath
+import re
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from cellbox.api.models import InvalidRequest as InvalidRequestBody
+from cellbox.api.models import Message
+from cellbox.api.openapi import ERRORS
+from cellbox.api.responses import JSON
+from cellbox.api.streams import Pipe, PipeReader
+from cellbox.config import Settings
+from cellbox.sandbox import archive, files
+from cellbox.sandbox.files import FileError
+from cellbox.sessions.registry import ContextRegistry
+
+T = TypeVar("T")
+UPLOAD_PATHS = re.compile(r"/contexts/[^/]+/(files/|archive$)")  # streamed PUT bodies
+_CHUNK = 1 << 20
+_THREADS = 16
+
+
+class FileWritten(BaseModel):
+    path: str
+    size: int
+
+
+class FileItem(BaseModel):
+    path: str
+    type: str
+    size: int
+    modified: str
+
+
+class FileList(BaseModel):
+    items: list[FileItem]
+
+
+class ArchiveWritten(BaseModel):
+    path: str
+    files: int
+    size: int
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": InvalidRequestBody, "description": "Bad path, bad archive member"},
+    401: ERRORS[401],
+    403: {"model": Message, "description": "The context itself may not do this"},
+    404: {"model": Message, "description": "Unknown context or missing file"},
+}
+_UPLOAD_ERRORS = {
+    **_ERRORS,
+    413: {"model": Message, "description": "Larger than the upload limit"},
+    507: {"model": Message, "description": "Past the context's disk quota (nothing kept)"},
+}
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The byte span ``[start, end)`` a ``Range`` header asks for; ``None``: the whole file.
+
+    Only single ``bytes=`` ranges are honoured (a server may ignore the others). Raises
+    ``ValueError`` when the range cannot be satisfied (a 416).
+    """
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[6:].strip().partition("-")
+    if not sep or not (first.isdigit() or (not first and last.isdigit())):
+        return None
+    if last and not last.isdigit():
+        return None
+    if not first:  # the last N bytes
+        count = int(last)
+        if count == 0 or size == 0:
+            raise ValueError("empty suffix range")
+        return max(0, size - count), size
+    start = int(first)
+    if last and int(last) < start:
+        return None  # not a valid range: ignored
+    end = min(size, int(last) + 1) if last else size
+    if start >= size or end <= start:
+        raise ValueError("range starts past the end")
+    return start, end
+
+
+def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
+    router = APIRouter()
+    uid, gid = registry.sandbox.context_ids
+    threads = ThreadPoolExecutor(
+        _THREADS, "cellbox-files", initializer=files.become, initargs=(uid, gid)
+    )
+    upload_limit = settings.upload_limit_mb << 20
+
+    async def run(fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(threads, fn, *args)
+
+    def locate(context_id: str, raw: str, need_file: bool) -> tuple[int, tuple[str, ...]]:
+        """The work directory's descriptor and the path's parts below it."""
+        context = registry.get(context_id)
+        context.touch()
+        root = str(context.workspace.path)
+        parts = files.file_parts(raw, root) if need_file else files.split_path(raw, root)
+        return files.open_root(root), parts
+
+    async def with_root(
+        context_id: str, raw: str, need_file: bool, fn: Callable[..., T], *args: Any
+    ) -> T:
+        root, parts = locate(context_id, raw, need_file)
+        try:
+            return await run(fn, root, parts, *args)
+        finally:
+            os.close(root)
+
+    async def body_chunks(request: Request) -> AsyncIterator[bytes]:
+        """The request body in pieces of about a megabyte; 413 past the upload limit."""
+        pending: list[bytes] = []
+        held = total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > upload_limit:
+                raise FileError(413, f"upload larger than the limit ({upload_limit} bytes)")
+            pending.append(chunk)
+            held += len(chunk)
+            if held >= _CHUNK:
+                yield b"".join(pending)
+                pending, held = [], 0
+        if pending:
+            yield b"".join(pending)
+
+    @router.put(
+        "/contexts/{context_id}/files/{path:path}",
+        response_model=FileWritten,
+        responses=_UPLOAD_ERRORS,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/octet-stream": {}}}
+        },
+        summary="Upload a file (raw body; parent directories are created, a file is replaced)",
+    )
+    async def upload(context_id: str, path: str, request: Request) -> Response:
+        root, parts = locate(context_id, path, need_file=True)
+        try:
+            upload = await run(files.Upload, root, parts)
+        finally:
+            os.close(root)
+        try:
+            async for chunk in body_chunks(request):
+                await run(upload.write, chunk)
+            await run(upload.commit)
+        finally:
+            await run(upload.abort)
+        return JSON({"path": files.shown(parts), "size": upload.size})
+
+    @router.get(
+        "/contexts/{context_id}/files/{path:path}",
+        responses={
+            200: {"content": {"application/octet-stream": {}}},
+            206: {"description": "Part"},
+            **_ERRORS,
+        },
+        response_class=Response,
+        summary="Download a file (Range supported)",
+    )
+    async def download(context_id: str, path: str, request: Request) -> Response:
+        root, parts = locate(context_id, path, need_file=True)
+        try:
+            fd, st = await run(files.open_file, root, parts)
+        finally:
+            os.close(root)
+        size = st.st_size
+        media = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
+        headers = {"Accept-Ranges": "bytes"}
+        try:
+            span = parse_range(request.headers.get("range"), size)
+        except ValueError:
+            os.close(fd)
+            headers["Content-Range"] = f"bytes */{size}"
+            return JSON({"message": f"range not satisfiable (size {size})"}, 416, headers=headers)
+        start, end = span or (0, size)
+        if span is not None:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["Content-Length"] = str(end - start)
+
+        async def body() -> AsyncIterator[bytes]:
+            offset = start
+            try:
+                while offset < end:
+                    chunk = await run(os.pread, fd, min(_CHUNK, end - offset), offset)
+                    if not chunk:
+                        raise OSError(f"{files.shown(parts)} shrank while being sent")
+                    offset += len(chunk)
+                    yield chunk
+            finally:
+                os.close(fd)
+
+        status = 206 if span is not None else 200
+        return StreamingResponse(body(), status_code=status, media_type=media, headers=headers)
+
+    @router.delete(
+        "/contexts/{context_id}/files/{path:path}",
+        status_code=204,
+        responses=_ERRORS,
+        summary="Delete a file, link or directory (with its contents)",
+    )
+    async def delete_file(context_id: str, path: str) -> Response:
+        await with_root(context_id, path, True, files.delete)
+        return Response(status_code=204)
+
+    @router.get(
+        "/contexts/{context_id}/files",
+        response_model=FileList,
+        responses=_ERRORS,
+        summary="List a directory of the context (links are not followed)",
+    )
+    async def list_files(
+        context_id: str, path: str = "", recursive: bool = Query(False)
+    ) -> Response:
+        items = await with_root(context_id, path, False, files.listing, recursive)
+        return JSON({"items": items})
+
+    @router.get(
+        "/contexts/{context_id}/archive",
+        responses={200: {"content": {"application/gzip": {}}}, **_ERRORS},
+        response_class=Response,
+        summary="Download a directory as tar.gz (default: the whole work directory)",
+    )
+    async def get_archive(context_id: str, path: str = "") -> Response:
+        root, parts = locate(context_id, path, need_file=False)
+        try:
+            await run(lambda: os.close(files.open_dir(root, parts)))
+        except BaseException:
+            os.close(root)
+            raise
+        pipe = Pipe(asyncio.get_running_loop())
+
+        def produce() -> None:
+            try:
+                archive.write_archive(root, parts, pipe.put)
+                pipe.put(None)
+            except Exception as exc:
+                if not pipe.closed:
+                    pipe.put(exc)
+            finally:
+                os.close(root)
+
+        job = asyncio.get_running_loop().run_in_executor(threads, produce)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                while (chunk := await pipe.receive()) is not None:
+                    yield chunk
+            finally:
+                pipe.close()
+                await asyncio.shield(job)
+
+        name = posixpath.basename(files.shown(parts)) or "workdir"
+        headers = {"Content-Disposition": f'attachment; filename="{name}.tar.gz"'}
+        return StreamingResponse(body(), media_type="application/gzip", headers=headers)
+
+    @router.put(
+        "/contexts/{context_id}/archive",
+        response_model=ArchiveWritten,
+        responses=_UPLOAD_ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/gzip": {}, "application/x-tar": {}},
+            }
+        },
+        summary="Unpack a tar or tar.gz into a directory (all members or none)",
+    )
+    async def put_archive(context_id: str, request: Request, path: str = "") -> Response:
+        root, parts = locate(context_id, path, need_file=False)
+        loop = asyncio.get_running_loop()
+        pipe = Pipe(loop)
+        try:
+            job = loop.run_in_executor(
+                threads, archive.extract_archive, root, parts, PipeReader(pipe)
+            )
+        except BaseException:
+            os.close(root)
+            raise
+        job.add_done_callback(lambda _: (pipe.close(), os.close(root)))
+        try:
+            async for chunk in body_chunks(request):
+                if job.done():
+                    break  # refused already: its error is the answer
+                await pipe.send(chunk)
+            await pipe.send(None)
+        except BaseException:
+            pipe.close()
+            await asyncio.gather(job, return_exceptions=True)
+            raise
+        unpacked = await job
+        return JSON({"path": files.shown(parts), "files": unpacked.files, "size": unpacked.size})
+
+    return router

@@ -1,0 +1,314 @@
+"""Safe file access in a context's work directory, with the context's rights and view.
+
+The server is root; the code in a context is not, and it controls everything inside its work
+directory (it may plant symlinks, FIFOs, hard links). So every file operation here:
+
+- runs on a thread whose credentials are the context's uid and gid (set per thread with raw
+  syscalls; glibc's wrappers would change the whole process): the kernel itself refuses what the
+  context could not do, and files the API creates belong to the context;
+- resolves paths with ``openat2`` from a descriptor of the work directory with
+  ``RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV``: ``..``, absolute symlinks and
+  symlinks leading out fail in the kernel (``EXDEV``), race-free; a symlink inside the work
+  directory to a place inside it is followed, as the code would follow it;
+- opens with ``O_NONBLOCK`` and checks ``fstat``: only regular files and directories are served,
+  a FIFO, socket or device is refused without blocking;
+- never writes through a final symlink or into an existing inode: uploads go to a fresh temporary
+  file that is renamed over the name (so a hard link or symlink there is replaced, not followed),
+  and the temporary file is removed on any failure (the disk quota's ``EDQUOT`` among them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import platform
+import secrets
+import shutil
+import stat
+from datetime import UTC, datetime
+from typing import Any
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+_SYS_OPENAT2 = 437  # the same number on every architecture (unified syscall table)
+_RESOLVE_NO_XDEV = 0x01
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+_BENEATH = _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS | _RESOLVE_NO_XDEV
+# setgroups, setresgid, setresuid: these change only the calling thread when called raw
+_CRED_SYSCALLS = {"x86_64": (116, 119, 117), "aarch64": (159, 149, 147)}
+
+TEMP_PREFIX = ".cellbox-"  # temporary names the API uses inside a work directory
+
+
+class FileError(Exception):
+    """A refused file operation: HTTP status, message, and the request field to blame."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def bad_path(message: str) -> FileError:
+    return FileError(400, message, "path")
+
+
+def quota_exceeded(what: str) -> FileError:
+    return FileError(507, f"{what} would exceed the context's disk quota; nothing was kept")
+
+
+# -- pure path rules ------------------------------------------------------------------------
+
+
+def split_path(raw: str, root: str) -> tuple[str, ...]:
+    """The components of ``raw`` below the work directory ``root``; ``()`` is the root.
+
+    ``raw`` is relative to ``root``, or absolute inside it. NUL, ``..`` and absolute paths
+    elsewhere are refused (``FileError`` 400 on ``path``); empty parts and ``.`` are dropped.
+    """
+    if "\0" in raw:
+        raise bad_path("path contains a NUL byte")
+    if raw.startswith("/"):
+        root = root.rstrip("/")
+        if raw != root and not raw.startswith(root + "/"):
+            raise bad_path(f"path {raw} is outside the work directory")
+        raw = raw[len(root) :]
+    parts = tuple(part for part in raw.split("/") if part not in ("", "."))
+    if ".." in parts:
+        raise bad_path("path must not contain '..'")
+    return parts
+
+
+def file_parts(raw: str, root: str) -> tuple[str, ...]:
+    """Like :func:`split_path`, for a call that needs a file name (not the root)."""
+    parts = split_path(raw, root)
+    if not parts:
+        raise bad_path("path is empty: a file name is needed")
+    return parts
+
+
+def shown(parts: tuple[str, ...]) -> str:
+    return "/".join(parts)
+
+
+# -- the context's credentials and view -----------------------------------------------------
+
+
+def become(uid: int, gid: int) -> None:
+    """Give the calling thread (only it) the context's uid, gid and no capabilities."""
+    if os.geteuid() == uid:
+        return  # a server that is not root runs its contexts as itself
+    numbers = _CRED_SYSCALLS.get(platform.machine())
+    if numbers is None:
+        raise OSError(errno.ENOSYS, f"no per-thread credentials on {platform.machine()}")
+    setgroups, setresgid, setresuid = numbers
+    groups = (ctypes.c_uint * 1)(gid)
+    for number, args in (
+        (setgroups, (1, groups)),
+        (setresgid, (gid, gid, gid)),
+        (setresuid, (uid, uid, uid)),
+    ):
+        if _libc.syscall(number, *args) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"dropping to the context's uid: {os.strerror(err)}")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, resolve: int = _BENEATH) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(_SYS_OPENAT2, dir_fd, path.encode(), ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd
+
+
+def open_root(workdir: str) -> int:
+    """A descriptor of the work directory itself (opened by the server, before any lookup)."""
+    return os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def explain(exc: OSError, parts: tuple[str, ...], what: str = "file") -> FileError:
+    """The API's answer to an ``OSError`` met while resolving or using ``parts``."""
+    name = shown(parts) or "."
+    code = exc.errno
+    if code == errno.ENOENT:
+        return FileError(404, f"{what} not found: {name}")
+    if code == errno.EXDEV:
+        return bad_path(f"{name} leads outside the work directory")
+    if code == errno.ELOOP:
+        return bad_path(f"{name} passes through a symbolic link that cannot be followed")
+    if code == errno.ENOTDIR:
+        return bad_path(f"a part of {name} is not a directory")
+    if code == errno.EISDIR:
+        return bad_path(f"{name} is a directory, not a file")
+    if code in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
+        return bad_path(f"{name} is neither a regular file nor a directory")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return FileError(403, f"permission denied: {name} (the context could not do this)")
+    if code in (errno.EDQUOT, errno.ENOSPC, errno.EFBIG):
+        return quota_exceeded(name)
+    if code == errno.ENAMETOOLONG:
+        return bad_path(f"{name}: name too long")
+    return FileError(500, f"{name}: {os.strerror(code or 0)}")
+
+
+def _checked(fd: int, parts: tuple[str, ...], want_dir: bool) -> os.stat_result:
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode) == want_dir and (want_dir or stat.S_ISREG(st.st_mode)):
+        return st
+    os.close(fd)
+    if stat.S_ISDIR(st.st_mode):
+        raise bad_path(f"{shown(parts)} is a directory, not a file")
+    if stat.S_ISREG(st.st_mode):
+        raise bad_path(f"{shown(parts) or '.'} is a file, not a directory")
+    raise bad_path(f"{shown(parts)} is neither a regular file nor a directory")
+
+
+def open_dir(root: int, parts: tuple[str, ...], create: bool = False) -> int:
+    """A directory of the work directory, opened for reading; missing ones made if ``create``."""
+    try:
+        fd = openat2(root, shown(parts) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK)
+    except OSError as exc:
+        if not (create and exc.errno == errno.ENOENT and parts):
+            raise explain(exc, parts, "directory") from None
+        parent = open_dir(root, parts[:-1], create=True)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(parts[-1], 0o755, dir_fd=parent)
+        except OSError as exc2:
+            raise explain(exc2, parts, "directory") from None
+        finally:
+            os.close(parent)
+        return open_dir(root, parts)
+    _checked(fd, parts, want_dir=True)
+    return fd
+
+
+def open_file(root: int, parts: tuple[str, ...]) -> tuple[int, os.stat_result]:
+    """A regular file of the work directory opened for reading, and its status."""
+    try:
+        fd = openat2(root, shown(parts), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise explain(exc, parts) from None
+    return fd, _checked(fd, parts, want_dir=False)
+
+
+class Upload:
+    """A file being written: a temporary name beside the target, renamed over it at the end."""
+
+    def __init__(self, root: int, parts: tuple[str, ...]) -> None:
+        self.parts = parts
+        self.size = 0
+        self._name = parts[-1]
+        self._dir = open_dir(root, parts[:-1], create=True)
+        self._temp = f"{TEMP_PREFIX}upload-{secrets.token_hex(6)}"
+        try:
+            existing = os.stat(self._name, dir_fd=self._dir, follow_symlinks=False)
+            if stat.S_ISDIR(existing.st_mode):
+                raise bad_path(f"{shown(parts)} is a directory, not a file")
+            if stat.S_ISLNK(existing.st_mode):  # never written through; delete it first
+                raise bad_path(f"{shown(parts)} is a symbolic link")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._fd = os.open(self._temp, flags, 0o644, dir_fd=self._dir)
+        except FileNotFoundError:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._fd = os.open(self._temp, flags, 0o644, dir_fd=self._dir)
+        except FileError:
+            os.close(self._dir)
+            raise
+        except OSError as exc:
+            os.close(self._dir)
+            raise explain(exc, parts) from None
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self.abort()
+            raise explain(exc, self.parts) from None
+        self.size += len(data)
+
+    def commit(self) -> None:
+        try:
+            os.close(self._fd)
+            self._fd = -1
+            os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        except OSError as exc:
+            self.abort()
+            raise explain(exc, self.parts) from None
+        os.close(self._dir)
+        self._dir = -1
+
+    def abort(self) -> None:
+        """Remove the temporary file (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._dir >= 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp, dir_fd=self._dir)
+            os.close(self._dir)
+            self._dir = -1
+
+
+def delete(root: int, parts: tuple[str, ...]) -> None:
+    """Remove a file, link or (with its contents) a directory; never follows a link."""
+    parent = open_dir(root, parts[:-1])
+    try:
+        st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(parts[-1], dir_fd=parent)
+        else:
+            os.unlink(parts[-1], dir_fd=parent)
+    except OSError as exc:
+        raise explain(exc, parts) from None
+    finally:
+        os.close(parent)
+
+
+_KINDS = {stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFREG: "file"}
+
+
+def _item(path: str, st: os.stat_result) -> dict[str, Any] | None:
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode))
+    if kind is None:
+        return None  # FIFOs, sockets, devices: nothing the API can serve
+    modified = datetime.fromtimestamp(int(st.st_mtime), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    size = 0 if kind == "dir" else st.st_size
+    return {"path": path, "type": kind, "size": size, "modified": modified}
+
+
+def listing(root: int, parts: tuple[str, ...], recursive: bool) -> list[dict[str, Any]]:
+    """The entries of a directory (and below, if ``recursive``), links not followed."""
+    fd = open_dir(root, parts)
+    items: list[dict[str, Any]] = []
+    base = shown(parts)
+    try:
+        walk = os.fwalk(".", dir_fd=fd) if recursive else [(".", [], [], fd)]
+        for dirpath, _, _, dir_fd in walk:
+            prefix = "/".join(p for p in (base, dirpath.removeprefix(".").strip("/")) if p)
+            with os.scandir(dir_fd) as entries:
+                for entry in entries:
+                    if entry.name.startswith(TEMP_PREFIX):
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    item = _item(f"{prefix}/{entry.name}" if prefix else entry.name, st)
+                    if item is not None:
+                        items.append(item)
+    except OSError as exc:
+        raise explain(exc, parts, "directory") from None
+    finally:
+        os.close(fd)
+    items.sort(key=lambda item: item["path"])
+    return items
