@@ -13,10 +13,9 @@ turns them into *events*, shaped exactly like the SSE events of ``POST /execute/
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+from cellbox.ansi import strip_ansi
 
 # MIME type -> item field; anything else goes to ``extra``.
 _FIELDS = {
@@ -32,11 +31,6 @@ _FIELDS = {
     "application/javascript": "javascript",
     "text/javascript": "javascript",
 }
-
-
-def strip_ansi(text: str) -> str:
-    """Text without terminal escape sequences (colours, cursor moves)."""
-    return _ANSI.sub("", text) if "\x1b" in text else text
 
 
 def bundle_to_item(bundle: dict[str, Any], primary: bool) -> dict[str, Any]:

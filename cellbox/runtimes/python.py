@@ -17,7 +17,7 @@ _ONE_THREAD = dict.fromkeys(BLAS_THREAD_VARS, "1")
 @dataclass(frozen=True)
 class PythonRuntime(Runtime):
     def argv(self, fd: int, memory_limit_bytes: int) -> list[str]:
-        return [sys.executable, "-m", "cellbox.workers.python_worker", "--fd", str(fd)]
+        return [sys.executable, "-m", "cellbox.workers.python", "--fd", str(fd)]
 
     def env(self) -> dict[str, str]:
         return {"MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}

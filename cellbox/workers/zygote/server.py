@@ -42,7 +42,7 @@ from typing import Any, NoReturn
 
 from cellbox.procfs import thread_count
 from cellbox.sandbox.policy import EXIT_CANNOT_FORK, EXIT_SETUP_FAILED
-from cellbox.workers import python_worker
+from cellbox.workers.python import worker as python_worker
 from cellbox.workers.zygote import BLAS_THREAD_VARS, confine, messages
 
 

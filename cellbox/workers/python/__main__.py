@@ -1,0 +1,3 @@
+from cellbox.workers.python.worker import main
+
+main()

@@ -1,0 +1,235 @@
+"""Where the user's output goes: ``sys.stdout``/``sys.stderr`` sinks, pipes behind fds 1
+and 2 (subprocesses, C code), and a ``sys.stdin`` that refuses to be read."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import select
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from cellbox.workers.python.outbox import BACKLOG_LIMIT, STDERR, STDOUT, Log, Outbox, block_sigint
+
+if TYPE_CHECKING:
+    from cellbox.workers.python.worker import Worker
+
+_PIPE_READ = 1 << 16
+_ORDER_GAP = 0.0005  # a Python-level write after this long first drains the fd pipes
+_STDIN_MESSAGE = "{} is not supported: code in this sandbox runs without standard input"
+_monotonic = time.monotonic
+
+
+class TextSink(io.TextIOBase):
+    """``sys.stdout`` / ``sys.stderr``: every write becomes an output chunk at once."""
+
+    def __init__(self, worker: Worker, kind: str, fd: int) -> None:
+        super().__init__()
+        self._worker = worker
+        self._outbox = worker.outbox
+        self._kind = kind
+        self._stdout = kind == STDOUT
+        self._fd = fd
+        self.buffer = ByteSink(self)
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "replace"
+
+    @property
+    def name(self) -> str:
+        return f"<{self._kind}>"
+
+    @property
+    def line_buffering(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if s.__class__ is not str:
+            if not isinstance(s, str):
+                raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+            s = str.__str__(s)  # the outbox tells entries apart by their exact type
+        n = len(s)
+        if n:
+            worker = self._worker
+            now = _monotonic()
+            if now - worker.last_write > _ORDER_GAP:
+                # Something slow happened since the last write (maybe a subprocess that
+                # printed to fd 1): forward what is in the pipes first to keep the order.
+                worker.drain_fds()
+            worker.last_write = now
+            outbox = self._outbox
+            if self._stdout and outbox._active and outbox._size < BACKLOG_LIMIT:
+                # The hot path of every print(): no lock (list.append is atomic).
+                outbox._items.append(s)
+                outbox._size += n
+                if outbox._waiting and not outbox._kicked:
+                    outbox._kick()
+            else:
+                outbox.put_text(self._kind, s)
+        return n
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass  # closing the sandbox's stdout would only break later output
+
+
+class ByteSink(io.RawIOBase):
+    """``sys.stdout.buffer``: bytes decoded as UTF-8 and forwarded like text."""
+
+    def __init__(self, sink: TextSink) -> None:
+        super().__init__()
+        self._sink = sink
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        text = self._decoder.decode(data)
+        if text:
+            self._sink.write(text)
+        return len(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._sink.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def _stdin_error(what: str) -> BaseException:
+    from IPython.core.error import StdinNotImplementedError
+
+    return StdinNotImplementedError(_STDIN_MESSAGE.format(what))
+
+
+class NoStdin(io.TextIOBase):
+    """``sys.stdin``: there is no standard input; reading fails at once."""
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def name(self) -> str:
+        return "<stdin>"
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        raise _stdin_error("sys.stdin.read()")
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        raise _stdin_error("sys.stdin.readline()")
+
+    def readlines(self, hint: int | None = -1) -> list[str]:  # type: ignore[override]
+        raise _stdin_error("sys.stdin.readlines()")
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def no_input(prompt: object = "") -> str:
+    raise _stdin_error("input()")
+
+
+def no_getpass(prompt: str = "Password: ", stream: Any = None) -> str:
+    raise _stdin_error("getpass()")
+
+
+class FdCapture:
+    """Pipes behind fds 1 and 2, so output of subprocesses and C code is captured too.
+
+    A background thread forwards whatever arrives. ``drain()`` forwards everything already
+    in the pipes synchronously: every read happens under one lock, so once ``drain()`` has
+    seen both pipes empty, all bytes written before it are in the outbox.
+    """
+
+    def __init__(self, outbox: Outbox, log: Log) -> None:
+        self._outbox = outbox
+        self._log = log
+        self._lock = threading.RLock()  # reentrant for the same reason as the outbox's
+        self._pipes: dict[int, tuple[str, Any]] = {}
+
+    def install(self) -> None:
+        for target, kind in ((1, STDOUT), (2, STDERR)):
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(read_fd, False)
+            os.dup2(write_fd, target)  # inheritable: children write here
+            os.close(write_fd)
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            self._pipes[read_fd] = (kind, decoder)
+
+    def start(self) -> None:
+        thread = threading.Thread(target=self._run, name="cellbox-fd-reader", daemon=True)
+        thread.start()
+
+    def _run(self) -> None:
+        block_sigint()
+        poller = select.poll()
+        for fd in self._pipes:
+            poller.register(fd, select.POLLIN)
+        while True:
+            try:
+                for fd, _events in poller.poll():
+                    self._read(fd)
+            except Exception as exc:  # pragma: no cover - defensive
+                self._log.write(f"fd reader: {exc!r}")
+                time.sleep(0.05)
+
+    def _read(self, fd: int) -> None:
+        with self._lock:
+            kind, decoder = self._pipes[fd]
+            while True:
+                try:
+                    data = os.read(fd, _PIPE_READ)
+                except BlockingIOError:
+                    return
+                except InterruptedError:
+                    continue
+                if not data:
+                    return
+                text = decoder.decode(data)
+                if text:
+                    self._outbox.put_text(kind, text)
+                if len(data) < _PIPE_READ:
+                    return
+
+    def drain(self) -> None:
+        for fd in self._pipes:
+            self._read(fd)

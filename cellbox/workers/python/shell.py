@@ -1,0 +1,227 @@
+"""The IPython shell of a worker: results, displays, errors and ``!cmd`` go to the worker."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cellbox.workers.python.worker import Worker
+
+# What makes a cell more than plain Python to IPython's input transformers.
+_IPYTHON_SYNTAX = re.compile(r"[%!?]|^[ \t]*(?:[,;/]|>>>|\.\.\.|In \[)", re.MULTILINE)
+
+
+def make_shell_class(worker: Worker) -> Any:
+    """An InteractiveShell whose outputs, errors and shell escapes go to ``worker``."""
+    import contextlib
+    import subprocess
+
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets import Type
+
+    plain_types = (int, float, bool, str, type(None), complex)
+
+    class ResultHook(DisplayHook):
+        def compute_format_data(self, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            # Hot path: a plain builtin value has only a text form, unless someone
+            # registered a rich formatter for its type. Skips ten formatter lookups.
+            kind = type(result)
+            if kind in plain_types:
+                formatters = self.shell.display_formatter.formatters
+                if not any(
+                    kind in f.type_printers or ("builtins", kind.__name__) in f.deferred_printers
+                    for mime, f in formatters.items()
+                    if mime != "text/plain"
+                ):
+                    return {"text/plain": formatters["text/plain"](result)}, {}
+            return super().compute_format_data(result)
+
+        def quiet(self) -> bool:
+            # IPython tokenizes the whole cell to find a trailing ';': not without a ';'.
+            history = self.shell.history_manager.input_hist_parsed
+            if history and ";" not in history[-1]:
+                return False
+            return super().quiet()
+
+        def update_user_ns(self, result: Any) -> None:
+            # ``_``, ``__``, ``___`` as in IPython, without its Out[] cache (cache_size=0).
+            self.___, self.__, self._ = self.__, self._, result
+            self.shell.user_ns.update({"_": self._, "__": self.__, "___": self.___})
+
+        def write_output_prompt(self) -> None:
+            pass
+
+        def write_format_data(self, format_dict: Any, md_dict: Any = None) -> None:
+            worker.emit_bundle("result", format_dict)
+
+        def log_output(self, format_dict: Any) -> None:
+            pass  # no output history: it would keep every bundle alive
+
+        def finish_displayhook(self) -> None:
+            self._is_active = False
+
+    class Publisher(DisplayPublisher):
+        def publish(
+            self,
+            data: Any,
+            metadata: Any = None,
+            source: Any = None,
+            *,
+            transient: Any = None,
+            update: bool = False,
+            **kwargs: Any,
+        ) -> None:
+            if not isinstance(data, dict):
+                raise TypeError(f"data must be a dict, got: {data!r}")
+            worker.emit_bundle("display", data)
+
+        def clear_output(self, wait: bool = False) -> None:
+            pass
+
+    class Shell(InteractiveShell):
+        displayhook_class = Type(ResultHook)
+        display_pub_class = Type(Publisher)
+
+        def transform_cell(self, raw_cell: str) -> str:
+            # A cell with no IPython syntax at all (no magics, shell escapes, help, prompts,
+            # autocall escapes, leading indentation) is plain Python: skip the static
+            # transforms, which would return it unchanged.
+            if raw_cell[:1].isspace() or _IPYTHON_SYNTAX.search(raw_cell):
+                return super().transform_cell(raw_cell)
+            cell = raw_cell if raw_cell.endswith("\n") else raw_cell + "\n"
+            if cell.count("\n") == 1:  # one line: IPython's prefilter (aliases, autocall)
+                with self.builtin_trap:
+                    cell = self.prefilter_manager.prefilter_lines(cell) + "\n"
+            lines = cell.splitlines(keepends=True)
+            for transform in self.input_transformers_post:
+                lines = transform(lines)
+            return "".join(lines)
+
+        def should_run_async(
+            self,
+            raw_cell: str,
+            *,
+            transformed_cell: Any = None,
+            preprocessing_exc_tuple: Any = None,
+        ) -> bool:
+            # Top-level await needs the word: most cells skip IPython's trial compile.
+            cell = transformed_cell if isinstance(transformed_cell, str) else raw_cell
+            if "await" not in cell and "async" not in cell:
+                return False
+            return super().should_run_async(
+                raw_cell,
+                transformed_cell=transformed_cell,
+                preprocessing_exc_tuple=preprocessing_exc_tuple,
+            )
+
+        def showtraceback(
+            self,
+            exc_tuple: Any = None,
+            filename: str | None = None,
+            tb_offset: int | None = None,
+            exception_only: bool = False,
+            running_compiled_code: bool = False,
+        ) -> None:
+            try:
+                etype, value, tb = self._get_exc_info(exc_tuple)
+            except ValueError:
+                return
+            if filename and isinstance(value, SyntaxError):
+                value.filename = filename
+            worker.report_exception(etype, value, tb)
+
+        def showsyntaxerror(
+            self, filename: str | None = None, running_compiled_code: bool = False
+        ) -> None:
+            self.showtraceback(filename=filename)
+
+        def showindentationerror(self) -> None:
+            self.showtraceback()
+
+        def _format_exception_for_storage(
+            self, exception: Any, filename: Any = None, running_compiled_code: bool = False
+        ) -> dict[str, Any]:
+            # IPython 9 renders every failure again (slowly, with stack_data) for its
+            # history; the worker keeps no such history.
+            return {"ename": type(exception).__name__, "evalue": "", "traceback": []}
+
+        def _tee(self, channel: str) -> Any:
+            return contextlib.nullcontext()  # IPython 9 would keep all output in memory
+
+        def system(self, cmd: str) -> None:
+            """``!cmd``: run in a shell on fds 1/2; an interrupt stops it and propagates."""
+            cmd = self.var_expand(cmd, depth=1)
+            executable = os.environ.get("SHELL") or None
+            code = subprocess.call(cmd, shell=True, executable=executable)
+            if code > 128:
+                code = -(code - 128)
+            self.user_ns["_exit_code"] = code
+            if self.system_raise_on_error and code != 0:
+                raise subprocess.CalledProcessError(code, cmd)
+
+        system_raw = system
+        system_piped = system
+
+        def init_completer(self) -> None:
+            pass  # tab completion is unused here; built on first access to ``Completer``
+
+        @property
+        def Completer(self) -> Any:  # IPython's attribute name
+            completer = self.__dict__.get("_cellbox_completer")
+            if completer is None:
+                InteractiveShell.init_completer(self)
+                completer = self.__dict__["_cellbox_completer"]
+            return completer
+
+        @Completer.setter
+        def Completer(self, value: Any) -> None:
+            self.__dict__["_cellbox_completer"] = value
+
+        def ask_exit(self) -> None:
+            raise SystemExit()
+
+        def enable_gui(self, gui: Any = None) -> None:
+            pass
+
+        def enable_matplotlib(self, gui: Any = None) -> tuple[Any, str]:
+            import matplotlib.pyplot  # noqa: F401  (patched by the import hook)
+
+            return gui, "agg"
+
+    return Shell
+
+
+def interruptible_system(command: str) -> int:
+    """``os.system`` that an interrupt can stop (libc's ignores SIGINT while waiting)."""
+    import subprocess
+
+    with subprocess.Popen(command, shell=True) as process:
+        try:
+            code = process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    return -code if code < 0 else code << 8
+
+
+def create_shell(worker: Worker) -> Any:
+    """The one shell of this process: no history, no colours, every display format on."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.InteractiveShell.colors = "nocolor"
+    # No Out[] history: it would keep up to 1000 results alive and warn when it fills.
+    # ``_``, ``__`` and ``___`` still work.
+    config.InteractiveShell.cache_size = 0
+    shell = make_shell_class(worker).instance(config=config)
+    display = shell.display_formatter
+    for formatter in display.formatters.values():
+        formatter.enabled = True
+    display.active_types = list(display.formatters)
+    return shell

@@ -1,0 +1,405 @@
+"""The Python worker's protocol loop: one REPL context in IPython's InteractiveShell.
+
+Launch: ``python -m cellbox.workers.python --fd N`` where ``N`` is an inherited, connected
+UNIX stream socket speaking the protocol of :mod:`cellbox.protocol`.
+
+Split so that a fork server (zygote) can reuse it:
+
+- :func:`prepare` does the heavy one-time work (imports IPython, builds the shell, sets
+  ``MPLBACKEND=Agg``, installs the display/traceback/stdin hooks). It starts no threads and
+  touches no file descriptors, so a single-threaded zygote can call it and then fork.
+- :func:`preload` imports extra modules (``numpy``, ``pandas``, ``matplotlib.pyplot`` ...)
+  into the prepared process; nothing is preloaded by default.
+- :func:`serve` takes over the process for one context: it redirects fds 0/1/2, starts
+  the reader, sender and output-capture threads, sends ``ready`` and runs the protocol loop
+  until the socket reaches EOF, at which point the process exits.
+- :func:`main` parses ``--fd N`` and runs ``prepare()`` then ``serve(N)``.
+
+Threads (all started in :func:`serve`): a socket reader (turns ``interrupt`` into SIGINT for
+the main thread, queues ``execute`` and ``chdir``), one sender (the only writer of the socket
+during executions; coalesces output chunks), and one reader for the pipes behind fds 1 and 2.
+User code runs on the main thread.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from cellbox.ansi import strip_ansi
+from cellbox.protocol import HEADER, decode, encode
+from cellbox.workers.python import capture, shell
+from cellbox.workers.python.capture import FdCapture, NoStdin, TextSink
+from cellbox.workers.python.figures import Figures, patch_pyplot
+from cellbox.workers.python.frames import clean_bundle, encode_lenient
+from cellbox.workers.python.outbox import STDERR, STDOUT, Log, Outbox, block_sigint
+from cellbox.workers.python.tracebacks import Tracebacks
+
+_WORKER: Worker | None = None
+
+
+class Worker:
+    """The state of one prepared worker process."""
+
+    def __init__(self) -> None:
+        self.log = Log()
+        self.outbox: Outbox = None  # type: ignore[assignment]  # set in serve()
+        self.capture: FdCapture | None = None
+        self.last_write = 0.0
+        self.shell: Any = None
+        self.figures = Figures(self)
+        self.tracebacks: Tracebacks = None  # type: ignore[assignment]  # set in prepare()
+        self._running = False
+        self._shield = 0
+        self._error_sent = False
+        self._cell = 0
+        self._names_in_cell = 0
+        self._requests: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._libc_fflush: Any = None
+
+    # -- one-time setup (no threads, no fd changes) ----------------------------------
+
+    def prepare(self) -> None:
+        os.environ["MPLBACKEND"] = "Agg"
+        import warnings
+
+        warnings.filterwarnings("ignore", message="To exit: use 'exit', 'quit', or Ctrl-D.")
+        warnings.filterwarnings("ignore", message=".*non-interactive, and thus cannot be shown")
+
+        import IPython
+        from IPython.core import formatters
+        from IPython.core.error import UsageError
+
+        self.shell = shell.create_shell(self)
+        self.shell.compile.get_code_name = self._code_name
+        self.figures.install(self.shell.display_formatter)
+        internal = (os.path.dirname(IPython.__file__) + os.sep,)
+        self.tracebacks = Tracebacks(UsageError, formatters.__file__, internal)
+
+        builtins.input = capture.no_input
+        import getpass
+
+        getpass.getpass = capture.no_getpass
+
+    # -- serving one context ---------------------------------------------------------
+
+    def serve(self, fd: int) -> None:
+        sock = socket.socket(fileno=fd)
+        os.set_inheritable(sock.fileno(), False)
+        self.outbox = Outbox(sock, self.log)
+
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except Exception:
+                pass
+        self.log.detach()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        if devnull != 0:
+            os.dup2(devnull, 0)
+            os.close(devnull)
+        self.capture = FdCapture(self.outbox, self.log)
+        self.capture.install()
+        sys.stdout = TextSink(self, STDOUT, 1)
+        sys.stderr = TextSink(self, STDERR, 2)
+        sys.stdin = NoStdin()
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+        self.outbox.start()
+        self.capture.start()
+        reader = threading.Thread(target=self._read_loop, args=(sock,), name="cellbox-reader")
+        reader.daemon = True
+        self.outbox.send_now(encode({"type": "ready"}))
+        reader.start()
+
+        while True:
+            request = self._requests.get()
+            if request.get("op") == "chdir":
+                self._chdir(request.get("path"))
+                continue
+            try:
+                self._execute(request)
+            except BaseException as exc:  # never let the loop die
+                self._running = False
+                self.log.write(f"execution machinery failed: {exc!r}")
+                try:
+                    if not self._error_sent:
+                        self.report_exception(type(exc), exc, exc.__traceback__)
+                    self._finish()
+                except BaseException as again:
+                    self.log.write(f"could not finish the execution: {again!r}")
+
+    def _read_loop(self, sock: socket.socket) -> None:
+        block_sigint()
+        main_ident = threading.main_thread().ident
+        try:
+            while True:
+                header = _recv_exact(sock, HEADER.size)
+                if header is None:
+                    break
+                (length,) = HEADER.unpack(header)
+                payload = _recv_exact(sock, length)
+                if payload is None:
+                    break
+                try:
+                    message = decode(payload)
+                except Exception as exc:
+                    self.log.write(f"undecodable frame: {exc!r}")
+                    continue
+                op = message.get("op") if isinstance(message, dict) else None
+                if op == "interrupt":
+                    if self._running and main_ident is not None:
+                        signal.pthread_kill(main_ident, signal.SIGINT)
+                elif op == "execute" or op == "chdir":
+                    self._requests.put(message)  # handled in order by the main thread
+                else:
+                    self.log.write(f"unknown message {op!r}")
+        except Exception as exc:
+            self.log.write(f"socket reader failed: {exc!r}")
+        finally:
+            os._exit(0)  # the server closed the connection: this context is over
+
+    def _chdir(self, path: Any) -> None:
+        """``chdir`` (between executions): answered at once, not held back like output."""
+        try:
+            if not isinstance(path, str):
+                raise TypeError("chdir: 'path' must be a string")
+            os.chdir(path)
+            reply = {"type": "chdir", "ok": True, "error": ""}
+        except Exception as exc:
+            reply = {"type": "chdir", "ok": False, "error": f"cannot change directory: {exc}"}
+        try:
+            self.outbox.send_now(encode_lenient(reply))
+        except OSError:
+            os._exit(0)  # the server went away
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._running and not self._shield:
+            raise KeyboardInterrupt
+
+    # -- one execution -----------------------------------------------------------------
+
+    def _execute(self, request: dict[str, Any]) -> None:
+        code = request.get("code")
+        env = request.get("env") or {}
+        self._cell += 1
+        self._names_in_cell = 0
+        self._error_sent = False
+        self.figures.new_cell()
+        self.outbox.activate()
+        saved_env: dict[str, str | None] = {}
+        try:
+            if not isinstance(code, str):
+                raise TypeError("execute: 'code' must be a string")
+            if not isinstance(env, dict):
+                raise TypeError("execute: 'env' must be an object")
+            _apply_env(env, saved_env)
+        except Exception as exc:
+            _restore_env(saved_env)
+            self.report_exception(type(exc), exc, None)
+            self._finish()
+            return
+
+        result = None
+        try:
+            try:
+                self._running = True  # from here on an interrupt raises KeyboardInterrupt
+                result = self.shell.run_cell(code, store_history=True)
+                self.figures.flush()
+            except BaseException as exc:  # an interrupt outside the user's code, or a bug
+                self.report_exception(type(exc), exc, exc.__traceback__)
+        finally:
+            while True:  # leave the interruptible state even if an interrupt lands here
+                try:
+                    self._running = False
+                    break
+                except KeyboardInterrupt:
+                    pass
+
+        try:
+            if result is not None and not self._error_sent:
+                failure = result.error_before_exec or result.error_in_exec
+                if failure is not None:
+                    self.report_exception(type(failure), failure, failure.__traceback__)
+        finally:
+            _restore_env(saved_env)
+            self._finish()
+
+    def _finish(self) -> None:
+        """Forward all pending output, then ``done``."""
+        self._flush_low_level()
+        self.outbox.put_end(encode({"type": "done"}))
+
+    def _flush_low_level(self) -> None:
+        if self._libc_fflush is None:
+            self._libc_fflush = False
+            try:
+                import ctypes  # imported on first use: it is not needed for startup
+
+                self._libc_fflush = ctypes.CDLL(None).fflush
+            except Exception:
+                pass
+        if self._libc_fflush:
+            try:
+                self._libc_fflush(None)
+            except Exception:
+                pass
+        for stream in (sys.__stdout__, sys.__stderr__):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except Exception:
+                pass
+        self.drain_fds()
+
+    def drain_fds(self) -> None:
+        capture = self.capture
+        if capture is not None:
+            capture.drain()
+
+    # -- events ----------------------------------------------------------------------
+
+    def emit_bundle(self, kind: str, data: dict[Any, Any]) -> None:
+        """A ``display`` or ``result`` event, after any output printed before it."""
+        bundle = clean_bundle(data)
+        frame = encode_lenient({"type": kind, "bundle": bundle})
+        self.drain_fds()
+        self.outbox.put_frame(frame, soon=kind != "result")
+
+    def report_exception(self, etype: Any, value: Any, tb: Any) -> None:
+        """The cell failed: one ``error`` event (later failures go to stderr)."""
+        self._shield += 1  # an interrupt now would only garble the report
+        try:
+            if self.tracebacks.in_formatter(tb):
+                # A failing _repr_*_ method: IPython skips that format; just tell stderr.
+                text = self.tracebacks.format(etype, value, tb)
+                self.drain_fds()
+                self.outbox.put_text(STDERR, f"Error in a display formatter:\n{text}")
+                return
+            name = getattr(etype, "__name__", None) or type(value).__name__
+            try:
+                message = str(value)
+            except Exception:
+                message = "<exception str() failed>"
+            text = self.tracebacks.format(etype, value, tb)
+            self.drain_fds()
+            if self._error_sent:
+                self.outbox.put_text(STDERR, text)
+                return
+            event = {
+                "type": "error",
+                "name": strip_ansi(name),
+                "value": strip_ansi(message),
+                "traceback": text,
+            }
+            self.outbox.put_frame(encode_lenient(event), soon=False)
+            self._error_sent = True
+        except Exception as exc:  # pragma: no cover - defensive
+            self.log.write(f"could not report an exception: {exc!r}")
+        finally:
+            self._shield -= 1
+
+    def _code_name(self, raw_code: str, transformed_code: str, number: int) -> str:
+        self._names_in_cell += 1
+        if self._names_in_cell == 1:
+            return f"<cell {self._cell}>"
+        return f"<cell {self._cell}.{self._names_in_cell - 1}>"
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    if size == 0:
+        return b""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        try:
+            n = sock.recv_into(view[got:], size - got)
+        except InterruptedError:
+            continue
+        if n == 0:
+            return None
+        got += n
+    return bytes(buffer)
+
+
+def _apply_env(env: dict[Any, Any], saved: dict[str, str | None]) -> None:
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("execute: 'env' must map strings to strings")
+        if key not in saved:
+            saved[key] = os.environ.get(key)
+        os.environ[key] = value
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        try:
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        except Exception:
+            pass
+    saved.clear()
+
+
+def prepare() -> None:
+    """Do the heavy one-time work; safe before ``fork()`` (no threads, no fd changes).
+
+    Idempotent. Imports IPython, creates the shell and installs all hooks. Does not import
+    numpy, pandas or matplotlib (see :func:`preload`).
+    """
+    global _WORKER
+    if _WORKER is not None:
+        return
+    worker = Worker()
+    worker.prepare()
+    os.system = shell.interruptible_system
+    _WORKER = worker
+
+
+def preload(modules: Iterable[str]) -> None:
+    """Import ``modules`` now (e.g. in a zygote), so contexts start with them loaded."""
+    import importlib
+
+    prepare()
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            assert _WORKER is not None
+            _WORKER.log.write(f"preload of {name!r} failed: {exc!r}")
+    if "matplotlib.pyplot" in sys.modules:
+        patch_pyplot(sys.modules["matplotlib.pyplot"])
+
+
+def serve(fd: int) -> None:
+    """Serve the protocol on the connected socket ``fd`` until EOF, then exit the process."""
+    prepare()
+    assert _WORKER is not None
+    _WORKER.serve(fd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: ``python -m cellbox.workers.python --fd N``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    fd = None
+    for index, arg in enumerate(args):
+        if arg == "--fd" and index + 1 < len(args):
+            fd = args[index + 1]
+        elif arg.startswith("--fd="):
+            fd = arg[len("--fd=") :]
+    if fd is None or not fd.isdigit():
+        sys.stderr.write("usage: python -m cellbox.workers.python --fd N\n")
+        raise SystemExit(2)
+    prepare()
+    serve(int(fd))
