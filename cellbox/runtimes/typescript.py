@@ -8,7 +8,7 @@ from pathlib import Path
 from cellbox.node import node_binary
 from cellbox.runtimes.base import Runtime
 
-WORKER = Path(__file__).resolve().parent.parent / "workers" / "ts_worker.mjs"
+WORKER = Path(__file__).resolve().parent.parent / "workers" / "ts" / "main.mjs"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from cellbox import exit_codes
 from cellbox.ansi import ANSI_TAIL_RE, strip_ansi
 from cellbox.protocol import encode
 
@@ -22,7 +23,6 @@ STDOUT = "stdout"
 STDERR = "stderr"
 END = "end"  # outbox control entry: the ``done`` frame of an execution
 FRAME = "frame"  # outbox control entry: a pre-encoded frame
-EXIT_SENDER_DIED = 70  # EX_SOFTWARE
 
 
 def block_sigint() -> None:
@@ -178,7 +178,7 @@ class Outbox:
             os._exit(0)  # the server went away
         except BaseException as exc:  # pragma: no cover - defensive
             self._log.write(f"sender thread died: {exc!r}")
-            os._exit(EXIT_SENDER_DIED)
+            os._exit(exit_codes.INTERNAL_ERROR)
 
     def _send_pending(self) -> None:
         """Take everything queued and write it, in order (one writer at a time)."""

@@ -1,0 +1,141 @@
+// What user code finds in its global scope beyond Node's: display(), a require() and
+// dynamic import() that resolve from the working directory, and timers whose callbacks
+// can be interrupted safely.
+
+import { createRequire, isBuiltin, syncBuiltinESMExports } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import util from 'node:util';
+
+import { enqueue, resolved } from './output.mjs';
+import { mimeBundle } from './render.mjs';
+import { IMPORT_HELPER } from './tokenizer.mjs';
+
+// The module that calls import() for a cell: Node names it in errors.
+const IMPORTER_FILE = fileURLToPath(import.meta.url);
+
+function display(...values) {
+  for (const value of values) {
+    const bundle = mimeBundle(value);
+    let size = 64;
+    for (const key in bundle) {
+      const item = bundle[key];
+      size += typeof item === 'string' ? item.length : 64;
+    }
+    enqueue({ type: 'display', bundle }, size);
+  }
+}
+
+let requireCwd = null;
+let requireFn = null;
+function currentRequire() {
+  const cwd = process.cwd();
+  if (cwd !== requireCwd) {
+    requireFn = createRequire(path.join(cwd, '[cellbox]'));
+    requireCwd = cwd;
+  }
+  return requireFn;
+}
+function userRequire(id) {
+  return currentRequire()(id);
+}
+userRequire.resolve = (request, options) => currentRequire().resolve(request, options);
+userRequire.resolve.paths = (request) => currentRequire().resolve.paths(request);
+userRequire.cache = currentRequire().cache;
+
+function cellImport(specifier, options) {
+  const spec = String(specifier);
+  let target = spec;
+  if (
+    spec === '.' ||
+    spec === '..' ||
+    spec.startsWith('./') ||
+    spec.startsWith('../') ||
+    path.isAbsolute(spec)
+  ) {
+    target = pathToFileURL(path.resolve(process.cwd(), spec)).href;
+  } else if (!/^[a-z][a-z0-9+.-]*:/i.test(spec) && !isBuiltin(spec)) {
+    // A bare package name: resolve it from the working directory.
+    try {
+      target = pathToFileURL(currentRequire().resolve(spec)).href;
+    } catch {
+      target = spec;
+    }
+  }
+  const loading = options === undefined ? import(target) : import(target, options);
+  return loading.catch((err) => {
+    // Node names the importing module: that is this worker, not the user's cell.
+    const cwd = process.cwd();
+    const cwdUrl = pathToFileURL(path.join(cwd, '/')).href;
+    for (const key of ['message', 'stack']) {
+      try {
+        if (typeof err[key] === 'string') {
+          err[key] = err[key].replaceAll(import.meta.url, cwdUrl).replaceAll(IMPORTER_FILE, cwd);
+        }
+      } catch {
+        // a frozen or exotic error: leave it
+      }
+    }
+    throw err;
+  });
+}
+
+// Node runs timer and immediate callbacks inside an async-context scope that its JS
+// pushes and pops. Runtime.terminateExecution skips the pop, and Node then aborts the
+// process ("async hook stack has become corrupted") — so interrupting
+// `setTimeout(() => { while (true) {} })` would kill the worker. User callbacks given to
+// setTimeout/setInterval/setImmediate are therefore started from a microtask, just
+// after Node's scope closes (same turn of the event loop, same order), where
+// termination is safe. Exceptions they throw still reach 'uncaughtException'.
+function runOutsideScope(callback) {
+  return function scheduled(...args) {
+    const self = this;
+    resolved.then(() => {
+      try {
+        Reflect.apply(callback, self, args);
+      } catch (err) {
+        process.emit('uncaughtException', err, 'uncaughtException');
+      }
+    });
+  };
+}
+
+function wrapTimer(original) {
+  const wrapped = {
+    [original.name](callback, ...rest) {
+      if (typeof callback !== 'function') return original(callback, ...rest);
+      return original(runOutsideScope(callback), ...rest);
+    },
+  }[original.name];
+  const custom = original[util.promisify.custom];
+  if (custom !== undefined) {
+    Object.defineProperty(wrapped, util.promisify.custom, { value: custom, configurable: true });
+  }
+  return wrapped;
+}
+
+export function installGlobals() {
+  const hidden = (value) => ({ value, writable: true, configurable: true, enumerable: false });
+  Object.defineProperty(globalThis, 'display', hidden(display));
+  Object.defineProperty(globalThis, 'require', hidden(userRequire));
+  Object.defineProperty(globalThis, IMPORT_HELPER, {
+    value: cellImport,
+    writable: false,
+    configurable: false,
+    enumerable: false,
+  });
+  {
+    const timersModule = createRequire(import.meta.url)('node:timers');
+    for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
+      const wrapped = wrapTimer(globalThis[name]);
+      Object.defineProperty(globalThis, name, {
+        value: wrapped,
+        writable: true,
+        configurable: true,
+        enumerable: true,
+      });
+      timersModule[name] = wrapped;
+    }
+    syncBuiltinESMExports();
+  }
+}

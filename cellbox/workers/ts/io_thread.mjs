@@ -1,0 +1,163 @@
+// The io thread: the only user of the worker's socket (see main.mjs). It runs in a
+// worker_threads Worker started from this function's source, as CommonJS, so it must be
+// self-contained: it uses nothing from outside its own body.
+
+export function ioThread() {
+  'use strict';
+  const { parentPort, workerData } = require('node:worker_threads');
+  const net = require('node:net');
+  const fs = require('node:fs');
+  const inspector = require('node:inspector');
+  const S = new Int32Array(workerData.shared);
+  const PENDING = 0;
+  const INTERRUPT = 1;
+
+  // Connected only while an interrupt is in progress: a session left connected makes
+  // Node print "Waiting for the debugger to disconnect..." at exit.
+  let session = null;
+  function terminateMain() {
+    if (session === null) {
+      session = new inspector.Session();
+      session.connectToMainThread();
+    }
+    session.post('Runtime.terminateExecution', () => {});
+  }
+  function dropSession() {
+    if (session !== null) {
+      session.disconnect();
+      session = null;
+    }
+  }
+
+  const sock = new net.Socket({ fd: workerData.fd, readable: true, writable: true });
+  let eof = false;
+  let seq = 0;
+  const unfinished = [];
+  let interrupting = 0;
+
+  function release(bytes) {
+    Atomics.sub(S, PENDING, bytes);
+    Atomics.notify(S, PENDING);
+  }
+
+  function onEof() {
+    if (eof) return;
+    eof = true;
+    dropSession();
+    Atomics.store(S, PENDING, 0);
+    Atomics.notify(S, PENDING);
+    parentPort.postMessage({ op: 'eof' });
+    // The server is gone. If the main thread cannot exit by itself (stuck in user
+    // code), do not linger.
+    setTimeout(() => process.kill(process.pid, 'SIGKILL'), 2000).unref();
+  }
+  sock.on('end', onEof);
+  sock.on('close', onEof);
+  sock.on('error', onEof);
+
+  let chunks = [];
+  let have = 0;
+  sock.on('data', (buf) => {
+    chunks.push(buf);
+    have += buf.length;
+    while (have >= 4) {
+      if (chunks[0].length < 4) chunks = [Buffer.concat(chunks, have)];
+      const len = chunks[0].readUInt32BE(0);
+      if (have < 4 + len) return;
+      const all = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, have);
+      const payload = all.toString('utf8', 4, 4 + len);
+      const rest = all.subarray(4 + len);
+      chunks = rest.length ? [rest] : [];
+      have = rest.length;
+      let msg;
+      try {
+        msg = JSON.parse(payload);
+      } catch {
+        continue;
+      }
+      onFrame(msg);
+    }
+  });
+
+  function onFrame(msg) {
+    if (!msg || typeof msg !== 'object') return;
+    if (msg.op === 'execute') {
+      const id = ++seq;
+      unfinished.push(id);
+      const env = msg.env && typeof msg.env === 'object' ? msg.env : {};
+      const code = typeof msg.code === 'string' ? msg.code : '';
+      parentPort.postMessage({ op: 'execute', id, code, env });
+    } else if (msg.op === 'interrupt') {
+      if (unfinished.length) interrupt(unfinished[0]);
+    } else if (msg.op === 'chdir') {
+      parentPort.postMessage({ op: 'chdir', path: msg.path });
+    }
+  }
+
+  function mainThreadState() {
+    try {
+      const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'latin1');
+      return stat.charAt(stat.lastIndexOf(')') + 2);
+    } catch {
+      return '?';
+    }
+  }
+
+  function interrupt(id) {
+    Atomics.store(S, INTERRUPT, id);
+    parentPort.postMessage({ op: 'interrupt', id });
+    if (interrupting === id) return;
+    interrupting = id;
+    const started = Date.now();
+    let lastTerminate = 0;
+    let lastPost = started;
+    const tick = () => {
+      if (!unfinished.includes(id) || eof) {
+        if (interrupting === id) {
+          interrupting = 0;
+          dropSession();
+        }
+        return;
+      }
+      const now = Date.now();
+      const state = mainThreadState();
+      // 'R': the main thread is running (user JS). Anything else for a whole second
+      // while not answering: blocked inside user code (sync sleep, Atomics.wait...).
+      if ((state === 'R' || state === '?' || now - started > 1000) && now - lastTerminate >= 200) {
+        lastTerminate = now;
+        terminateMain();
+      }
+      if (now - lastPost >= 250) {
+        lastPost = now;
+        parentPort.postMessage({ op: 'interrupt', id });
+      }
+      setTimeout(tick, 20);
+    };
+    setTimeout(tick, 20);
+  }
+
+  parentPort.on('message', (m) => {
+    if (m.frames.length) {
+      if (eof) {
+        release(m.bytes);
+      } else {
+        const parts = [];
+        for (const text of m.frames) {
+          const body = Buffer.from(text, 'utf8');
+          const head = Buffer.allocUnsafe(4);
+          head.writeUInt32BE(body.length, 0);
+          parts.push(head, body);
+        }
+        sock.write(Buffer.concat(parts), () => release(m.bytes));
+      }
+    }
+    if (m.finished) {
+      const at = unfinished.indexOf(m.finished);
+      if (at >= 0) unfinished.splice(at, 1);
+      if (interrupting === m.finished) {
+        interrupting = 0;
+        dropSession();
+      }
+    }
+  });
+}

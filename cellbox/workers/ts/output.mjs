@@ -1,0 +1,173 @@
+// Everything the worker sends, in order: frames are queued here and posted to the io
+// thread (io_thread.mjs), the only writer of the socket. Output of one stream is
+// coalesced; it is sent at once when nothing was sent for FLUSH_AGE_MS, else on
+// setImmediate, past FLUSH_CHARS, and before `done`. Output produced while no execution
+// runs is held (up to IDLE_CAP) for the next one. The main thread waits (Atomics) while
+// more than OUT_LIMIT characters are posted but not yet written.
+
+import { Worker } from 'node:worker_threads';
+
+import { ioThread } from './io_thread.mjs';
+
+const shared = new SharedArrayBuffer(8);
+export const S = new Int32Array(shared);
+export const PENDING = 0;
+export const INTERRUPT = 1;
+const OUT_LIMIT = 1 << 20; // characters posted to the io thread but not yet written
+const FLUSH_CHARS = 64 * 1024;
+const FLUSH_AGE_MS = 50;
+const IDLE_CAP = 1 << 20;
+export const EXIT_IO_FAILED = 70; // cellbox/exit_codes.py INTERNAL_ERROR
+
+const realStderr = process.stderr;
+export function realStderrWrite(text) {
+  try {
+    realStderr.write(text);
+  } catch {
+    // nothing left to report to
+  }
+}
+
+let io = null;
+let queue = []; // frames, in order; stdout/stderr chunks of the same stream coalesced
+let queuedChars = 0;
+let lastFlushAt = 0;
+let flushScheduled = false;
+let idleDropped = 0;
+let exiting = false;
+let running = false; // an execution is running: output flows
+
+// Start the io thread on the socket `fd`; `onMessage` gets what the server sends.
+export function startIo(fd, onMessage) {
+  io = new Worker(`(${ioThread})()`, {
+    eval: true,
+    workerData: { fd, shared },
+    name: 'cellbox-io',
+  });
+  io.on('error', (err) => {
+    // Without the io thread nothing can reach the server: die loudly on the real stderr.
+    realStderrWrite(`cellbox worker: io thread failed: ${err && err.stack}\n`);
+    process.exit(EXIT_IO_FAILED);
+  });
+  io.on('exit', (code) => {
+    if (!exiting) process.exit(code || EXIT_IO_FAILED);
+  });
+  io.on('message', onMessage);
+}
+
+export function postFrames(frames, finished) {
+  let bytes = 0;
+  const texts = new Array(frames.length);
+  for (let i = 0; i < frames.length; i++) {
+    texts[i] = JSON.stringify(frames[i]);
+    bytes += texts[i].length;
+  }
+  Atomics.add(S, PENDING, bytes);
+  io.postMessage({ frames: texts, bytes, finished });
+  // Backpressure: a program printing in a tight loop waits for the socket here.
+  let pending = Atomics.load(S, PENDING);
+  while (pending > OUT_LIMIT && !exiting) {
+    Atomics.wait(S, PENDING, pending, 100);
+    pending = Atomics.load(S, PENDING);
+  }
+}
+
+export function flush(finished = 0) {
+  flushScheduled = false;
+  if (queue.length === 0 && !finished) return;
+  lastFlushAt = performance.now();
+  const frames = queue;
+  queue = [];
+  queuedChars = 0;
+  postFrames(frames, finished);
+}
+
+function scheduledFlush() {
+  if (flushScheduled && running) flush();
+  flushScheduled = false;
+}
+
+export const resolved = Promise.resolve();
+function deferredFlush() {
+  // Run as a microtask, outside the immediate's async scope (see runOutsideScope).
+  resolved.then(scheduledFlush);
+}
+
+export function enqueue(frame, size) {
+  if (!running) {
+    // Idle: hold it for the next execution, bounded.
+    if (queuedChars + size > IDLE_CAP) {
+      idleDropped += size;
+      return;
+    }
+  }
+  queue.push(frame);
+  queuedChars += size;
+  afterEnqueue();
+}
+
+function afterEnqueue() {
+  if (!running) return;
+  if (queuedChars >= FLUSH_CHARS || performance.now() - lastFlushAt > FLUSH_AGE_MS) {
+    flush();
+  } else if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(deferredFlush);
+  }
+}
+
+export function emitText(type, text) {
+  if (!text) return;
+  text = text.toWellFormed();
+  const last = queue[queue.length - 1];
+  if (!running && queuedChars + text.length > IDLE_CAP) {
+    idleDropped += text.length;
+    return;
+  }
+  if (last !== undefined && last.type === type && last.text.length < FLUSH_CHARS) {
+    last.text += text;
+    queuedChars += text.length;
+    afterEnqueue();
+  } else {
+    enqueue({ type, text }, text.length);
+  }
+}
+
+
+// An execution starts: its first output goes out at once, after what was held back.
+export function beginExecution() {
+  running = true;
+  lastFlushAt = 0;
+  if (idleDropped > 0) {
+    emitText('stderr', `[cellbox: ${idleDropped} characters of background output were dropped]\n`);
+    idleDropped = 0;
+  }
+  if (queue.length) flush();
+}
+
+// Queue frames without sending them yet (the end of an execution sends them all).
+export function push(...frames) {
+  queue.push(...frames);
+}
+
+// The execution `id` is over (its `done` is queued): send everything.
+export function endExecution(id) {
+  running = false;
+  flush(id);
+}
+
+// The process exits (process.exit() from user code, or EOF): push out what was printed.
+export function flushAtExit() {
+  exiting = true;
+  if (queue.length) {
+    const frames = queue;
+    queue = [];
+    postFrames(frames, 0);
+  }
+  const deadline = Date.now() + 1000;
+  let pending = Atomics.load(S, PENDING);
+  while (pending > 0 && Date.now() < deadline) {
+    Atomics.wait(S, PENDING, pending, 20);
+    pending = Atomics.load(S, PENDING);
+  }
+}

@@ -1,0 +1,411 @@
+// Enough JavaScript lexing to find a cell's top-level statements and imports, and the
+// rewrite of what a REPL script cannot contain: static `import` declarations become
+// `const ... = await import(...)`, `export` keywords are dropped, and `import(...)` is
+// routed through a helper (code evaluated through the inspector has no module referrer).
+// Pure: tested on its own by tokenizer.test.mjs.
+
+export const IMPORT_HELPER = '__cellbox_import__';
+
+const RE_NAME = /[$_\p{ID_Start}\\#][$\p{ID_Continue}\u200c\u200d\\]*/uy;
+const RE_NUM = /(?:0[xXoObB][\da-fA-F_]*n?|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?[\d_]+)?n?)/y;
+const RE_PUNCT =
+  /(?:>>>=|\.\.\.|===|!==|\*\*=|<<=|>>=|>>>|&&=|\|\|=|\?\?=|=>|==|!=|<=|>=|&&|\|\||\?\?|\?\.(?!\d)|\+\+|--|\+=|-=|\*=|\/=|%=|&=|\|=|\^=|<<|>>|\*\*|[^\s])/y;
+const BEFORE_EXPR = new Set([
+  'return', 'typeof', 'instanceof', 'in', 'of', 'new', 'delete', 'void', 'throw', 'case',
+  'do', 'else', 'yield', 'await', 'extends', 'export', 'default',
+]);
+const NOT_EXPR_END = new Set([
+  'return', 'typeof', 'instanceof', 'in', 'of', 'new', 'delete', 'void', 'throw', 'case',
+  'do', 'else', 'yield', 'await', 'extends', 'export', 'import', 'let', 'const', 'var',
+  'function', 'class', 'if', 'for', 'while', 'with', 'switch', 'try', 'catch', 'finally',
+  'async',
+]);
+const BLOCK_HEADS = new Set([
+  'function', 'class', 'if', 'for', 'while', 'do', 'try', 'switch', 'with',
+]);
+const CONTROL_HEADS = new Set(['if', 'for', 'while', 'with']);
+const NON_EXPR_HEADS = new Set([
+  'var', 'const', 'function', 'class', 'if', 'for', 'while', 'do', 'try', 'switch',
+  'return', 'throw', 'break', 'continue', 'debugger', 'with', 'export', 'enum',
+]);
+
+function isNewline(c) {
+  return c === 10 || c === 13 || c === 0x2028 || c === 0x2029;
+}
+
+function regexAllowed(prev) {
+  if (prev === null) return true;
+  if (prev.k === 'n') return BEFORE_EXPR.has(prev.v);
+  if (prev.k === 'p') return !(prev.v === ')' || prev.v === ']' || prev.v === '++' || prev.v === '--');
+  return false;
+}
+
+function scanTemplate(src, i) {
+  const n = src.length;
+  while (i < n) {
+    const c = src.charCodeAt(i);
+    if (c === 92) i += 2;
+    else if (c === 96) return { end: i + 1, open: false };
+    else if (c === 36 && src.charCodeAt(i + 1) === 123) return { end: i + 2, open: true };
+    else i++;
+  }
+  return { end: n, open: false };
+}
+
+// Tokens: k = kind (n name, num, str, tpl, re, p punctuator), v = text (names and
+// punctuators), s/e = offsets, d = bracket depth, nl = newline before the token.
+export function tokenize(src) {
+  const toks = [];
+  const stack = [];
+  const n = src.length;
+  let i = 0;
+  let nl = false;
+  let prev = null;
+  const push = (k, v, s, e, d) => {
+    prev = { k, v, s, e, d, nl };
+    toks.push(prev);
+    nl = false;
+  };
+  while (i < n) {
+    const c = src.charCodeAt(i);
+    if (isNewline(c)) {
+      nl = true;
+      i++;
+      continue;
+    }
+    if (c === 32 || c === 9 || c === 11 || c === 12 || c === 0xa0 || c === 0xfeff) {
+      i++;
+      continue;
+    }
+    if (c > 127 && /\s/u.test(src[i])) {
+      i++;
+      continue;
+    }
+    const s = i;
+    if (c === 47) {
+      const c2 = src.charCodeAt(i + 1);
+      if (c2 === 47) {
+        while (i < n && !isNewline(src.charCodeAt(i))) i++;
+        continue;
+      }
+      if (c2 === 42) {
+        const end = src.indexOf('*/', i + 2);
+        const stop = end < 0 ? n : end + 2;
+        if (/[\n\r\u2028\u2029]/.test(src.slice(i, stop))) nl = true;
+        i = stop;
+        continue;
+      }
+      if (regexAllowed(prev)) {
+        let j = i + 1;
+        let inClass = false;
+        let ok = false;
+        while (j < n) {
+          const r = src.charCodeAt(j);
+          if (isNewline(r)) break;
+          if (r === 92) j += 2;
+          else if (r === 91) {
+            inClass = true;
+            j++;
+          } else if (r === 93) {
+            inClass = false;
+            j++;
+          } else if (r === 47 && !inClass) {
+            ok = true;
+            j++;
+            break;
+          } else j++;
+        }
+        if (ok) {
+          while (j < n && /[a-z]/i.test(src[j])) j++;
+          i = j;
+          push('re', undefined, s, i, stack.length);
+          continue;
+        }
+      }
+    }
+    if (c === 34 || c === 39) {
+      let j = i + 1;
+      while (j < n) {
+        const r = src.charCodeAt(j);
+        if (r === 92) j += 2;
+        else if (r === c) {
+          j++;
+          break;
+        } else if (isNewline(r)) break;
+        else j++;
+      }
+      i = Math.min(j, n);
+      push('str', undefined, s, i, stack.length);
+      continue;
+    }
+    if (c === 96 || (c === 125 && stack[stack.length - 1] === '${')) {
+      if (c === 125) stack.pop();
+      const t = scanTemplate(src, i + 1);
+      i = t.end;
+      push('tpl', undefined, s, i, stack.length);
+      if (t.open) stack.push('${');
+      continue;
+    }
+    if ((c >= 48 && c <= 57) || (c === 46 && src.charCodeAt(i + 1) >= 48 && src.charCodeAt(i + 1) <= 57)) {
+      RE_NUM.lastIndex = i;
+      const m = RE_NUM.exec(src);
+      i += m ? Math.max(m[0].length, 1) : 1;
+      push('num', undefined, s, i, stack.length);
+      continue;
+    }
+    RE_NAME.lastIndex = i;
+    const name = RE_NAME.exec(src);
+    if (name) {
+      i += name[0].length;
+      push('n', name[0], s, i, stack.length);
+      continue;
+    }
+    RE_PUNCT.lastIndex = i;
+    const m = RE_PUNCT.exec(src);
+    const v = m ? m[0] : src[i];
+    i += v.length;
+    if (v === '(' || v === '[' || v === '{') {
+      push('p', v, s, i, stack.length);
+      stack.push(v);
+    } else if (v === ')' || v === ']' || v === '}') {
+      if (stack.length) stack.pop();
+      push('p', v, s, i, stack.length);
+    } else {
+      push('p', v, s, i, stack.length);
+    }
+  }
+  return toks;
+}
+
+function endsExpression(t) {
+  if (t.k === 'n') return !NOT_EXPR_END.has(t.v);
+  if (t.k === 'p') return t.v === ')' || t.v === ']' || t.v === '}' || t.v === '++' || t.v === '--';
+  return true;
+}
+
+function startsStatement(t) {
+  if (t.k === 'n') return t.v !== 'in' && t.v !== 'instanceof';
+  if (t.k === 'p') return t.v === '!' || t.v === '~' || t.v === '++' || t.v === '--';
+  return t.k !== 'tpl';
+}
+
+// Indices (into toks) of the first token of each top-level statement.
+export function statementHeads(toks) {
+  const heads = [];
+  let head = null;
+  let prevTop = null;
+  let parenState = 0; // control head: 1 waiting for its "(...)"
+  let bodyNext = false;
+  let freshAt = -1; // a static import declaration ends just before this token
+  for (let i = 0; i < toks.length; i++) {
+    const t = toks[i];
+    if (t.d !== 0) continue;
+    let fresh;
+    if (prevTop === null || i === freshAt) fresh = true;
+    else if (bodyNext) fresh = false;
+    else if (prevTop.k === 'p' && prevTop.v === ';') fresh = true;
+    else if (t.k === 'n' && (t.v === 'else' || t.v === 'catch' || t.v === 'finally')) fresh = false;
+    else if (t.k === 'n' && t.v === 'while' && head && head.v === 'do') fresh = false;
+    else if (
+      prevTop.k === 'p' &&
+      prevTop.v === '}' &&
+      head &&
+      ((head.k === 'n' && BLOCK_HEADS.has(head.v)) || (head.k === 'p' && head.v === '{') ||
+        head.asyncFunction)
+    ) {
+      fresh = true;
+    } else fresh = t.nl && endsExpression(prevTop) && startsStatement(t);
+    bodyNext = false;
+    if (fresh && !(t.k === 'p' && t.v === ';')) {
+      head = t;
+      if (t.k === 'n' && t.v === 'async') {
+        const nx = toks[i + 1];
+        t.asyncFunction = !!nx && nx.k === 'n' && nx.v === 'function' && !nx.nl;
+      }
+      heads.push(i);
+      parenState = t.k === 'n' && CONTROL_HEADS.has(t.v) ? 1 : 0;
+      if (t.k === 'n' && t.v === 'import') {
+        const parsed = parseImport(toks, i);
+        if (parsed) freshAt = parsed.next;
+      }
+    } else if (fresh) {
+      head = null;
+    }
+    if (t.k === 'n' && (t.v === 'else' || t.v === 'do')) bodyNext = true;
+    if (parenState === 1 && t.k === 'p' && t.v === ')') {
+      parenState = 0;
+      bodyNext = true;
+    }
+    prevTop = t;
+  }
+  return heads;
+}
+
+// Is the statement starting at toks[i] a declaration or control statement?
+export function isNonExpressionStatement(toks, i) {
+  const t = toks[i];
+  const nx = toks[i + 1];
+  if (t.k === 'p') return t.v === '{';
+  if (t.k !== 'n') return false;
+  if (NON_EXPR_HEADS.has(t.v)) return true;
+  if (t.v === 'let') return !!nx && (nx.k === 'n' || nx.v === '[' || nx.v === '{');
+  if (t.v === 'import') return !nx || !(nx.v === '(' || nx.v === '.');
+  if (t.v === 'async') return !!t.asyncFunction;
+  if (nx && nx.k === 'p' && nx.v === ':' && nx.d === 0) return true; // label
+  return false;
+}
+
+export function matchingClose(toks, open) {
+  const depth = toks[open].d;
+  for (let j = open + 1; j < toks.length; j++) {
+    if (toks[j].d === depth && toks[j].k === 'p' && (toks[j].v === '}' || toks[j].v === ')' || toks[j].v === ']')) {
+      return j;
+    }
+  }
+  return -1;
+}
+
+// A static `import` declaration starting at toks[hi]: its parts and the index of the
+// token after it; null when it is not one we understand.
+function parseImport(toks, hi) {
+  let j = hi + 1;
+  let def = null;
+  let ns = null;
+  let named = null;
+  let spec = null;
+  let attrs = null;
+  const at = (k) => toks[k] || { k: 'eof', v: undefined };
+  if (at(j).k === 'str') {
+    spec = at(j);
+    j++;
+  } else {
+    if (at(j).k === 'n' && !(at(j).v === 'from' && at(j + 1).k === 'str')) {
+      def = at(j).v;
+      j++;
+      if (at(j).v === ',') j++;
+    }
+    if (at(j).v === '*') {
+      if (at(j + 1).v !== 'as' || at(j + 2).k !== 'n') return null;
+      ns = at(j + 2).v;
+      j += 3;
+    } else if (at(j).v === '{') {
+      named = [];
+      j++;
+      while (at(j).v !== '}') {
+        const item = at(j);
+        if (item.k !== 'n' && item.k !== 'str') return null;
+        let local = null;
+        j++;
+        if (at(j).v === 'as') {
+          if (at(j + 1).k !== 'n') return null;
+          local = at(j + 1).v;
+          j += 2;
+        } else if (item.k === 'str') {
+          return null;
+        }
+        named.push({ item, local });
+        if (at(j).v === ',') j++;
+        else if (at(j).v !== '}') return null;
+      }
+      j++;
+    }
+    if (def === null && ns === null && named === null) return null;
+    if (at(j).v !== 'from' || at(j + 1).k !== 'str') return null;
+    spec = at(j + 1);
+    j += 2;
+  }
+  if ((at(j).v === 'with' || at(j).v === 'assert') && at(j + 1).v === '{' && !at(j).nl) {
+    const close = matchingClose(toks, j + 1);
+    if (close < 0) return null;
+    attrs = [toks[j + 1], toks[close]];
+    j = close + 1;
+  }
+  if (at(j).v === ';') j++;
+  return { def, ns, named, spec, attrs, next: j };
+}
+
+// `import ... from "m"` at the top level -> an edit turning it into an awaited import().
+function importEdit(src, toks, hi) {
+  const parsed = parseImport(toks, hi);
+  if (!parsed) return null;
+  const { def, ns, spec, attrs } = parsed;
+  const start = toks[hi].s;
+  const end = toks[parsed.next - 1].e;
+  const attrText = attrs ? `, { with: ${src.slice(attrs[0].s, attrs[1].e)} }` : '';
+  const call = `await ${IMPORT_HELPER}(${src.slice(spec.s, spec.e)}${attrText})`;
+  let text;
+  if (ns !== null) {
+    text = `const ${ns} = ${call}${def !== null ? `, ${def} = ${ns}.default` : ''};`;
+  } else if (parsed.named !== null) {
+    const parts = parsed.named.map(({ item, local }) => {
+      const imported = item.k === 'str' ? src.slice(item.s, item.e) : item.v;
+      return local === null || local === imported ? imported : `${imported}: ${local}`;
+    });
+    if (def !== null) parts.unshift(`default: ${def}`);
+    text = `const { ${parts.join(', ')} } = ${call};`;
+  } else if (def !== null) {
+    text = `const ${def} = (${call}).default;`;
+  } else {
+    text = `${call};`;
+  }
+  const lines = src.slice(start, end).split('\n').length - 1;
+  return { s: start, e: end, text: text + '\n'.repeat(lines) };
+}
+
+function blank(src, s, e) {
+  return src.slice(s, e).replace(/[^\n]/g, ' ');
+}
+
+// Rewrites for a REPL script: static imports, exports, dynamic import().
+export function rewrite(src, toks) {
+  const edits = [];
+  for (let i = 0; i < toks.length; i++) {
+    const t = toks[i];
+    if (t.k !== 'n') continue;
+    if (t.v === 'import') {
+      const nx = toks[i + 1];
+      const pv = toks[i - 1];
+      if (nx && nx.v === '(' && !(pv && (pv.v === '.' || pv.v === '?.'))) {
+        edits.push({ s: t.s, e: t.e, text: IMPORT_HELPER });
+      }
+    }
+  }
+  for (const hi of statementHeads(toks)) {
+    const t = toks[hi];
+    if (t.k !== 'n') continue;
+    if (t.v === 'import') {
+      const nx = toks[hi + 1];
+      if (nx && (nx.v === '(' || nx.v === '.')) continue;
+      const edit = importEdit(src, toks, hi);
+      if (edit) edits.push(edit);
+    } else if (t.v === 'export') {
+      const nx = toks[hi + 1];
+      if (!nx) continue;
+      if (nx.v === 'default') {
+        edits.push({ s: t.s, e: nx.e, text: blank(src, t.s, nx.e) });
+      } else if (nx.v === '{' || nx.v === '*') {
+        let j = hi + 1;
+        if (nx.v === '{') j = matchingClose(toks, hi + 1);
+        if (j < 0) continue;
+        j++;
+        while (j < toks.length && toks[j].k !== 'str' && toks[j].v !== ';' && !toks[j].nl) j++;
+        if (j < toks.length && toks[j].k === 'str') j++;
+        if (j < toks.length && toks[j].v === ';') j++;
+        const end = toks[j - 1].e;
+        edits.push({ s: t.s, e: end, text: blank(src, t.s, end) });
+      } else {
+        edits.push({ s: t.s, e: t.e, text: blank(src, t.s, t.e) });
+      }
+    }
+  }
+  if (edits.length === 0) return src;
+  edits.sort((a, b) => a.s - b.s);
+  let out = '';
+  let pos = 0;
+  for (const edit of edits) {
+    if (edit.s < pos) continue;
+    out += src.slice(pos, edit.s) + edit.text;
+    pos = edit.e;
+  }
+  return out + src.slice(pos);
+}

@@ -1,0 +1,48 @@
+// TypeScript to JavaScript: Node's own type stripping, positions kept where possible.
+
+import { stripTypeScriptTypes } from 'node:module';
+
+import { plain } from './render.mjs';
+
+export function syntaxErrorFromTs(err, cellName) {
+  const message = plain(err && err.message ? err.message : String(err));
+  let traceback = `SyntaxError: ${message}`;
+  const stack = err && typeof err.stack === 'string' ? err.stack : '';
+  const cut = stack.indexOf('\n\nSyntaxError');
+  if (cut > 0 && stack.startsWith(':')) {
+    traceback = `${cellName}${plain(stack.slice(0, cut))}\n\n${traceback}`;
+  }
+  return { name: 'SyntaxError', value: message, traceback };
+}
+
+// Every TypeScript-only construct needs one of these; code without any is plain
+// JavaScript that stripping would return unchanged, so the transform is skipped.
+const MAYBE_TYPESCRIPT =
+  /[:<!?@]|\b(?:as|enum|interface|type|namespace|module|declare|abstract|implements|private|public|protected|readonly|satisfies|override|accessor|keyof|infer|asserts|unique|is)\b/;
+
+// JavaScript for a cell; `transformed` when code had to be generated (positions moved).
+export function toJavaScript(code) {
+  if (!MAYBE_TYPESCRIPT.test(code)) return { js: code, transformed: false };
+  try {
+    return { js: stripTypeScriptTypes(code, { mode: 'strip' }), transformed: false };
+  } catch (err) {
+    if (err && err.code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
+      return { js: stripTypeScriptTypes(code, { mode: 'transform' }), transformed: true };
+    }
+    throw err;
+  }
+}
+
+
+// The first transform loads a wasm module (~50 ms): pay it before `ready`, and swallow the
+// one-time ExperimentalWarning it emits.
+export function warmUpTypeScript() {
+  const emitWarning = process.emitWarning;
+  process.emitWarning = () => {};
+  try {
+    stripTypeScriptTypes('let a: number = 1', { mode: 'strip' });
+    stripTypeScriptTypes('enum E { A }', { mode: 'transform' });
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+}

@@ -1,0 +1,64 @@
+// The TypeScript worker's tokenizer and import rewrite (run by tests/unit/test_ts_tokenizer.py).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import {
+  IMPORT_HELPER,
+  isNonExpressionStatement,
+  rewrite,
+  statementHeads,
+  tokenize,
+} from '../../../cellbox/workers/ts/tokenizer.mjs';
+
+const kinds = (src) => tokenize(src).map((t) => t.k).join(',');
+const lastIsExpression = (src) => {
+  const toks = tokenize(src);
+  return !isNonExpressionStatement(toks, statementHeads(toks).at(-1));
+};
+const rewritten = (src) => rewrite(src, tokenize(src));
+
+test('static imports become awaited dynamic imports through the helper', () => {
+  assert.equal(
+    rewritten('import { a, b as c } from "m"'),
+    `const { a, b: c } = await ${IMPORT_HELPER}("m");`,
+  );
+  assert.equal(
+    rewritten('import x from "y"; import * as ns from "z"'),
+    `const x = (await ${IMPORT_HELPER}("y")).default; const ns = await ${IMPORT_HELPER}("z");`,
+  );
+  assert.equal(rewritten('const m = await import("q")'), `const m = await ${IMPORT_HELPER}("q")`);
+});
+
+test('export keywords are blanked, keeping positions', () => {
+  const src = 'export const d = 1;';
+  const out = rewritten(src);
+  assert.equal(out.length, src.length);
+  assert.equal(out.trim(), 'const d = 1;');
+});
+
+test('code without imports is left as it is', () => {
+  for (const src of ['let x = 1; x + 1', 'a.import = 2', '"import x from y"']) {
+    assert.equal(rewritten(src), src);
+  }
+});
+
+test('regular expressions, division and templates are told apart', () => {
+  assert.equal(kinds('const r = /a\\/b/g; a / b / c'), 'n,n,p,re,p,n,p,n,p,n');
+  assert.equal(kinds('`${1 + `${2}`}` + 1'), 'tpl,num,p,tpl,num,tpl,tpl,p,num');
+  assert.equal(kinds("'it''s' 0x1f 1_000n .5e3"), 'str,str,num,num,num');
+});
+
+test('statements are found at the top level only', () => {
+  assert.equal(statementHeads(tokenize('let x = 1; x + 1')).length, 2);
+  assert.equal(statementHeads(tokenize('if (a) { b; c } else { d }')).length, 1);
+  assert.equal(statementHeads(tokenize('x = {a: 1}\n;[1].map(f)')).length, 2);
+});
+
+test('the last statement decides whether a cell has a result', () => {
+  assert.equal(lastIsExpression('let x = 1; x + 1'), true);
+  assert.equal(lastIsExpression('1; let y = 2'), false);
+  assert.equal(lastIsExpression('for (;;) {}'), false);
+  assert.equal(lastIsExpression('if (a) { b } else { c }'), false);
+  assert.equal(lastIsExpression('function f() {}'), false);
+  assert.equal(lastIsExpression('await f()'), true);
+});
