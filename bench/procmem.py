@@ -8,28 +8,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cellbox import procfs
+
 PROC = Path("/proc")
 
 
 def _pids() -> list[int]:
-    return [int(p.name) for p in PROC.iterdir() if p.name.isdigit()]
+    return procfs.pids()
 
 
 def process_table() -> dict[int, tuple[int, str]]:
     """pid -> (ppid, comm) for every process currently visible."""
-    table: dict[int, tuple[int, str]] = {}
-    for pid in _pids():
-        try:
-            stat = (PROC / str(pid) / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ..." — comm may itself contain spaces or parentheses.
-        head, _, tail = stat.rpartition(")")
-        comm = head.partition("(")[2]
-        fields = tail.split()
-        if len(fields) >= 2:
-            table[pid] = (int(fields[1]), comm)
-    return table
+    return procfs.process_table()
 
 
 def cmdline(pid: int) -> str:
@@ -42,16 +32,7 @@ def cmdline(pid: int) -> str:
 
 def descendants(pid: int, table: dict[int, tuple[int, str]]) -> list[int]:
     """All processes below ``pid`` (children, grandchildren, ...), breadth first."""
-    children: dict[int, list[int]] = {}
-    for child, (parent, _) in table.items():
-        children.setdefault(parent, []).append(child)
-    out: list[int] = []
-    queue = list(children.get(pid, []))
-    while queue:
-        current = queue.pop(0)
-        out.append(current)
-        queue.extend(children.get(current, []))
-    return out
+    return procfs.descendants([pid], table)
 
 
 def ancestors(pid: int, table: dict[int, tuple[int, str]], stop: int | None) -> list[int]:

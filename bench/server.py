@@ -5,19 +5,12 @@ from __future__ import annotations
 import abc
 import http.client
 import json
-import os
-import secrets
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.parse
-from pathlib import Path
 
 import httpx
+from cellbox.serve_process import SERVE, ServeProcess
 
 
 class ApiError(RuntimeError):
@@ -29,108 +22,28 @@ class ApiError(RuntimeError):
         self.body = body
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cellbox_command() -> list[str]:
-    """The ``cellbox`` console script next to this interpreter, else one on PATH."""
-    beside = Path(sys.executable).parent / "cellbox"
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("cellbox")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from cellbox.cli import main; main()"]
-
-
-class Server:
+class Server(ServeProcess):
     """``cellbox serve`` on a free loopback port, with its own API key and state dir."""
 
     def __init__(self, extra_args: list[str]) -> None:
-        self.extra_args = extra_args
-        self.api_key = secrets.token_urlsafe(24)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._tmp = tempfile.TemporaryDirectory(prefix="cellbox-bench-server-")
-        self.state_dir = Path(self._tmp.name) / "state"
-        self.state_dir.mkdir()
-        self.log_path = Path(self._tmp.name) / "server.log"
-        self.command = [
-            *cellbox_command(),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            *extra_args,
-        ]
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        super().__init__(prefix="cellbox-bench-server-")
+        self.api_key = self.token
+        self.command = [*SERVE, *extra_args]
 
     def start(self, timeout: float = 60.0) -> float:
         """Start the server and wait for ``GET /healthz`` 200; returns seconds taken."""
-        env = dict(os.environ)
-        env["CELLBOX_API_KEY"] = self.api_key
-        env["CELLBOX_STATE_DIR"] = str(self.state_dir)
-        log = open(self.log_path, "wb")
-        t0 = time.perf_counter()
-        self.process = subprocess.Popen(
-            self.command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                last = self.log_tail(1) or "(no output)"
-                raise RuntimeError(f"server exited with code {self.process.returncode}: {last}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return time.perf_counter() - t0
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server not healthy after {timeout} s: {self.log_tail(1)}")
+        return self.launch(self.command, own_session=True, timeout=timeout)
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, grace: float = 15.0) -> str:
+    def stop(self, grace: float = 15.0) -> str:  # type: ignore[override]
         """SIGINT, then SIGKILL to the whole session after ``grace`` seconds."""
         process = self.process
         if process is None or process.poll() is not None:
             return "not running"
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=grace)
-            how = f"exited on SIGINT (code {process.returncode})"
-        except subprocess.TimeoutExpired:
-            how = f"killed after {grace} s"
-        # Anything the server left in its session (workers, sandboxes) goes too.
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.wait()
-        return how
-
-    def cleanup(self) -> None:
-        self._tmp.cleanup()
+        started = time.monotonic()
+        code = super().stop(signal.SIGINT, grace)
+        if time.monotonic() - started >= grace:
+            return f"killed after {grace} s"
+        return f"exited on SIGINT (code {code})"
 
 
 class Api(abc.ABC):
