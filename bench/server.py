@@ -10,6 +10,7 @@ import time
 import urllib.parse
 
 import httpx
+
 from cellbox.serve_process import SERVE, ServeProcess
 
 

@@ -2,15 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,79 +10,26 @@ import httpx
 import orjson
 import pytest
 
+from cellbox.serve_process import SERVE, ServeProcess
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVE = [sys.executable, "-m", "cellbox.cli", "serve"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
+class Server(ServeProcess):
     """A ``cellbox serve`` process with its own state directory and token."""
 
     def __init__(self, **settings: Any) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.token = secrets.token_urlsafe(24)
-        self.state_dir = Path(tempfile.mkdtemp(prefix="cellbox-test-"))
-        os.chmod(self.state_dir, 0o755)
-        self.env = {
-            **os.environ,
-            "CELLBOX_API_KEY": self.token,
-            "CELLBOX_STATE_DIR": str(self.state_dir),
-            "CELLBOX_PORT": str(self.port),
-            "CELLBOX_INTERRUPT_GRACE_S": "1",
-            "CELLBOX_LOG_LEVEL": "warning",
-        }
-        for name, value in settings.items():
-            self.env["CELLBOX_" + name.upper()] = str(value)
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            {"interrupt_grace_s": 1, "log_level": "warning", **settings}, prefix="cellbox-test-"
+        )
 
     def start(self) -> Server:
         return self.launch(SERVE)
 
-    def launch(self, argv: list[str]) -> Server:
+    def launch(self, argv: list[str]) -> Server:  # type: ignore[override]
         """Run ``argv`` (which ends in ``cellbox serve``) and wait until it answers."""
-        self.log = open(self.state_dir / "server.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            argv, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.read_log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.read_log()}")
-
-    def read_log(self) -> str:
-        return (self.state_dir / "server.log").read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGINT) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        return self.process.returncode
-
-    def cleanup(self) -> None:
-        # a server killed without its shutdown leaves its disk quota volume mounted there
-        subprocess.run(
-            ["umount", "-l", str(self.state_dir / "contexts")], capture_output=True, check=False
-        )
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        super().launch(argv, cwd=ROOT)
+        return self
 
     def client(self, **kwargs: Any) -> Client:
         return Client(self, **kwargs)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import signal
 import time
 
 import httpx
 import pytest
 
+from cellbox import procfs
 from tests.conftest import Client, Server
 
 
@@ -202,22 +202,7 @@ def test_max_contexts_gives_429():
 
 
 def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
+    return set(procfs.descendants([pid]))
 
 
 def _alive(pids: set[int]) -> set[int]:

@@ -13,6 +13,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cellbox import exit_codes
+
 USER_NAME = "cellbox"
 HOSTNAME = "cellbox"
 # Without a "cellbox" user, the first uid in this range that names no user or group. It
@@ -24,8 +26,8 @@ TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
 OOM_SCORE_ADJ = 300  # workers go before the server when the whole host runs out of memory
 
 # Exit statuses of the processes that set a worker up (the shell, the zygote's children).
-EXIT_SETUP_FAILED = 125
-EXIT_CANNOT_FORK = 70
+EXIT_SETUP_FAILED = exit_codes.SETUP_FAILED
+EXIT_CANNOT_FORK = exit_codes.INTERNAL_ERROR
 
 _UNIT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 

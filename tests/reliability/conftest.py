@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Client, Server
+from cellbox import procfs
+from tests.conftest import Server
 from tests.security.conftest import (
     SMALL_LIMITS,
     alive,
     cmdline,
-    host_pids,
     skip_unless_full,
     start_server,
     wait_until,
@@ -36,27 +36,8 @@ def server() -> Iterator[Server]:
     srv.cleanup()
 
 
-@pytest.fixture
-def client(server: Server) -> Iterator[Client]:
-    with server.client() as c:
-        yield c
-
-
 def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for child in host_pids():
-        try:
-            with open(f"/proc/{child}/stat", "rb") as f:
-                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(child)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+    return procfs.descendants([pid])
 
 
 def zygote_pid(server: Server) -> int:
