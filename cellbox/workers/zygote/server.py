@@ -4,7 +4,7 @@ Launch (by the server, through ``Sandbox.zygote_command``)::
 
     python -m cellbox.workers.zygote --control N [--preload numpy,pandas]
 
-It runs :func:`python_worker.prepare` and :func:`python_worker.preload` once, then forks one
+It runs the Python worker's ``prepare`` and ``preload`` (:mod:`cellbox.workers.python.worker`) once, then forks one
 child per context, so every context starts with IPython and the data stack already in
 memory, shared copy-on-write. Each fork makes this tree::
 
