@@ -62,7 +62,7 @@ class WorkerProcess:
         self.process = process
         self.frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.owner = "the warm pool"  # who holds it, for the log: a context id once taken
-        self.died = False  # it ended without being killed by us
+        self._died = False
         self._sandbox = sandbox
         self._writer = writer
         self._stderr_tail = b""
@@ -121,7 +121,13 @@ class WorkerProcess:
 
     @property
     def alive(self) -> bool:
-        return not self._killed and not self.died and self.process.returncode is None
+        return not self._killed and not self.died
+
+    @property
+    def died(self) -> bool:
+        """It ended without being killed by us (known as soon as the socket closed or
+        the exit status arrived, whichever came first)."""
+        return self._died or (not self._killed and self.process.returncode is not None)
 
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -149,13 +155,12 @@ class WorkerProcess:
 
     def _ended(self) -> None:
         """The socket closed or the process ended: unless we killed it, a death."""
-        if not self._killed and not self.died:
-            self.died = True
+        if not self._killed and not self._died:
+            self._died = True
             self._burying = asyncio.create_task(self._bury())
 
     async def _bury(self) -> None:
-        death = await self.death()
-        deaths.record(self.runtime.name, death, self.owner, self.pid)
+        await self.death()
         await self.kill()
 
     async def _drain_stderr(self) -> None:
@@ -189,6 +194,8 @@ class WorkerProcess:
 
     async def kill(self) -> None:
         """Kill the worker and every process it started."""
+        if not self._killed and self.process.returncode is not None:
+            self._ended()  # it had ended on its own already: still a death to record
         if not self._killed:
             self._killed = True
             if isinstance(self.process, asyncio.subprocess.Process):
@@ -212,6 +219,7 @@ class WorkerProcess:
         return await asyncio.shield(self._death)
 
     async def _classify(self) -> Death:
+        died = self.died  # on its own, not killed by us: a death to record (once, here)
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(2.0):
                 await self.process.wait()
@@ -226,9 +234,11 @@ class WorkerProcess:
         # A runtime's own fatal message says more than the stack dump printed after it.
         fatal = [line for line in tail.splitlines() if line.startswith(_FATAL_PREFIXES)]
         if fatal:
-            return Death(death.cause, f"{death.reason}; {fatal[-1].strip()}")
-        if tail:
-            return Death(death.cause, f"{death.reason}; last output: {tail[-500:]}")
+            death = Death(death.cause, f"{death.reason}; {fatal[-1].strip()}")
+        elif tail:
+            death = Death(death.cause, f"{death.reason}; last output: {tail[-500:]}")
+        if died:
+            deaths.record(self.runtime.name, death, self.owner, self.pid)
         return death
 
 

@@ -63,11 +63,24 @@ class ZygoteChild:
         return self.returncode
 
 
+class _ClosingAtEnd(asyncio.StreamReaderProtocol):
+    """Closes the pipe at its end (uvloop's transport would keep the fd open until closed)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._pipe = transport
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        self._pipe.close()  # what was read stays in the reader
+        return False
+
+
 async def _pipe_reader(fd: int) -> asyncio.StreamReader:
     """An asyncio reader of the read end ``fd`` of a pipe (which it now owns)."""
     reader = asyncio.StreamReader()
     await asyncio.get_running_loop().connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0)
+        lambda: _ClosingAtEnd(reader), os.fdopen(fd, "rb", 0)
     )
     return reader
 
@@ -88,7 +101,6 @@ class _Incarnation:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ids = itertools.count(1)
         self._forking: dict[int, asyncio.Future[int]] = {}
-        self.forked = 0
         self._on_lost = on_lost
         self._send_lock = asyncio.Lock()
         self._reading = asyncio.create_task(self._read())
@@ -105,7 +117,6 @@ class _Incarnation:
             payload = messages.encode(dataclasses.replace(request, id=request_id))
             await self._send(payload, fds)
             child.pid = await forked
-            self.forked += 1
         finally:
             self._forking.pop(request_id, None)
 
@@ -285,10 +296,9 @@ class Zygote:
         if self._closed or current is not self._current:
             return
         log.warning(
-            "%s zygote (pid %s) died; the %d worker(s) it forked live on; starting a new one",
+            "%s zygote (pid %s) died; the workers it forked live on; starting a new one",
             self.name,
             current.pid,
-            current.forked,
         )
         self._restarting = asyncio.create_task(self._restart())
 

@@ -10,7 +10,7 @@ from typing import Any
 from cellbox.deaths import Death
 from cellbox.process.worker import WorkerProcess
 from cellbox.runtimes import Runtime
-from cellbox.sessions.execution import Execution
+from cellbox.sessions.execution import WHILE_IDLE, Execution
 from cellbox.sessions.pools import WorkerPool, Workspace
 
 
@@ -35,6 +35,7 @@ class Context:
         self.execution_count = 0
         self.lock = asyncio.Lock()  # FIFO: asyncio.Lock wakes waiters in arrival order
         self.running: Execution | None = None
+        self.untold: tuple[Death, str] | None = None  # a loss of state no client heard of
         self.closed = False
         self.last_used = time.monotonic()
 
@@ -44,23 +45,23 @@ class Context:
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "language": self.runtime.name, "cwd": self.cwd}
 
-    async def lost_process(self) -> Death | None:
-        """How the worker ended by itself since the last execution, if it did.
-
-        The worker is then discarded (state gone, counter reset): the caller must say so.
+    async def lost_process(self) -> tuple[Death, str] | None:
+        """A loss of the state no client was told of yet, and when it happened: the
+        process ended by itself while idle, or during an execution whose client had gone
+        away. The caller must tell it (the process is discarded, the counter reset).
         """
+        untold, self.untold = self.untold, None
         worker = self.worker
-        if worker is None or not worker.died:
-            return None
-        death = await worker.death()
-        await self.discard_worker(worker)
-        return death
+        # Every told loss discards the worker, so a context that still holds one that is
+        # not alive lost it unseen: whatever ended it, the next execution says so.
+        if worker is not None and not worker.alive:
+            untold = (await worker.death(), WHILE_IDLE)
+            await self.discard_worker(worker)
+        return untold
 
     async def ready_worker(self) -> WorkerProcess:
-        """The context's worker, started afresh if the last one was lost."""
-        if self.worker is None or not self.worker.alive:
-            if self.worker is not None:
-                await self.discard_worker(self.worker)
+        """The context's worker, started afresh if it has none (``lost_process`` first)."""
+        if self.worker is None:
             own_dir = self.cwd == str(self.workspace.path)
             self.worker = await self.pool.start_worker(
                 self.workspace, None if own_dir else self.cwd
@@ -70,7 +71,7 @@ class Context:
 
     async def discard_worker(self, worker: WorkerProcess) -> None:
         """Kill a worker of this context; its state is gone, so the counter starts again."""
-        await worker.kill()
-        if self.worker is worker:
+        if self.worker is worker:  # first: the kill takes a while, others may look
             self.worker = None
             self.execution_count = 0
+        await worker.kill()

@@ -54,10 +54,11 @@ class Session(Protocol):
     closed: bool
     running: Execution | None
     execution_count: int
+    untold: tuple[Death, str] | None  # a loss of state no client has heard of yet
 
     def touch(self) -> None: ...
 
-    async def lost_process(self) -> Death | None: ...
+    async def lost_process(self) -> tuple[Death, str] | None: ...
 
     async def ready_worker(self) -> Any: ...
 
@@ -67,12 +68,17 @@ class Session(Protocol):
 _STUBBORN = Death(deaths.STUBBORN, "was killed: the code ignored its interrupt")
 
 
-def _died_while_idle(death: Death) -> dict[str, Any]:
+# When a loss of state happened that no client was told of (see ``Context.untold``).
+WHILE_IDLE = "while it was idle"
+UNSEEN = "while it ran code for a client that had gone away"
+
+
+def _died_untold(death: Death, when: str) -> dict[str, Any]:
     return error_event(
         "ContextDied",
-        f"the context's process {death.reason} while it was idle: its state (variables, "
-        "imports, definitions) was lost and this code was NOT run. The next execution "
-        "runs on a fresh process (execution_count starts again at 1).",
+        f"the context's process {death.reason} {when}: its state (variables, imports, "
+        "definitions) was lost and this code was NOT run. The next execution runs on a "
+        "fresh process (execution_count starts again at 1).",
     )
 
 
@@ -113,6 +119,7 @@ class Execution:
         self.timeout_ms = limits.timeout_ms
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stop_reason: str | None = None
+        self.lost: Death | None = None  # the context's state was lost during this execution
         self.execution_count = 0
         self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         self._worker: WorkerLink | None = None
@@ -130,6 +137,8 @@ class Execution:
 
     def stop(self, reason: str) -> None:
         """Ask the running code to stop: interrupt now, kill after the grace period."""
+        if reason == DISCONNECT and self.lost is not None:
+            self.context.untold = (self.lost, UNSEEN)  # its client left before hearing of it
         if self.stop_reason is None or reason in (DELETED, RESTARTED):
             self.stop_reason = reason
         worker = self._worker
@@ -184,10 +193,11 @@ class Execution:
             self._emit(self._exit_event(failed=True))
 
     async def _execute(self, context: Session) -> None:
-        death = await context.lost_process()
-        if death is not None:  # it died while idle: never run code on a silently fresh one
+        untold = await context.lost_process()
+        if untold is not None:  # never run code on a silently fresh process
+            self.lost = untold[0]  # told again if this client leaves before hearing it
             self.started.set_result(None)
-            self._emit(_died_while_idle(death))
+            self._emit(_died_untold(*untold))
             self._emit(self._exit_event(failed=True))
             return
         try:
@@ -229,6 +239,7 @@ class Execution:
                 if kind == "wake":
                     if self._must_kill:
                         deaths.record(context.runtime.name, _STUBBORN, context.id, worker.pid)
+                        self._lose_state(_STUBBORN)
                         await context.discard_worker(worker)
                         self._flush(lines)
                         self._emit(self._stubborn_error())
@@ -289,12 +300,19 @@ class Execution:
                 "ContextRestarted", "the context was restarted while the code ran; state cleared"
             )
         death = await worker.death()
+        self._lose_state(death)
         await context.discard_worker(worker)
         return error_event(
             "ContextDied",
             f"the context's process {death.reason} before this code finished (it may not "
             "have started): its state was lost; the next execution starts on a fresh process",
         )
+
+    def _lose_state(self, death: Death) -> None:
+        """This execution tells of the loss, unless its client is gone: then the next one."""
+        self.lost = death
+        if self.stop_reason == DISCONNECT:
+            self.context.untold = (death, UNSEEN)
 
     def _exit_event(self, failed: bool) -> dict[str, Any]:
         return {

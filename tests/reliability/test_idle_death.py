@@ -103,3 +103,18 @@ def test_a_death_during_an_execution_is_told_by_that_execution(client: Client):
     assert body["error"]["name"] == "ContextDied" and NOT_RUN not in body["error"]["value"]
     _assert_fresh(client, ctx)  # told once: the next execution just runs
     client.delete(f"/contexts/{ctx}")
+
+
+def test_a_death_told_to_a_client_that_left_is_told_to_the_next(server: Server, client: Client):
+    ctx = client.context()
+    client.run("x = 1", context_id=ctx)
+    code = (
+        "import os, signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('started', flush=True)\ntime.sleep(0.5)\nos._exit(3)"
+    )
+    with client.stream_events(code, context_id=ctx) as events:
+        assert next(events)["type"] == "stdout"  # then the client goes away
+    assert wait_until(lambda: _log_says(server, ctx, "exited with code 3"), timeout=10)
+    _assert_died(client, ctx, "exited with code 3 while it ran code for a client that had gone")
+    _assert_fresh(client, ctx)
+    client.delete(f"/contexts/{ctx}")
