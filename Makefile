@@ -38,5 +38,10 @@ test: lint
 bench: install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
+# Ten minutes of 16 clients against a server under chaos (see bench/soak.py); root needed.
+.PHONY: soak
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache
