@@ -127,6 +127,8 @@ class _Incarnation:
                 try:
                     socket.send_fds(self.control, [payload], fds)
                     return
+                except (BrokenPipeError, ConnectionError) as exc:  # it died just now
+                    raise ZygoteError(f"the zygote is gone: {exc}") from None
                 except BlockingIOError:
                     writable = loop.create_future()
                     loop.add_writer(self.control, writable.set_result, None)
