@@ -21,6 +21,7 @@ from cellbox.runtimes import Runtime
 log = logging.getLogger("cellbox.worker")
 
 STARTUP_TIMEOUT_S = 30.0
+KILL_WAIT_S = 10.0  # a killed worker that has not ended by then is reported, not waited for
 _STDERR_TAIL = 4096
 _FATAL_PREFIXES = ("FATAL ERROR:", "Fatal Python error:", "Segmentation fault")
 _units = itertools.count(1)
@@ -205,8 +206,13 @@ class WorkerProcess:
                     os.killpg(self.process.pid, signal.SIGKILL)
             await self._sandbox.release(self.unit)
             self._writer.close()
-        with contextlib.suppress(Exception):
-            await self.process.wait()
+        try:
+            async with asyncio.timeout(KILL_WAIT_S):
+                await self.process.wait()
+        except TimeoutError:  # the sandbox logged which processes survive; answer anyway
+            log.error("worker %s did not end within %g s of being killed", self.unit, KILL_WAIT_S)
+        except Exception:
+            log.debug("waiting for worker %s failed", self.unit, exc_info=True)
 
     async def exit_reason(self) -> str:
         """How the worker died, in words (waits for the process to end)."""

@@ -115,10 +115,10 @@ class Cgroups(ABC):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             if thaw is not None:
-                # Frozen tasks die of their pending SIGKILL as soon as they are thawed.
+                # Frozen tasks die of their pending SIGKILL as soon as they are thawed; thaw
+                # on every round (a concurrent kill of the unit may have frozen it again).
                 with contextlib.suppress(OSError):
                     write_text(*thaw)
-                thaw = None
             if not pids:
                 return True
             if time.monotonic() > deadline:
