@@ -1,4 +1,4 @@
-"""The ``cellbox`` command: ``cellbox serve``."""
+"""The ``cellbox`` command: ``cellbox serve``, and the client commands of ``cellbox.commands``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 from cellbox import __version__, config
 from cellbox.auth import load_token
+from cellbox.commands import register as register_client_commands
 
 log = logging.getLogger("cellbox")
 
@@ -18,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
     config.add_arguments(serve)
+    register_client_commands(commands)
     return parser
 
 
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         serve(config.load(args))
+    else:
+        sys.exit(args.handler(args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""The client commands of the ``cellbox`` script: exec, contexts, files, repl, mcp."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from cellbox.client import CellboxError, Client, InvalidRequest, Unauthorized
+from cellbox.client.core import KEY_VAR, URL_VAR, token_file
+
+# Exit statuses: the user's code failed / cellbox could not do what was asked.
+CODE_FAILED = 1
+CELLBOX_FAILED = 2
+
+
+def connection_options() -> argparse.ArgumentParser:
+    """Options every client command takes (a parent parser)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("server")
+    group.add_argument("--url", help=f"server URL (env {URL_VAR}, default http://127.0.0.1:8000)")
+    group.add_argument("--api-key", help=f"API token (env {KEY_VAR}; a local server's token file)")
+    group.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    return parent
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from cellbox.commands import contexts, execute, files, mcp, repl
+
+    parent = connection_options()
+    for module in (execute, contexts, files, repl, mcp):
+        module.register(commands, parent)
+
+
+def client_for(args: argparse.Namespace) -> Client:
+    return Client(args.url, args.api_key)
+
+
+def run(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command; turn cellbox's errors into one helpful line and exit status 2."""
+    try:
+        return handler(args) or 0
+    except Unauthorized as exc:
+        _fail(f"the server rejected the API token ({exc.message}). {_token_hint(args)}")
+    except InvalidRequest as exc:
+        details = "\n".join(f"  {e.field}: {e.error}" for e in exc.errors)
+        _fail(f"{exc.message}" + (f"\n{details}" if details else ""))
+    except CellboxError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+    return CELLBOX_FAILED
+
+
+def _token_hint(args: argparse.Namespace) -> str:
+    """Where the token came from, and where the right one is."""
+    right = f"the token `cellbox serve` printed at start (a local server keeps it in {token_file(os.environ)})"
+    if args.api_key:
+        return f"Check the --api-key value: it must be {right}."
+    if os.environ.get(KEY_VAR):
+        return f"{KEY_VAR} is set but does not match: set it to {right}."
+    return f"No token was found: set {KEY_VAR} or --api-key to {right}."
+
+
+def _fail(message: str) -> None:
+    print(f"cellbox: error: {message}", file=sys.stderr)

@@ -1,0 +1,107 @@
+"""``cellbox exec``: run code once, streaming its output live."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cellbox.client import Client, Context, Execution
+from cellbox.commands import CODE_FAILED, client_for, run
+from cellbox.commands.output import LivePrinter, print_json, save_all, show_stream
+
+EXTENSIONS = {
+    ".py": "python",
+    ".ts": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
+    ".js": "typescript",
+    ".mjs": "typescript",
+    ".cjs": "typescript",
+}
+
+
+def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "exec",
+        parents=[parent],
+        help="run code and print its output",
+        description="Run code in a context. Without --context a fresh context is created and "
+        "deleted afterwards (--keep keeps it). Exit status 1 when the code fails.",
+    )
+    parser.add_argument("code", nargs="?", help="the code; '-' reads it from standard input")
+    parser.add_argument("-f", "--file", type=Path, help="read the code from this file")
+    parser.add_argument(
+        "-l", "--language", help="python or typescript (default: by file extension, else python)"
+    )
+    parser.add_argument("-c", "--context", help="run in this existing context")
+    parser.add_argument(
+        "-e", "--env", action="append", default=[], metavar="K=V", help="environment variable"
+    )
+    parser.add_argument("-t", "--timeout", type=float, help="execution timeout in seconds")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="save images and HTML here")
+    parser.add_argument("--keep", action="store_true", help="keep the new context, print its id")
+    parser.set_defaults(handler=lambda args: run(execute, args))
+
+
+def read_code(args: argparse.Namespace) -> str:
+    if args.file is not None:
+        if args.code is not None:
+            raise SystemExit("cellbox exec: give the code or --file, not both")
+        return args.file.read_text()
+    if args.code is None:
+        raise SystemExit("cellbox exec: no code given (a string, -f FILE, or - for stdin)")
+    return sys.stdin.read() if args.code == "-" else args.code
+
+
+def language_of(args: argparse.Namespace) -> str | None:
+    if args.language:
+        return args.language
+    if args.file is not None:
+        return EXTENSIONS.get(args.file.suffix.lower())
+    return None
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"cellbox exec: --env wants NAME=VALUE, got {pair!r}")
+        env[name] = value
+    return env
+
+
+def execute(args: argparse.Namespace) -> int:
+    code, env = read_code(args), parse_env(args.env)
+    with client_for(args) as client:
+        context = (
+            client.contexts.get(args.context)
+            if args.context
+            else client.contexts.create(language_of(args) or "python")
+        )
+        try:
+            execution = _run(client, context, code, args, env)
+        finally:
+            if args.context is None and not args.keep:
+                context.delete(missing_ok=True)
+        if args.keep and not args.json:
+            print(f"context: {context.id}", file=sys.stderr)
+    return CODE_FAILED if execution.error else 0
+
+
+def _run(
+    client: Client, context: Context, code: str, args: argparse.Namespace, env: dict[str, str]
+) -> Execution:
+    language = language_of(args) if args.context else None
+    if args.json:
+        execution = client.execute(
+            code, language=language, context=context, env=env, timeout=args.timeout
+        )
+        out = execution.to_json()
+        if args.save is not None:
+            out["saved"] = [str(path) for path in save_all(execution, args.save)]
+        print_json(out)
+        return execution
+    stream = client.stream(code, language=language, context=context, env=env, timeout=args.timeout)
+    return show_stream(client, context.id, stream, LivePrinter(args.save))

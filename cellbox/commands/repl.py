@@ -1,0 +1,145 @@
+"""``cellbox repl``: an interactive session against one context."""
+
+from __future__ import annotations
+
+import argparse
+import codeop
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from cellbox.client import Client, Context
+from cellbox.commands import client_for, run
+from cellbox.commands.output import LivePrinter, print_json, show_stream
+
+HISTORY_VAR = "CELLBOX_HISTORY"
+OPENERS, CLOSERS = "([{", ")]}"
+
+
+def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "repl",
+        parents=[parent],
+        help="interactive session in one context",
+        description="Read cells and run them in one context. A cell that is not complete yet "
+        "(an open block or bracket) continues on the next line; an empty line ends it. "
+        "Ctrl-C interrupts the running cell (state is kept), Ctrl-D quits. Without --context a "
+        "new context is created and deleted at the end (--keep keeps it).",
+    )
+    parser.add_argument("-l", "--language", default="python", help="python or typescript")
+    parser.add_argument("-c", "--context", help="attach to this existing context")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="save images and HTML here")
+    parser.add_argument("--keep", action="store_true", help="keep the new context at the end")
+    parser.set_defaults(handler=lambda args: run(repl, args))
+
+
+def is_complete(source: str, language: str) -> bool:
+    """Whether a cell can run as typed, or needs more lines (like Python's own REPL)."""
+    if source.endswith("\n") or not source.strip():
+        return True
+    if language == "python":
+        try:
+            return codeop.compile_command(source, "<cell>", "single") is not None
+        except (SyntaxError, ValueError, OverflowError):
+            return True  # the server reports it (and it may be IPython syntax: %magic, !cmd)
+    return _brackets_closed(source)
+
+
+def _brackets_closed(source: str) -> bool:
+    """TypeScript: every bracket, string, template and block comment closed."""
+    depth, index, quote = 0, 0, ""
+    while index < len(source):
+        char, pair = source[index], source[index : index + 2]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif pair == "//":
+            index = source.find("\n", index)
+            if index < 0:
+                break
+        elif pair == "/*":
+            end = source.find("*/", index + 2)
+            if end < 0:
+                return False
+            index = end + 1
+        elif char in "'\"`":
+            quote = char
+        elif char in OPENERS:
+            depth += 1
+        elif char in CLOSERS:
+            depth -= 1
+        index += 1
+    return depth <= 0 and quote in ("", "'", '"')
+
+
+def read_cell(language: str, ask: Callable[[str], str] = input) -> str:
+    lines = [ask(">>> ")]
+    while not is_complete("\n".join(lines), language):
+        line = ask("... ")
+        lines.append(line)
+        if not line:
+            break
+    return "\n".join(lines).rstrip("\n")
+
+
+@contextlib.contextmanager
+def _history() -> Iterator[None]:
+    """Line editing and a history file across sessions, when readline is there."""
+    try:
+        import readline
+    except ImportError:
+        yield
+        return
+    path = Path(os.environ.get(HISTORY_VAR) or Path.home() / ".cellbox_history")
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+    readline.set_history_length(1000)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            readline.write_history_file(path)
+
+
+def repl(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        if args.context:
+            context, owned = client.contexts.get(args.context), False
+        else:
+            context, owned = client.contexts.create(args.language), True
+        try:
+            return _loop(client, context, args)
+        finally:
+            if owned and not args.keep:
+                context.delete(missing_ok=True)
+            elif owned:
+                print(f"context kept: {context.id}", file=sys.stderr)
+
+
+def _loop(client: Client, context: Context, args: argparse.Namespace) -> int:
+    print(
+        f"cellbox {context.language} context {context.id}: an empty line ends a cell, "
+        "Ctrl-C interrupts, Ctrl-D quits",
+        file=sys.stderr,
+    )
+    printer = LivePrinter(args.save)
+    with _history():
+        while True:
+            try:
+                code = read_cell(context.language)
+            except EOFError:
+                print(file=sys.stderr)
+                return 0
+            except KeyboardInterrupt:
+                print("\nKeyboardInterrupt", file=sys.stderr)
+                continue
+            if not code.strip():
+                continue
+            if args.json:
+                print_json(client.execute(code, context=context).to_json())
+                continue
+            show_stream(client, context.id, client.stream(code, context=context), printer)

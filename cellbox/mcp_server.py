@@ -1,0 +1,266 @@
+"""``cellbox mcp``: cellbox's contexts as MCP tools, on the official ``mcp`` SDK.
+
+The tools speak to a cellbox server through :class:`cellbox.client.AsyncClient`. Errors in the
+user's code are tool results marked ``isError``; API errors (unknown context, bad path) are too,
+carrying the server's message, so a model can read them and correct itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import mimetypes
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+
+import orjson
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
+from pydantic import Field
+
+from cellbox import __version__
+from cellbox.client import AsyncClient, CellboxError, ContextNotFound, Execution
+
+# Files larger than this are not returned inline (a model's context is small); say so instead.
+MAX_INLINE_BYTES = 4 << 20
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+
+INSTRUCTIONS = """\
+cellbox runs Python and TypeScript code in persistent, sandboxed REPL contexts.
+Variables, imports, functions and files persist within a context between run_code calls.
+Without context_id, run_code uses this session's default context for its language, so state
+carries over there too. Create separate contexts with create_context to keep work apart.
+Files: each context has its own work directory (the code's current directory); use
+upload_file / list_files / download_file to move files in and out.
+"""
+
+ContextId = Annotated[
+    str | None,
+    Field(
+        description="Context to use (from create_context or an earlier result); omit for "
+        "the default context of the language."
+    ),
+]
+Path = Annotated[str, Field(description="Path relative to the context's work directory.")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _api_errors(tool: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Report cellbox's errors (their message) as tool errors the model can read."""
+
+    @functools.wraps(tool)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await tool(*args, **kwargs)
+        except CellboxError as exc:
+            raise ToolError(str(exc)) from exc
+
+    return wrapper
+
+
+class Tools:
+    """The tools, bound to one client; keeps the session's default context per language."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self.defaults: dict[str, str] = {}
+
+    async def context_for(self, context_id: str | None, language: str) -> str:
+        if context_id:
+            return context_id
+        if language not in self.defaults:
+            self.defaults[language] = (await self.client.contexts.create(language)).id
+        return self.defaults[language]
+
+    async def run_code(
+        self,
+        code: Annotated[str, Field(description="The source to run, as one cell.")],
+        language: Annotated[
+            Literal["python", "typescript"],
+            Field(
+                description="python, or typescript (JavaScript runs as TypeScript); picks the "
+                "default context. With context_id, the context's own language is used."
+            ),
+        ] = "python",
+        context_id: ContextId = None,
+        timeout_s: Annotated[
+            float, Field(description="Seconds before the code is interrupted.", gt=0, le=600)
+        ] = 60,
+    ) -> CallToolResult:
+        context = await self.context_for(context_id, language)
+        kwargs: dict[str, Any] = {"context": context, "timeout": timeout_s}
+        try:
+            execution = await self.client.execute(code, **kwargs)
+        except ContextNotFound:
+            if context_id:
+                raise
+            # The default context was deleted or expired: start a new one, and say so.
+            del self.defaults[language]
+            kwargs["context"] = await self.context_for(None, language)
+            execution = await self.client.execute(code, **kwargs)
+        return execution_result(execution)
+
+    async def create_context(
+        self,
+        language: Annotated[
+            Literal["python", "typescript"], Field(description="The context's language.")
+        ] = "python",
+    ) -> str:
+        return _json((await self.client.contexts.create(language)).info.to_json())
+
+    async def list_contexts(self) -> str:
+        return _json([context.info.to_json() for context in await self.client.contexts.list()])
+
+    async def delete_context(
+        self, context_id: Annotated[str, Field(description="The context to delete.")]
+    ) -> str:
+        await self.client.contexts.delete(context_id)
+        self.defaults = {k: v for k, v in self.defaults.items() if v != context_id}
+        return f"deleted {context_id}"
+
+    async def restart_context(
+        self, context_id: Annotated[str, Field(description="The context to restart.")]
+    ) -> str:
+        return _json((await self.client.contexts.restart(context_id)).to_json())
+
+    async def upload_file(
+        self,
+        path: Path,
+        content: Annotated[str, Field(description="The file's content.")],
+        encoding: Annotated[
+            Literal["text", "base64"],
+            Field(description="text (written as UTF-8) or base64 (for binary files)."),
+        ] = "text",
+        context_id: ContextId = None,
+    ) -> str:
+        data = base64.b64decode(content) if encoding == "base64" else content.encode()
+        context = await self.context_for(context_id, "python")
+        uploaded = await (await self.client.contexts.get(context)).files.upload(path, data)
+        return f"wrote {uploaded.path} ({uploaded.size} bytes) in context {context}"
+
+    async def download_file(self, path: Path, context_id: ContextId = None) -> CallToolResult:
+        context = await self.client.contexts.get(await self.context_for(context_id, "python"))
+        buffer = _CappedBuffer(path)
+        await context.files.download(path, buffer)
+        return file_result(path, buffer.getvalue())
+
+    async def list_files(
+        self,
+        path: Annotated[str, Field(description="Directory to list; empty for the root.")] = "",
+        recursive: Annotated[bool, Field(description="Include subdirectories' contents.")] = False,
+        context_id: ContextId = None,
+    ) -> str:
+        context = await self.client.contexts.get(await self.context_for(context_id, "python"))
+        entries = await context.files.list(path, recursive=recursive)
+        lines = [f"{entry.type:<7} {entry.size:>10}  {entry.path}" for entry in entries]
+        return "\n".join(lines) or "(empty)"
+
+
+DESCRIPTIONS = {
+    "run_code": "Run code in a persistent context and return its output: printed text, the "
+    "value of the last expression, rich results (PNG images are returned as images; "
+    "matplotlib figures are captured automatically) and the error with its traceback. "
+    "State (variables, imports, files) persists in the context between calls. Python has "
+    "numpy, pandas, matplotlib and pillow; `%pip install x` adds packages. Output is capped "
+    "at 10 MiB per call; standard input is not available.",
+    "create_context": "Create a new, empty context (its own process, state and work "
+    "directory) and return its id, language and working directory.",
+    "list_contexts": "List the live contexts with their id, language and working directory.",
+    "delete_context": "Delete a context: its processes, state and files are gone.",
+    "restart_context": "Restart a context's process: variables and imports are cleared, files "
+    "in its work directory are kept. Use it when the context is stuck or broken.",
+    "upload_file": "Write a file into a context's work directory (parent directories are "
+    "created, an existing file is replaced); the code sees it at once.",
+    "download_file": "Read a file from a context's work directory: text is returned as text, "
+    "PNG/JPEG/GIF/WebP as an image, other binary files as base64 (at most 4 MiB).",
+    "list_files": "List a directory in a context's work directory: type, size and path.",
+}
+READ_ONLY = {"list_contexts", "download_file", "list_files"}
+
+
+def build_server(client: AsyncClient) -> MCPServer:
+    tools = Tools(client)
+    # WARNING: the SDK's INFO level would log every HTTP request of the client to stderr.
+    server = MCPServer(
+        "cellbox", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+    )
+    for name, description in DESCRIPTIONS.items():
+        annotations = ToolAnnotations(
+            read_only_hint=name in READ_ONLY,
+            destructive_hint=name in {"delete_context", "restart_context"},
+        )
+        server.add_tool(
+            _api_errors(getattr(tools, name)),
+            name=name,
+            description=description,
+            annotations=annotations,
+        )
+    return server
+
+
+def execution_result(execution: Execution) -> CallToolResult:
+    """Text of the whole execution, plus an image block per PNG or JPEG item."""
+    parts = [f"[context {execution.context_id}, execution {execution.execution_count}]"]
+    if execution.logs.stdout:
+        parts.append("stdout:\n" + execution.stdout.rstrip("\n"))
+    if execution.logs.stderr:
+        parts.append("stderr:\n" + execution.stderr.rstrip("\n"))
+    images: list[ContentBlock] = []
+    for item in execution.results:
+        label = "result" if item.is_primary else "output"
+        if item.png is not None or item.jpeg is not None:
+            mime, data = (
+                ("image/png", item.png) if item.png is not None else ("image/jpeg", item.jpeg)
+            )
+            images.append(ImageContent(type="image", data=_b64(data), mime_type=mime))
+            label += f" ({mime} attached)"
+        text = item.text if item.text is not None else item.markdown or item.html
+        if text is not None:
+            parts.append(f"{label}: {text}")
+    if execution.error is not None:
+        error = execution.error
+        parts.append(f"error: {error}\n{error.traceback}".rstrip("\n"))
+    text = TextContent(type="text", text="\n".join(parts))
+    return CallToolResult(content=[text, *images], is_error=execution.error is not None)
+
+
+def file_result(path: str, data: bytes) -> CallToolResult:
+    mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if mime in IMAGE_TYPES:
+        note = TextContent(type="text", text=f"{path}: {mime}, {len(data)} bytes")
+        return CallToolResult(
+            content=[note, ImageContent(type="image", data=_b64(data), mime_type=mime)]
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = f"{path}: {mime}, {len(data)} bytes, base64:\n{_b64(data)}"
+    return CallToolResult(content=[TextContent(type="text", text=text)])
+
+
+class _CappedBuffer(io.BytesIO):
+    """Collects a download, and stops it once it grows past what can be returned inline."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > MAX_INLINE_BYTES:
+            raise ToolError(
+                f"{self.path} is larger than {MAX_INLINE_BYTES} bytes, too large to return "
+                "inline; process it with run_code instead (e.g. read a part of it)"
+            )
+        return super().write(data)
+
+
+def _b64(data: bytes | None) -> str:
+    return base64.b64encode(data or b"").decode("ascii")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()

@@ -1,0 +1,46 @@
+"""Fixtures of the client tests: SDK clients of the session's server, and broken servers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from cellbox.client import Client
+
+
+@pytest.fixture
+def sdk(server) -> Iterator[Client]:
+    with Client(server.url, server.token) as client:
+        yield client
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[Callable[[bytes | None], str]]:
+    """A loopback server that reads a request, then answers ``reply`` (None: never) and hangs up."""
+    listeners: list[socket.socket] = []
+
+    def start(reply: bytes | None) -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def serve() -> None:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                if reply is None:
+                    conn.recv(65536)  # wait for the client to give up
+                else:
+                    conn.sendall(reply)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    for listener in listeners:
+        listener.close()

@@ -1,0 +1,105 @@
+"""``cellbox mcp`` through the official MCP client over stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp_types import ImageContent, TextContent
+
+CELLBOX = str(Path(sys.executable).parent / "cellbox")
+TOOLS = {
+    "run_code",
+    "create_context",
+    "list_contexts",
+    "delete_context",
+    "restart_context",
+    "upload_file",
+    "download_file",
+    "list_files",
+}
+
+
+def mcp_server(env: dict[str, str]) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=CELLBOX, args=["mcp"], env={"PATH": os.environ["PATH"], **env}
+    )
+
+
+def configured(server) -> StdioServerParameters:
+    return mcp_server({"CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token})
+
+
+def text_of(result) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+def test_tools_state_images_errors_and_contexts(server):
+    async def scenario():
+        async with Client(configured(server)) as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            assert set(tools) == TOOLS
+            for tool in tools.values():
+                assert len(tool.description or "") > 40, tool.name
+                for name, field in tool.input_schema.get("properties", {}).items():
+                    assert field.get("description"), (tool.name, name)
+            run_code = tools["run_code"].input_schema
+            assert run_code["required"] == ["code"]
+            assert run_code["properties"]["language"]["enum"] == ["python", "typescript"]
+            assert "persist" in tools["run_code"].description
+
+            first = await client.call_tool("run_code", {"code": "x = 6\nprint('set')"})
+            assert not first.is_error and "set" in text_of(first)
+            second = await client.call_tool("run_code", {"code": "x * 7"})
+            assert "result: 42" in text_of(second)
+
+            plot = await client.call_tool(
+                "run_code", {"code": "import matplotlib.pyplot as plt\nplt.plot([1, 2]);"}
+            )
+            images = [block for block in plot.content if isinstance(block, ImageContent)]
+            assert len(images) == 1 and images[0].mime_type == "image/png"
+            assert base64.b64decode(images[0].data).startswith(b"\x89PNG")
+
+            failed = await client.call_tool("run_code", {"code": "1 / 0"})
+            assert failed.is_error and "ZeroDivisionError: division by zero" in text_of(failed)
+            assert "Traceback" in text_of(failed)
+
+            created = await client.call_tool("create_context", {"language": "typescript"})
+            ts_id = text_of(created).split('"id": "')[1].split('"')[0]
+            await client.call_tool("run_code", {"code": "let n = 2", "context_id": ts_id})
+            ts = await client.call_tool("run_code", {"code": "n * 21", "context_id": ts_id})
+            assert "result: 42" in text_of(ts)
+            assert ts_id in text_of(await client.call_tool("list_contexts", {}))
+            restarted = await client.call_tool("restart_context", {"context_id": ts_id})
+            assert not restarted.is_error
+            gone = await client.call_tool("run_code", {"code": "n", "context_id": ts_id})
+            assert gone.is_error and "ReferenceError" in text_of(gone)
+            await client.call_tool("delete_context", {"context_id": ts_id})
+            missing = await client.call_tool("delete_context", {"context_id": ts_id})
+            assert missing.is_error and "not found" in text_of(missing)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_starts_its_own_server_when_none_is_configured(tmp_path):
+    env = {"CELLBOX_STATE_DIR": str(tmp_path / "unused"), "CELLBOX_POOL_TYPESCRIPT": "0"}
+
+    async def scenario():
+        async with Client(mcp_server(env)) as client:
+            result = await client.call_tool("run_code", {"code": "import os\nos.getpid() > 0"})
+            assert not result.is_error and "result: True" in text_of(result)
+            listed = text_of(await client.call_tool("list_contexts", {}))
+            return listed
+
+    before = set(Path(tempfile.gettempdir()).glob("cellbox-mcp-*"))
+    listed = asyncio.run(scenario())
+    assert "ctx_" in listed
+    # The server it started stopped with it, and its state directory is gone.
+    assert set(Path(tempfile.gettempdir()).glob("cellbox-mcp-*")) <= before
