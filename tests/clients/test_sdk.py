@@ -192,3 +192,8 @@ def test_stream_cut_short_raises_connection_failed(misbehaving):
             for event in client.stream("print(1)"):
                 seen.append(event)
         assert seen == [Stdout("partial")]
+
+
+def test_health_and_info(sdk):
+    assert sdk.health() is True
+    assert "isolation" in sdk.info()
