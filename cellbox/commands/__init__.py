@@ -15,6 +15,10 @@ CODE_FAILED = 1
 CELLBOX_FAILED = 2
 
 
+class UsageError(Exception):
+    """A command given the wrong inputs (reported like cellbox's own errors, status 2)."""
+
+
 def connection_options() -> argparse.ArgumentParser:
     """Options every client command takes (a parent parser)."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -46,7 +50,7 @@ def run(handler: Callable[[argparse.Namespace], int | None], args: argparse.Name
     except InvalidRequest as exc:
         details = "\n".join(f"  {e.field}: {e.error}" for e in exc.errors)
         _fail(f"{exc.message}" + (f"\n{details}" if details else ""))
-    except CellboxError as exc:
+    except (CellboxError, UsageError) as exc:
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from cellbox.client import Client, Context, Execution
-from cellbox.commands import CODE_FAILED, client_for, run
+from cellbox.commands import CODE_FAILED, UsageError, client_for, run
 from cellbox.commands.output import LivePrinter, print_json, save_all, show_stream
 
 EXTENSIONS = {
@@ -47,10 +47,10 @@ def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentPars
 def read_code(args: argparse.Namespace) -> str:
     if args.file is not None:
         if args.code is not None:
-            raise SystemExit("cellbox exec: give the code or --file, not both")
+            raise UsageError("give the code or --file, not both")
         return args.file.read_text()
     if args.code is None:
-        raise SystemExit("cellbox exec: no code given (a string, -f FILE, or - for stdin)")
+        raise UsageError("no code given (a string, -f FILE, or - for stdin)")
     return sys.stdin.read() if args.code == "-" else args.code
 
 
@@ -67,7 +67,7 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise SystemExit(f"cellbox exec: --env wants NAME=VALUE, got {pair!r}")
+            raise UsageError(f"--env wants NAME=VALUE, got {pair!r}")
         env[name] = value
     return env
 

@@ -7,7 +7,7 @@ import posixpath
 import sys
 from pathlib import Path
 
-from cellbox.commands import client_for, run
+from cellbox.commands import UsageError, client_for, run
 from cellbox.commands.output import print_json
 
 
@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentPars
 
 def put_file(args: argparse.Namespace) -> None:
     if args.local == "-" and not args.remote:
-        raise SystemExit("cellbox files put: give the remote path when reading standard input")
+        raise UsageError("give the remote path when reading standard input")
     remote = args.remote or Path(args.local).name
     source = sys.stdin.buffer if args.local == "-" else Path(args.local)
     with client_for(args) as client:

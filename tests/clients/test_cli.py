@@ -124,7 +124,10 @@ def test_helpful_errors(server):
     assert "cannot connect" in down.stderr and "cellbox serve" in down.stderr
     bad = cli(server, "exec", "--timeout", "0", "1")
     assert bad.returncode == 2 and "timeout_ms" in bad.stderr
-    assert cli(server, "exec").returncode != 0
+    no_code = cli(server, "exec")
+    assert no_code.returncode == 2 and "no code given" in no_code.stderr
+    bad_env = cli(server, "exec", "--env", "NOEQUALS", "1")
+    assert bad_env.returncode == 2 and "NAME=VALUE" in bad_env.stderr
 
 
 def test_serve_still_parses():
