@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import ImageContent, TextContent
+
+from tests.conftest import free_port
 
 CELLBOX = str(Path(sys.executable).parent / "cellbox")
 TOOLS = {
@@ -103,3 +108,32 @@ def test_starts_its_own_server_when_none_is_configured(tmp_path):
     assert "ctx_" in listed
     # The server it started stopped with it, and its state directory is gone.
     assert set(Path(tempfile.gettempdir()).glob("cellbox-mcp-*")) <= before
+
+
+def test_streamable_http_transport(server):
+    port = free_port()
+    env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token}
+    process = subprocess.Popen(
+        [CELLBOX, "mcp", "--transport", "http", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    async def scenario():
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
+            return text_of(await client.call_tool("run_code", {"code": "21 * 2"}))
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert "result: 42" in asyncio.run(scenario())
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0, process.stderr.read() if process.stderr else ""
