@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from cellbox.client import AsyncClient, CellboxError, Client, ConnectionFailed
-from cellbox.client.core import KEY_VAR, STATE_DIR_VAR, URL_VAR
+from cellbox.client import AsyncClient, CellboxError
+from cellbox.client.core import URL_VAR
+from cellbox.serve_process import SERVE, ServeProcess
 
 START_TIMEOUT_S = 60.0
-PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 5.0
 
 
 @contextmanager
@@ -35,63 +29,26 @@ def backend(url: str | None, api_key: str | None) -> Iterator[AsyncClient]:
         yield AsyncClient(own_url, token)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @contextmanager
 def own_server() -> Iterator[tuple[str, str]]:
-    """Run ``cellbox serve`` on a free loopback port, with its own token and state directory."""
-    port, token = _free_port(), secrets.token_urlsafe(32)
-    state_dir = Path(tempfile.mkdtemp(prefix="cellbox-mcp-"))
-    state_dir.chmod(0o755)  # the sandbox user reaches its work directory below it
-    env = {
-        **os.environ,
-        KEY_VAR: token,
-        STATE_DIR_VAR: str(state_dir),
-        "CELLBOX_HOST": "127.0.0.1",
-        "CELLBOX_PORT": str(port),
-        "CELLBOX_LOG_LEVEL": os.environ.get("CELLBOX_LOG_LEVEL", "warning"),
-    }
-    # Its output goes to our stderr: on the stdio transport, stdout carries the protocol.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cellbox.cli", "serve"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=sys.stderr.fileno(),
-        stderr=sys.stderr.fileno(),
-        preexec_fn=_die_with_parent,
-    )
-    url = f"http://127.0.0.1:{port}"
+    """``cellbox serve`` on a free loopback port, with its own token and state directory.
+
+    Its log goes to ``<state>/server.log``, not to our stdout, which the stdio transport owns.
+    """
+    log_level = os.environ.get("CELLBOX_LOG_LEVEL", "warning")
+    server = ServeProcess({"log_level": log_level}, prefix="cellbox-mcp-")
+    # setpriv --pdeathsig: the server is told to stop even if this process is killed outright.
+    argv = ["setpriv", "--pdeathsig", "TERM", *SERVE] if shutil.which("setpriv") else SERVE
     try:
-        _wait_until_up(process, url, token)
-        print(f"cellbox mcp: started a cellbox server at {url}", file=sys.stderr, flush=True)
-        yield url, token
-    finally:
-        process.send_signal(signal.SIGINT)
         try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(state_dir, ignore_errors=True)
-
-
-def _wait_until_up(process: subprocess.Popen[bytes], url: str, token: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    with Client(url, token, timeout=2) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise CellboxError(f"the cellbox server it started exited ({process.returncode})")
-            try:
-                if client.health():
-                    return
-            except ConnectionFailed:
-                time.sleep(0.1)
-    raise CellboxError(f"the cellbox server it started did not answer within {START_TIMEOUT_S} s")
+            server.launch(argv, own_session=True, timeout=START_TIMEOUT_S)
+        except RuntimeError as exc:
+            raise CellboxError(f"could not start a cellbox server: {exc}") from exc
+        print(f"cellbox mcp: started a cellbox server at {server.url}", file=sys.stderr, flush=True)
+        yield server.url, server.token
+    finally:
+        # Hosts give a stdio server about two seconds to exit before SIGTERM, then SIGKILL:
+        # finish stopping the server even if asked to quit meanwhile.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        server.stop(grace=STOP_GRACE_S)
+        server.cleanup()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cellbox.client import Client, ContextNotFound
-from tests.conftest import free_port
+from cellbox.serve_process import free_port
 
 CELLBOX = str(Path(sys.executable).parent / "cellbox")
 

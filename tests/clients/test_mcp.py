@@ -16,7 +16,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import ImageContent, TextContent
 
-from tests.conftest import free_port
+from cellbox.serve_process import free_port
 
 CELLBOX = str(Path(sys.executable).parent / "cellbox")
 TOOLS = {
@@ -95,19 +95,23 @@ def test_tools_state_images_errors_and_contexts(server):
 @pytest.mark.slow
 def test_starts_its_own_server_when_none_is_configured(tmp_path):
     env = {"CELLBOX_STATE_DIR": str(tmp_path / "unused"), "CELLBOX_POOL_TYPESCRIPT": "0"}
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("cellbox-mcp-*"))
 
     async def scenario():
         async with Client(mcp_server(env)) as client:
             result = await client.call_tool("run_code", {"code": "import os\nos.getpid() > 0"})
             assert not result.is_error and "result: True" in text_of(result)
-            listed = text_of(await client.call_tool("list_contexts", {}))
-            return listed
+            assert "ctx_" in text_of(await client.call_tool("list_contexts", {}))
+            (state_dir,) = set(temp.glob("cellbox-mcp-*")) - before
+            return state_dir
 
-    before = set(Path(tempfile.gettempdir()).glob("cellbox-mcp-*"))
-    listed = asyncio.run(scenario())
-    assert "ctx_" in listed
-    # The server it started stopped with it, and its state directory is gone.
-    assert set(Path(tempfile.gettempdir()).glob("cellbox-mcp-*")) <= before
+    state_dir = asyncio.run(scenario())
+    # The server it started stopped with it and its state directory is gone.
+    deadline = time.monotonic() + 30
+    while state_dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not state_dir.exists()
 
 
 def test_streamable_http_transport(server):

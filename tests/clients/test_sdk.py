@@ -21,7 +21,8 @@ from cellbox.client import (
     TooManyContexts,
     Unauthorized,
 )
-from tests.conftest import Server, free_port
+from cellbox.serve_process import free_port
+from tests.conftest import Server
 
 
 def test_execute_returns_typed_results(sdk):
