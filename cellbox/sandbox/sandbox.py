@@ -82,6 +82,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._oom: dict[str, bool] = {}
         self._units: set[str] = set()
+        self._lingering: set[str] = set()  # released units whose cgroups outlived the kill
         self._probes = 0
         self._setup_ms: dict[str, float] = {}
         self._helper: MountHelper | None = None
@@ -392,6 +393,7 @@ class Sandbox:
                 oom = self._cgroups.oom_kills(unit) > 0
                 gone = self._cgroups.kill(unit)
                 self._cgroups.remove(unit)
+                self._remove_lingering(also=unit)
         except Exception:
             log.exception("releasing cgroups of %s", unit)
         try:
@@ -423,6 +425,20 @@ class Sandbox:
         except ValueError:
             return False
         return self._cgroups.oom_kills(unit) > 0
+
+    def _remove_lingering(self, also: str) -> None:
+        """Retry the cgroups of units whose processes took longer to die than a release
+        waited (a fork bomb on a loaded host); ``also``: the unit just released."""
+        assert self._cgroups is not None
+        with self._lock:
+            self._lingering.add(also)
+            units = set(self._lingering)
+        for unit in units:
+            if unit != also and self._cgroups.kill(unit, timeout=0.2):
+                self._cgroups.remove(unit)
+            if not any(path.exists() for path in self._cgroups.dirs(unit).values()):
+                with self._lock:
+                    self._lingering.discard(unit)
 
     def close(self) -> None:
         """Kill every unit this sandbox started and stop its helpers (server shutdown)."""
