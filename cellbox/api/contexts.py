@@ -8,6 +8,8 @@ from cellbox.api.errors import InvalidRequest, parse_body
 from cellbox.api.models import ContextInfo, ContextList, CreateContextRequest, Message
 from cellbox.api.openapi import ERRORS, json_body
 from cellbox.api.responses import JSON
+from cellbox.packages.creation import PackageInstallError
+from cellbox.packages.creation import install as install_packages
 from cellbox.runtimes import RUNTIMES
 from cellbox.sessions.registry import ContextRegistry
 
@@ -30,6 +32,11 @@ def routes(registry: ContextRegistry) -> APIRouter:
             context = await registry.create(RUNTIMES[body.language or "python"], body.cwd)
         except ValueError as exc:
             raise InvalidRequest.one("cwd", str(exc)) from None
+        if body.packages:
+            try:
+                await install_packages(registry, context, body.packages)
+            except PackageInstallError as exc:
+                raise InvalidRequest.one("packages", str(exc)) from None
         return JSON(context.describe(), status_code=201)
 
     @router.get(

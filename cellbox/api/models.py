@@ -61,7 +61,24 @@ class CreateContextRequest(BaseModel):
         default=None, description="Absolute working directory as the context sees it."
     )
 
+    packages: list[StrictStr] | None = Field(
+        default=None,
+        max_length=100,
+        description="Installed before the context is handed out: PyPI requirements (Python) "
+        "or npm package specs (TypeScript).",
+    )
+
     _language = field_validator("language")(_canonical_language)
+
+    @field_validator("packages")
+    @classmethod
+    def _package_specs(cls, value: list[str] | None) -> list[str] | None:
+        for spec in value or []:
+            if not spec.strip() or len(spec) > 1000:
+                raise ValueError("each entry must be a non-empty package spec (at most 1000 chars)")
+            if spec.lstrip().startswith("-") or any(ord(c) < 32 for c in spec):
+                raise ValueError(f"not a package spec: {spec!r}")
+        return value
 
     @field_validator("cwd")
     @classmethod

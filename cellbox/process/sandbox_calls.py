@@ -39,6 +39,10 @@ class AsyncSandbox:
     def isolation(self) -> dict[str, Any]:
         return self.sandbox.isolation()
 
+    @property
+    def wheelhouse(self) -> Path | None:
+        return self.sandbox.wheelhouse
+
     async def create_workdir(self, unit: str) -> Path:
         return await asyncio.to_thread(self.sandbox.create_workdir, unit)
 

@@ -12,6 +12,8 @@ from cellbox.workers.zygote import BLAS_THREAD_VARS
 PRELOAD = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot", "PIL.Image")
 # A zygote must stay single-threaded to fork; its children inherit one-thread BLAS pools.
 _ONE_THREAD = dict.fromkeys(BLAS_THREAD_VARS, "1")
+# pandas imports pyarrow, whose jemalloc would start a background thread
+_ONE_THREAD["JE_ARROW_MALLOC_CONF"] = "background_thread:false"
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ ETC_ENTRIES = (
     "mime.types",
     "nsswitch.conf",
     "os-release",
+    "pip.conf",  # where pip (and so the context's installs) gets packages from
     "pki",
     "protocols",
     "resolv.conf",

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cellbox import procfs
+from cellbox.packages import layout as package_layout
 from cellbox.sandbox import cgroups as cgroup_trees
 from cellbox.sandbox import cleanup, policy, report
 from cellbox.sandbox.cgroups import Cgroups
@@ -94,11 +95,16 @@ class Sandbox:
         self._launcher: Launcher | None = None
         self._zygote: ZygoteLauncher | None = None
         self.quota = DiskQuota(disk_limit_bytes)
+        self.wheelhouse: Path | None = None  # trusted wheels, read-only in every context
 
     # ------------------------------------------------------------------ set-up
 
     def open(self) -> Sandbox:
         """Read the host, prepare the state directory and cgroups, choose the launcher."""
+        if os.geteuid() == 0:  # contexts run as another uid: they can read it, never write it
+            self._cache.mkdir(parents=True, exist_ok=True)
+            self.wheelhouse = package_layout.make_wheelhouse(self._cache)
+            self._extra.append(str(self.wheelhouse))
         caps = read_host(self._uid_wanted, self._extra)
         self.caps = caps
         self.layout.make(root=caps.root, user=caps.user, uid=caps.uid, gid=caps.gid)
@@ -335,6 +341,7 @@ class Sandbox:
             raise ValueError("empty argv")
         workdir = self.layout.checked_workdir(workdir)
         full_env = self._environment(launcher, workdir, unit)
+        full_env.update(package_layout.environment(workdir, full_env["PATH"], self.wheelhouse))
         full_env.update(policy.checked_env(env))
         setup = self._unit_setup(launcher, unit, workdir)
         return launcher.command(argv, setup=setup, workdir=workdir, env=full_env)
@@ -377,6 +384,7 @@ class Sandbox:
             raise SandboxError("this host's sandbox cannot run a zygote")
         workdir = self.layout.checked_workdir(workdir)
         full_env = self._environment(self._zygote, workdir, unit)
+        full_env.update(package_layout.environment(workdir, full_env["PATH"], self.wheelhouse))
         full_env.update(policy.checked_env(env))
         return self._zygote.fork_spec(self._prepare_unit(unit), full_env, self._rlimits())
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cellbox.packages.layout import shadows_shared
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.process.worker import WorkerProcess
 from cellbox.process.zygote_client import Zygote, ZygoteError
@@ -59,8 +60,13 @@ class WorkerPool:
         await self._sandbox.remove_workdir(workspace.name)
 
     async def start_worker(self, workspace: Workspace, cwd: str | None = None) -> WorkerProcess:
-        """A new worker in ``workspace``: forked by the zygote if there is one, else spawned."""
-        if self._zygote is not None and self._zygote.usable():
+        """A new worker in ``workspace``: forked by the zygote if there is one, else spawned.
+
+        A context whose own packages replace shared ones gets a fresh interpreter: the
+        zygote has the shared versions imported already.
+        """
+        forkable = self._zygote is not None and self._zygote.usable()
+        if forkable and not await asyncio.to_thread(shadows_shared, workspace.path):
             try:
                 return await WorkerProcess.start(
                     self.runtime, self._sandbox, workspace.path, cwd, self._zygote

@@ -8,6 +8,7 @@ import logging
 import time
 
 from cellbox.config import Settings
+from cellbox.packages.wheelhouse import WheelCache
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.runtimes import Runtime
 from cellbox.sessions.context import Context
@@ -47,12 +48,15 @@ class ContextRegistry:
         self._creating = 0
         self._closing = False
         self._reaper: asyncio.Task[None] | None = None
+        self.wheels = WheelCache(sandbox.wheelhouse) if sandbox.wheelhouse else None
 
     def start(self) -> None:
         """Fill the warm pools and start reaping idle contexts."""
         for pool in self.pools.values():
             pool.refill()
         self._reaper = asyncio.create_task(self._reap_idle())
+        if self.wheels is not None:
+            self.wheels.start(lambda: [c.workspace.path for c in self.list()])
 
     # -- lookup -----------------------------------------------------------------------
 
@@ -187,6 +191,8 @@ class ContextRegistry:
         self._closing = True
         if self._reaper is not None:
             self._reaper.cancel()
+        if self.wheels is not None:
+            await self.wheels.stop()
         for context in list(self._contexts.values()):
             with contextlib.suppress(ContextNotFound):
                 await self.delete(context.id)

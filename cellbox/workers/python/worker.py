@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from cellbox.ansi import strip_ansi
+from cellbox.packages import python_path
 from cellbox.protocol import HEADER, decode, encode
 from cellbox.workers.python import capture, shell
 from cellbox.workers.python.capture import FdCapture, NoStdin, TextSink
@@ -385,6 +386,7 @@ def preload(modules: Iterable[str]) -> None:
 def serve(fd: int) -> None:
     """Serve the protocol on the connected socket ``fd`` until EOF, then exit the process."""
     prepare()
+    python_path.activate()  # the context's own packages (a zygote child learns its env late)
     assert _WORKER is not None
     _WORKER.serve(fd)
 

@@ -1,0 +1,59 @@
+"""``packages`` at ``POST /contexts``: installed by the new context itself, before the 201.
+
+The install runs as an execution in the context's own worker (its user, limits, network
+policy), through the same commands user code would type; the execution leaves no name
+behind and the context's execution counter starts at 1 afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cellbox.sessions.context import Context
+    from cellbox.sessions.registry import ContextRegistry
+
+INSTALL_TIMEOUT_MS = 600_000
+LAST_LINES = 20
+
+
+class PackageInstallError(ValueError):
+    """The installer failed; the message is its last lines."""
+
+
+def install_code(language: str, packages: list[str]) -> str:
+    """The code that installs ``packages`` in a context of ``language``."""
+    specs = json.dumps(packages)  # a valid literal in both languages
+    if language == "python":
+        return (
+            '__import__("cellbox.packages.pip_command", fromlist=["_"])'
+            f".install_for_creation({specs})"
+        )
+    return (
+        "void (() => {\n"
+        '  const r = require("node:child_process").spawnSync("npm", ["install", ...'
+        f'{specs}], {{ encoding: "utf8", maxBuffer: 64 << 20 }});\n'
+        "  if (r.status !== 0) {\n"
+        '    const out = `${r.stdout || ""}${r.stderr || ""}`.trim() || String(r.error);\n'
+        f'    throw new Error(out.split("\\n").slice(-{LAST_LINES}).join("\\n"));\n'
+        "  }\n"
+        "})();"
+    )
+
+
+async def install(registry: ContextRegistry, context: Context, packages: list[str]) -> None:
+    """Install ``packages`` in ``context``; on failure delete it and raise the installer's lines."""
+    code = install_code(context.runtime.name, packages)
+    execution = registry.execute(context, code, {}, INSTALL_TIMEOUT_MS)
+    error: dict[str, str] | None = None
+    await execution.started
+    async for batch in execution.batches():
+        for event in batch:
+            if event["type"] == "error":
+                error = event
+    context.execution_count = 0
+    if error is not None:
+        await registry.delete(context.id)
+        message = error.get("value") or error.get("data") or "the install failed"
+        raise PackageInstallError("\n".join(str(message).splitlines()[-LAST_LINES:]))
