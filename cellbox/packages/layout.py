@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import ssl
 import sys
 import sysconfig
 from pathlib import Path
 
-from cellbox.packages.pip_command import UV_VAR, WHEELHOUSE_VAR
+from cellbox.packages.pip_command import UV_VAR, WHEELHOUSE_VAR, top_level_names
 from cellbox.packages.python_path import SITE_VAR
 
 SHIM = Path(__file__).resolve().parent / "shim"
@@ -94,26 +93,11 @@ def environment(workdir: Path, path: str, wheelhouse: Path | None) -> dict[str, 
     return env
 
 
-_MODULE_SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]+)?\.(py|pyc|so|pyd)$")
-
-
-def _top_level_names(entries: list[str]) -> set[str]:
-    names: set[str] = set()
-    for name in entries:
-        if name.endswith((".dist-info", ".egg-info", ".pth", ".data")) or name in (
-            "bin",
-            "__pycache__",
-        ):
-            continue
-        names.add(_MODULE_SUFFIX.sub("", name))
-    return names
-
-
 @functools.cache
 def _shared_names() -> frozenset[str]:
     purelib = sysconfig.get_paths()["purelib"]
     try:
-        return frozenset(_top_level_names(os.listdir(purelib)))
+        return frozenset(top_level_names(os.listdir(purelib)))
     except OSError:
         return frozenset()
 
@@ -145,4 +129,4 @@ def shadows_shared(workdir: Path) -> bool:
     loaded already.
     """
     listing = site_listing(workdir)
-    return listing is not None and bool(_top_level_names(listing[1]) & _shared_names())
+    return listing is not None and bool(top_level_names(listing[1]) & _shared_names())

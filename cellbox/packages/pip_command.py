@@ -259,6 +259,30 @@ def uv_source_args(config: Mapping[str, str], user_args: list[str]) -> list[str]
     return out
 
 
+def has_default_route(route: str, ipv6_route: str) -> bool:
+    """Is there a way out of this network namespace (``/proc/net/route``, ``ipv6_route``)?"""
+    for line in route.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 2 and fields[1] == "00000000" and fields[0] != "lo":
+            return True
+    for line in ipv6_route.splitlines():
+        fields = line.split()
+        if len(fields) == 10 and fields[0] == "0" * 32 and fields[1] == "00" and fields[9] != "lo":
+            return True
+    return False
+
+
+def network_reachable() -> bool:
+    def read(path: str) -> str:
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    return has_default_route(read("/proc/net/route"), read("/proc/net/ipv6_route"))
+
+
 def install_argv(
     uv: str, command: str, args: list[str], site: str, environ: Mapping[str, str], home: str
 ) -> tuple[list[str], set[str]]:
@@ -270,6 +294,9 @@ def install_argv(
     if command != "install":
         return argv, set()
     argv += ["--python", sys.executable]
+    if not network_reachable():
+        # no network: uv says so at once (and can still use the wheel cache), no retries
+        argv.append("--offline")
     argv += uv_source_args(pip_config(environ, home), args)
     wheelhouse = environ.get(WHEELHOUSE_VAR)
     if wheelhouse and os.path.isdir(wheelhouse):
@@ -305,10 +332,25 @@ def _listing(site: str) -> set[str]:
         return set()
 
 
+_MODULE_SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]+)?\.(py|pyc|so|pyd)$")
+
+
+def top_level_names(entries: Iterable[str]) -> set[str]:
+    """Importable top-level names among the entries of a site directory."""
+    names: set[str] = set()
+    for name in entries:
+        if name.endswith((".dist-info", ".egg-info", ".pth", ".data")) or name in (
+            "bin",
+            "__pycache__",
+        ):
+            continue
+        names.add(_MODULE_SUFFIX.sub("", name))
+    return names
+
+
 def _note_shadowed(new_entries: set[str]) -> None:
     purelib = sysconfig.get_paths()["purelib"]
-    shadowed = sorted(n for n in new_entries if os.path.isdir(os.path.join(purelib, n)))
-    shadowed = [n for n in shadowed if not n.endswith((".dist-info", "__pycache__"))]
+    shadowed = sorted(top_level_names(new_entries) & top_level_names(_listing(purelib)))
     if shadowed:
         sys.stderr.write(
             f"cellbox: {', '.join(shadowed)} now shadows the preinstalled version in this "

@@ -10,6 +10,7 @@ import sys
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from cellbox.workers.python import plotly_display
 from cellbox.workers.python.outbox import STDERR
 
 if TYPE_CHECKING:
@@ -19,13 +20,14 @@ _FIGURES: Figures | None = None  # of this process, for ``plt.show()``
 
 
 class PyplotFinder:
-    """Import hook: patches ``matplotlib.pyplot`` right after it is first imported.
+    """Import hook: patches ``matplotlib.pyplot`` (and plotly's renderers) right after they
+    are first imported.
 
     This keeps matplotlib out of startup while making ``plt.show()`` emit figures.
     """
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != "matplotlib.pyplot":
+        if fullname not in _AFTER_IMPORT:
             return None
         spec = None
         for finder in sys.meta_path:
@@ -53,7 +55,7 @@ class _PyplotLoader:
 
     def exec_module(self, module: Any) -> None:
         self._loader.exec_module(module)
-        patch_pyplot(module)
+        _AFTER_IMPORT[module.__name__](module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
@@ -66,6 +68,9 @@ def patch_pyplot(pyplot: Any) -> None:
     pyplot.show = _pyplot_show
     pyplot._cellbox_patched = True
     _patch_savefig()
+
+
+_AFTER_IMPORT = {"matplotlib.pyplot": patch_pyplot, plotly_display.MODULE: plotly_display.register}
 
 
 def _patch_savefig() -> None:

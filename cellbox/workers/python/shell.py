@@ -6,6 +6,8 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from cellbox.workers.python import pip_lines
+
 if TYPE_CHECKING:
     from cellbox.workers.python.worker import Worker
 
@@ -220,6 +222,7 @@ def create_shell(worker: Worker) -> Any:
     # ``_``, ``__`` and ``___`` still work.
     config.InteractiveShell.cache_size = 0
     shell = make_shell_class(worker).instance(config=config)
+    shell.input_transformers_post.append(pip_lines.transform)
     display = shell.display_formatter
     for formatter in display.formatters.values():
         formatter.enabled = True
