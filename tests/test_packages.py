@@ -125,12 +125,12 @@ def test_a_context_cannot_poison_what_another_installs(slow_client):
         slow_client,
         attacker,
         "import os, pathlib\n"
-        "wheels = os.environ['CELLBOX_WHEELHOUSE']\n"
+        "wheels = os.environ['CONTEXT_WHEEL_CACHE']\n"
         "try:\n"
         "    open(os.path.join(wheels, 'tabulate-9.9.9-py3-none-any.whl'), 'wb')\n"
         "except OSError as exc:\n"
         "    print(type(exc).__name__, exc.errno)\n"
-        "for d in (os.environ['UV_CACHE_DIR'], os.environ['CELLBOX_SITE_PACKAGES']):\n"
+        "for d in (os.environ['UV_CACHE_DIR'], os.environ['CONTEXT_SITE_PACKAGES']):\n"
         "    pathlib.Path(d).mkdir(parents=True, exist_ok=True)\n"
         "    pathlib.Path(d, 'tabulate.py').write_text('POISONED = True')\n"
         "print(os.environ['UV_CACHE_DIR'].startswith(os.getcwd()))",
@@ -150,7 +150,7 @@ def test_a_context_cannot_poison_what_another_installs(slow_client):
 def test_a_release_installed_before_installs_without_download(slow_client, server):
     first = new_context(slow_client)
     run(slow_client, first, "!pip install -q tabulate")
-    wheels = stdout(run(slow_client, first, "import os; print(os.environ['CELLBOX_WHEELHOUSE'])"))
+    wheels = stdout(run(slow_client, first, "import os; print(os.environ['CONTEXT_WHEEL_CACHE'])"))
     deadline = time.monotonic() + 60
     while not any(n.startswith("tabulate-") for n in os.listdir(wheels[0])):
         assert time.monotonic() < deadline, "the server did not cache the tabulate wheel"

@@ -27,8 +27,8 @@ from collections.abc import Iterable, Mapping
 
 from cellbox.packages.python_path import SITE_VAR
 
-WHEELHOUSE_VAR = "CELLBOX_WHEELHOUSE"
-UV_VAR = "CELLBOX_UV"
+WHEELHOUSE_VAR = "CONTEXT_WHEEL_CACHE"
+UV_VAR = "CONTEXT_UV"
 _ROUTED = {"install", "uninstall"}
 
 # pip options uv does not know and that change nothing here: dropped (with their value)

@@ -10,19 +10,30 @@ from __future__ import annotations
 import os
 import site
 import sys
+from importlib.machinery import (
+    BYTECODE_SUFFIXES,
+    EXTENSION_SUFFIXES,
+    SOURCE_SUFFIXES,
+    ExtensionFileLoader,
+    FileFinder,
+    SourceFileLoader,
+    SourcelessFileLoader,
+)
 
-SITE_VAR = "CELLBOX_SITE_PACKAGES"
+SITE_VAR = "CONTEXT_SITE_PACKAGES"
 
 
 def activate() -> str | None:
-    """Put the context's site directory on ``sys.path`` (created if missing); its path."""
+    """Put the context's site directory on ``sys.path``; its path (None: not configured).
+
+    The directory is made by the first install. Until then Python would remember it as
+    "no such directory" and not look again, so a finder is registered for it up front: it
+    notices the directory (and every later change) by its modification time, which makes
+    a package importable in the very execution that installed it.
+    """
     target = os.environ.get(SITE_VAR)
     if not target:
         return None
-    try:
-        os.makedirs(target, exist_ok=True)
-    except OSError:
-        pass  # a read-only or full work directory: imports from it still work if it exists
     if target not in sys.path:
         # before the first site-packages: an upgrade shadows the shared version, while
         # the standard library stays first (a backport cannot replace it)
@@ -31,11 +42,18 @@ def activate() -> str | None:
             len(sys.path),
         )
         sys.path.insert(index, target)
-    # .pth files (editable installs, namespace packages), as a real site directory has
-    before = list(sys.path)
-    site.addsitedir(target)
-    added = [p for p in sys.path if p not in before]
-    for path in added:  # addsitedir appends: keep them beside the site directory
-        sys.path.remove(path)
-        sys.path.insert(sys.path.index(target) + 1, path)
+    if sys.path_importer_cache.get(target) is None:
+        sys.path_importer_cache[target] = FileFinder(
+            target,
+            (ExtensionFileLoader, EXTENSION_SUFFIXES),
+            (SourceFileLoader, SOURCE_SUFFIXES),
+            (SourcelessFileLoader, BYTECODE_SUFFIXES),
+        )
+    if os.path.isdir(target):
+        # .pth files (editable installs, namespace packages), as a real site directory has
+        before = list(sys.path)
+        site.addsitedir(target)
+        for path in [p for p in sys.path if p not in before]:  # addsitedir appends them
+            sys.path.remove(path)
+            sys.path.insert(sys.path.index(target) + 1, path)
     return target

@@ -25,6 +25,7 @@ MINIMAL |= {"PWD", "TERM"}
 # Set by the sandbox / runtimes themselves (the server's may hold the same value by chance).
 MINIMAL |= {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "MPLBACKEND", "MPLCONFIGDIR"}
 MINIMAL |= {"IPYTHONDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "OPENBLAS_NUM_THREADS"}
+MINIMAL |= {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"}  # the host's CA bundle
 
 PY_ENV = """
 import os, subprocess

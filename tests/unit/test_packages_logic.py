@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -77,9 +78,14 @@ def test_site_directory_goes_before_shared_site_packages(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "path", ["/lib/python3.11", "/venv/lib/site-packages", "/x"])
     assert python_path.activate() == str(site)
     assert sys.path == ["/lib/python3.11", str(site), "/venv/lib/site-packages", "/x"]
-    assert site.is_dir()
+    assert not site.exists()  # made by the first install, not before
+    site.mkdir(parents=True)
+    (site / "cellbox_probe_mod.py").write_text("VALUE = 7\n")
     python_path.activate()
     assert sys.path.count(str(site)) == 1
+    assert importlib.util.find_spec("cellbox_probe_mod").origin == str(
+        site / "cellbox_probe_mod.py"
+    )
 
 
 def test_context_environment_points_tools_into_the_work_directory(tmp_path):
@@ -88,8 +94,8 @@ def test_context_environment_points_tools_into_the_work_directory(tmp_path):
     assert env["PATH"].endswith(":/usr/bin")
     for name in ("UV_CACHE_DIR", "npm_config_cache", python_path.SITE_VAR):
         assert env[name].startswith(str(tmp_path / ".cellbox") + "/")
-    assert env["CELLBOX_WHEELHOUSE"] == str(tmp_path / "wheels")
-    assert "CELLBOX_WHEELHOUSE" not in layout.environment(tmp_path, "/usr/bin", None)
+    assert env["CONTEXT_WHEEL_CACHE"] == str(tmp_path / "wheels")
+    assert "CONTEXT_WHEEL_CACHE" not in layout.environment(tmp_path, "/usr/bin", None)
 
 
 def test_names_of_releases_wheels_and_modules():
