@@ -31,6 +31,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import figures  # noqa: E402
 import files_bench  # noqa: E402
+import packages_bench  # noqa: E402
 from baseline import Baseline  # noqa: E402
 from figures import Plan  # noqa: E402
 from machine import machine_info, read  # noqa: E402
@@ -262,6 +263,11 @@ class Bench:
             ),
             "files": lambda: self.record(
                 "files", lambda: files_bench.transfer(self.url, self.api_key, self.server_pid)
+            ),
+            "pkg_install": lambda: self.record(
+                "pkg_install",
+                lambda: packages_bench.install_seen_wheel(api, self.args.quick, plan.pause_s),
+                lambda: packages_bench.pip_into_fresh_directory(self.args.quick),
             ),
         }
         for name in FIGURES:

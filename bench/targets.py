@@ -50,8 +50,11 @@ FIGURES: dict[str, Figure] = {
     "files": Figure(
         "500 MB file upload / download, server RSS growth", "≤ a few tens of MB", _at_most(50)
     ),
+    "pkg_install": Figure(
+        "`%pip install` of a wheel seen before, new context, p50", "≤ 1 s", _at_most(1000)
+    ),
 }
-BASELINE_FIGURES = ["warm_py", "new_py", "new_scipy", "pss"]
+BASELINE_FIGURES = ["warm_py", "new_py", "new_scipy", "pss", "pkg_install"]
 
 
 def value(side: dict | None) -> float | None:

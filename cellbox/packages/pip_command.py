@@ -15,7 +15,6 @@ honoured by translating the settings that concern where packages come from to uv
 from __future__ import annotations
 
 import configparser
-import importlib.metadata
 import os
 import re
 import runpy
@@ -211,15 +210,22 @@ def _names_in_file(path: str, read: object) -> set[str]:
     return _names_of(specs)
 
 
+_DIST_INFO = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.]*)-([^-/]+)\.dist-info$")
+
+
+def releases(entries: Iterable[str]) -> set[tuple[str, str]]:
+    """(normalized name, version) of every ``*.dist-info`` among directory entries."""
+    found = set()
+    for entry in entries:
+        match = _DIST_INFO.match(entry)
+        if match:
+            found.add((normalize(match.group(1)), match.group(2)))
+    return found
+
+
 def shared_distributions() -> set[str]:
-    """Normalized names of what the server's environment provides."""
-    purelib = sysconfig.get_paths()["purelib"]
-    names = set()
-    for dist in importlib.metadata.distributions(path=[purelib]):
-        name = dist.metadata["Name"] if dist.metadata else None
-        if name:
-            names.add(normalize(name))
-    return names
+    """Normalized names of what the server's environment provides (from its dist-infos)."""
+    return {name for name, _ in releases(_listing(sysconfig.get_paths()["purelib"]))}
 
 
 def pip_config(environ: Mapping[str, str], home: str) -> dict[str, str]:

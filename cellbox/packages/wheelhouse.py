@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cellbox.packages.layout import site_listing
-from cellbox.packages.pip_command import normalize
+from cellbox.packages.pip_command import normalize, releases
 
 log = logging.getLogger("cellbox.packages")
 
@@ -33,18 +33,7 @@ MAX_WHEEL_BYTES = 64 << 20
 MAX_TOTAL_BYTES = 4 << 30
 MAX_PER_SCAN = 8
 DOWNLOAD_TIMEOUT_S = 120.0
-_DIST_INFO = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.]*)-([^-/]+)\.dist-info$")
 _WHEEL = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.]*)-([^-]+)-.+\.whl$")
-
-
-def releases(entries: Iterable[str]) -> set[tuple[str, str]]:
-    """(normalized name, version) of every ``*.dist-info`` among directory entries."""
-    found = set()
-    for entry in entries:
-        match = _DIST_INFO.match(entry)
-        if match:
-            found.add((normalize(match.group(1)), match.group(2)))
-    return found
 
 
 def wheel_release(filename: str) -> tuple[str, str] | None:

@@ -13,11 +13,12 @@ from cellbox.packages.pip_command import (
     named_requirements,
     normalize,
     pip_config,
+    releases,
     top_level_names,
     translate_pip_args,
     uv_source_args,
 )
-from cellbox.packages.wheelhouse import releases, wheel_release
+from cellbox.packages.wheelhouse import wheel_release
 from cellbox.workers.python import pip_lines
 
 
