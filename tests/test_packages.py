@@ -235,3 +235,32 @@ def test_offline_context_fails_fast_with_the_installers_error():
     finally:
         server.stop()
         server.cleanup()
+
+
+def test_a_big_install_stops_at_the_disk_quota_and_leaves_the_context_usable():
+    # sympy (preinstalled, named explicitly so it installs) unpacks to far more than 24 MiB
+    server = Server(disk_limit_mb=24, pool_typescript=0).start()
+    try:
+        with server.client() as client:
+            client.timeout = INSTALL_MS / 1000 + 30
+            context_id = new_context(client)
+            result = client.run(
+                "import subprocess, sys\n"
+                "r = subprocess.run([sys.executable, '-m', 'pip', 'install', 'sympy==1.13.3'])\n"
+                "r.returncode",
+                context_id=context_id,
+                timeout_ms=INSTALL_MS,
+            )
+            assert result["items"][0]["text"] != "0", result
+            assert "Disk quota exceeded" in "\n".join(result["logs"]["stderr"]), result
+            # nothing half-installed shadows the shared sympy; small installs still work
+            after = run(
+                client,
+                context_id,
+                "import sympy, os\nprint(sympy.__file__.startswith(os.getcwd()))\n"
+                "!pip install -q tabulate\nimport tabulate",
+            )
+            assert stdout(after) == ["False"]
+    finally:
+        server.stop()
+        server.cleanup()
