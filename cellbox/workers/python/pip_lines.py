@@ -9,6 +9,8 @@ inside a string, say).
 from __future__ import annotations
 
 import re
+import shlex
+import sys
 
 _PIP_LINE = re.compile(r"^(pip3?|uv pip) +(\S.*)$", re.MULTILINE)
 
@@ -33,3 +35,11 @@ def transform(lines: list[str]) -> list[str]:
         else:
             out.append(f"get_ipython().run_line_magic('pip', {match.group(2)!r})\n")
     return out
+
+
+def pip_magic(line: str) -> None:
+    """``%pip``: IPython's, without its advice to restart (an install is importable at once;
+    the installer itself says when a module already imported keeps its old version)."""
+    from IPython import get_ipython
+
+    get_ipython().system(f"{shlex.quote(sys.executable)} -m pip {line}")

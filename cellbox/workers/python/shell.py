@@ -223,6 +223,7 @@ def create_shell(worker: Worker) -> Any:
     config.InteractiveShell.cache_size = 0
     shell = make_shell_class(worker).instance(config=config)
     shell.input_transformers_post.append(pip_lines.transform)
+    shell.register_magic_function(pip_lines.pip_magic, "line", "pip")
     display = shell.display_formatter
     for formatter in display.formatters.values():
         formatter.enabled = True
