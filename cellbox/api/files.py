@@ -29,7 +29,7 @@ from cellbox.api.streams import Pipe, PipeReader
 from cellbox.config import Settings
 from cellbox.sandbox import archive, files
 from cellbox.sandbox.files import FileError
-from cellbox.sessions.registry import ContextRegistry
+from cellbox.sessions.registry import ContextNotFound, ContextRegistry
 
 T = TypeVar("T")
 UPLOAD_PATHS = re.compile(r"/contexts/[^/]+/(files/|archive$)")  # streamed PUT bodies
@@ -116,7 +116,10 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         context.touch()
         root = str(context.workspace.path)
         parts = files.file_parts(raw, root) if need_file else files.split_path(raw, root)
-        return files.open_root(root), parts
+        try:
+            return files.open_root(root), parts
+        except FileNotFoundError:
+            raise ContextNotFound(context_id) from None  # deleted meanwhile
 
     async def with_root(
         context_id: str, raw: str, need_file: bool, fn: Callable[..., T], *args: Any
