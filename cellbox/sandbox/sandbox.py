@@ -131,6 +131,8 @@ class Sandbox:
             self._owner = True
             self._clean_stale()
         self.quota.setup(self.layout.contexts, self.layout.own / "contexts.img", self._owner)
+        if not self.quota.enforced:
+            self._warnings.append(f"disk quota per context not enforced: {self.quota.reason}")
         self._launcher = self._choose_launcher(caps)
         self.caps = self._launcher.caps
         if isinstance(self._launcher, BwrapLauncher):
