@@ -80,17 +80,23 @@ class PipeReader:
 
     def __init__(self, pipe: Pipe) -> None:
         self._pipe = pipe
-        self._buffer = b""
+        self._chunk = b""
+        self._offset = 0  # into _chunk: slicing off the rest would copy it on every read
         self._ended = False
 
     def read(self, size: int = -1) -> bytes:
-        while not self._ended and (size < 0 or len(self._buffer) < size):
-            chunk = self._pipe.get()
-            if chunk is None:
-                self._ended = True
-            else:
-                self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+        parts: list[bytes] = []
+        while size != 0:
+            if self._offset >= len(self._chunk):
+                chunk = None if self._ended else self._pipe.get()
+                if chunk is None:
+                    self._ended = True
+                    break
+                self._chunk, self._offset = chunk, 0
+            left = len(self._chunk) - self._offset
+            take = left if size < 0 else min(size, left)
+            parts.append(self._chunk[self._offset : self._offset + take])
+            self._offset += take
+            if size > 0:
+                size -= take
+        return b"".join(parts)

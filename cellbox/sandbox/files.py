@@ -3,9 +3,9 @@
 The server is root; the code in a context is not, and it controls everything inside its work
 directory (it may plant symlinks, FIFOs, hard links). So every file operation here:
 
-- runs on a thread whose credentials are the context's uid and gid (set per thread with raw
-  syscalls; glibc's wrappers would change the whole process): the kernel itself refuses what the
-  context could not do, and files the API creates belong to the context;
+- runs on a thread whose filesystem uid and gid are the context's, with no capabilities (set per
+  thread with raw syscalls; glibc's wrappers would change the whole process): the kernel itself
+  refuses what the context could not do, and files the API creates belong to the context;
 - resolves paths with ``openat2`` from a descriptor of the work directory with
   ``RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV``: ``..``, absolute symlinks and
   symlinks leading out fail in the kernel (``EXDEV``), race-free; a symlink inside the work
@@ -38,8 +38,9 @@ _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
 _BENEATH = _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS | _RESOLVE_NO_XDEV
-# setgroups, setresgid, setresuid: these change only the calling thread when called raw
-_CRED_SYSCALLS = {"x86_64": (116, 119, 117), "aarch64": (159, 149, 147)}
+# setgroups, setfsgid, setfsuid, capset: raw, each changes only the calling thread
+_CRED_SYSCALLS = {"x86_64": (116, 123, 122, 126), "aarch64": (159, 152, 151, 91)}
+_CAP_VERSION_3 = 0x20080522
 
 TEMP_PREFIX = ".cellbox-"  # temporary names the API uses inside a work directory
 
@@ -100,22 +101,30 @@ def shown(parts: tuple[str, ...]) -> str:
 
 
 def become(uid: int, gid: int) -> None:
-    """Give the calling thread (only it) the context's uid, gid and no capabilities."""
+    """Give the calling thread (only it) the context's file rights and no capabilities.
+
+    The filesystem uid and gid (what the kernel checks and stamps on new files) become the
+    context's, the groups only its gid, and every capability is dropped for good. The real
+    uid stays the server's, so these threads do not count as the context uid's processes.
+    """
     if os.geteuid() == uid:
         return  # a server that is not root runs its contexts as itself
     numbers = _CRED_SYSCALLS.get(platform.machine())
     if numbers is None:
         raise OSError(errno.ENOSYS, f"no per-thread credentials on {platform.machine()}")
-    setgroups, setresgid, setresuid = numbers
+    setgroups, setfsgid, setfsuid, capset = numbers
     groups = (ctypes.c_uint * 1)(gid)
-    for number, args in (
-        (setgroups, (1, groups)),
-        (setresgid, (gid, gid, gid)),
-        (setresuid, (uid, uid, uid)),
-    ):
-        if _libc.syscall(number, *args) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"dropping to the context's uid: {os.strerror(err)}")
+    header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+    no_caps = (ctypes.c_uint32 * 6)()
+    if _libc.syscall(setgroups, 1, groups) != 0:
+        raise OSError(ctypes.get_errno(), "setgroups for a file thread")
+    _libc.syscall(setfsgid, gid)
+    _libc.syscall(setfsuid, uid)
+    if _libc.syscall(capset, header, no_caps) != 0:
+        raise OSError(ctypes.get_errno(), "dropping capabilities of a file thread")
+    # setfsuid/setfsgid answer the previous value: ask again to be sure they took
+    if _libc.syscall(setfsuid, -1) != uid or _libc.syscall(setfsgid, -1) != gid:
+        raise OSError(errno.EPERM, "could not take the context's filesystem uid and gid")
 
 
 class _OpenHow(ctypes.Structure):

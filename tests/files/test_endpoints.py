@@ -234,7 +234,8 @@ def test_many_contexts_in_parallel(client: Client) -> None:
         def round_trip(i: int) -> bool:
             ctx = contexts[i % len(contexts)]
             data = f"{i}".encode() * 50_000
-            assert client.put(f"/contexts/{ctx}/files/f{i}.bin", content=data).status_code == 200
+            put = client.put(f"/contexts/{ctx}/files/f{i}.bin", content=data)
+            assert put.status_code == 200, (ctx, put.text)
             return client.get(f"/contexts/{ctx}/files/f{i}.bin").content == data
 
         with ThreadPoolExecutor(12) as pool:
