@@ -186,12 +186,13 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         finally:
             os.close(root)
         size = st.st_size
+        reader = files.Download(fd)
         media = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
         headers = {"Accept-Ranges": "bytes"}
         try:
             span = parse_range(request.headers.get("range"), size)
         except ValueError:
-            os.close(fd)
+            reader.close()
             headers["Content-Range"] = f"bytes */{size}"
             return JSON({"message": f"range not satisfiable (size {size})"}, 416, headers=headers)
         start, end = span or (0, size)
@@ -203,13 +204,13 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
             offset = start
             try:
                 while offset < end:
-                    chunk = await run(os.pread, fd, min(_CHUNK, end - offset), offset)
+                    chunk = await run(reader.read, offset, min(_CHUNK, end - offset))
                     if not chunk:
                         raise OSError(f"{files.shown(parts)} shrank while being sent")
                     offset += len(chunk)
                     yield chunk
             finally:
-                os.close(fd)
+                reader.close()
 
         status = 206 if span is not None else 200
         return StreamingResponse(body(), status_code=status, media_type=media, headers=headers)

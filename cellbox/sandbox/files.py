@@ -27,6 +27,7 @@ import platform
 import secrets
 import shutil
 import stat
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -211,12 +212,35 @@ def open_file(root: int, parts: tuple[str, ...]) -> tuple[int, os.stat_result]:
     return fd, _checked(fd, parts, want_dir=False)
 
 
+class Download:
+    """A file opened for download; a read and the close never overlap (see :class:`Upload`)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def read(self, offset: int, size: int) -> bytes:
+        with self._lock:
+            if self._fd < 0:
+                raise OSError(errno.EBADF, "the download was closed")
+            return os.pread(self._fd, size, offset)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
 class Upload:
     """A file being written: a temporary name beside the target, renamed over it at the end."""
 
     def __init__(self, root: int, parts: tuple[str, ...]) -> None:
         self.parts = parts
         self.size = 0
+        # A cancelled request leaves its write running on a thread while abort() comes on
+        # another: one at a time, so a descriptor is never closed twice.
+        self._lock = threading.Lock()
         self._name = parts[-1]
         self._dir = open_dir(root, parts[:-1], create=True)
         self._temp = f"{TEMP_PREFIX}upload-{secrets.token_hex(6)}"
@@ -239,28 +263,34 @@ class Upload:
             raise explain(exc, parts) from None
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self._fd, view) :]
-        except OSError as exc:
-            self.abort()
-            raise explain(exc, self.parts) from None
-        self.size += len(data)
+        with self._lock:
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                self._abort()
+                raise explain(exc, self.parts) from None
+            self.size += len(data)
 
     def commit(self) -> None:
-        try:
-            os.close(self._fd)
-            self._fd = -1
-            os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
-        except OSError as exc:
-            self.abort()
-            raise explain(exc, self.parts) from None
-        os.close(self._dir)
-        self._dir = -1
+        with self._lock:
+            try:
+                os.close(self._fd)
+                self._fd = -1
+                os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+            except OSError as exc:
+                self._abort()
+                raise explain(exc, self.parts) from None
+            os.close(self._dir)
+            self._dir = -1
 
     def abort(self) -> None:
         """Remove the temporary file (idempotent)."""
+        with self._lock:
+            self._abort()
+
+    def _abort(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
