@@ -79,8 +79,13 @@ class _ClosingAtEnd(asyncio.StreamReaderProtocol):
 async def _pipe_reader(fd: int) -> asyncio.StreamReader:
     """An asyncio reader of the read end ``fd`` of a pipe (which it now owns)."""
     reader = asyncio.StreamReader()
-    await asyncio.get_running_loop().connect_read_pipe(
-        lambda: _ClosingAtEnd(reader), os.fdopen(fd, "rb", 0)
+    loop = asyncio.get_running_loop()
+    # uvloop hands this very fd to libuv, which closes it; were the file object to close it
+    # too, the second close could hit whatever reused the number meanwhile (a work directory
+    # of the file API, the listening socket). asyncio's own loop closes only the file object.
+    libuv_closes = type(loop).__module__.startswith("uvloop")
+    await loop.connect_read_pipe(
+        lambda: _ClosingAtEnd(reader), os.fdopen(fd, "rb", 0, closefd=not libuv_closes)
     )
     return reader
 
