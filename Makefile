@@ -11,6 +11,7 @@ install: $(STAMP)
 # System packages from Debian, one per line (installed with apt-get when missing and root).
 APT_PACKAGES += bubblewrap
 APT_PACKAGES += btrfs-progs
+APT_PACKAGES += chromium
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

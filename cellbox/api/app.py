@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from cellbox import __version__
-from cellbox.api import contexts, errors, execute, files, info
+from cellbox.api import contexts, errors, execute, files, info, playground
 from cellbox.api.body_limit import BodyLimit
 from cellbox.api.openapi import document_security
 from cellbox.api.responses import JSON
@@ -71,4 +71,5 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     app.include_router(contexts.routes(registry))
     app.include_router(info.routes(registry, settings))
     app.include_router(files.routes(registry, settings))
+    app.include_router(playground.routes())
     return app

