@@ -28,18 +28,32 @@ function activateScripts(root) {
   }
 }
 
+function showHtml(html) {
+  document.body.innerHTML = html;
+  activateScripts(document.body);
+}
+
+// plotly.js is big: only frames that show a plot load it.
+function showPlot(figure, fallbackHtml) {
+  const script = document.createElement("script");
+  script.src = "/playground/vendor/plotly.min.js";
+  script.onload = () => {
+    const plot = document.createElement("div");
+    plot.className = "plot";
+    document.body.append(plot);
+    const config = { responsive: true, displaylogo: false };
+    window.Plotly.newPlot(plot, figure.data || [], figure.layout || {}, config);
+  };
+  script.onerror = () => showHtml(fallbackHtml ?? "<pre>plotly.js could not be loaded</pre>");
+  document.head.append(script);
+}
+
 function show({ html, plotly }) {
   const style = document.createElement("style");
   style.textContent = STYLE;
   document.head.append(style);
-  if (plotly && window.Plotly) {
-    const plot = document.createElement("div");
-    document.body.append(plot);
-    window.Plotly.newPlot(plot, plotly.data || [], plotly.layout || {}, { responsive: true });
-  } else if (html !== undefined) {
-    document.body.innerHTML = html;
-    activateScripts(document.body);
-  }
+  if (plotly) showPlot(plotly, html);
+  else showHtml(html ?? "");
   new ResizeObserver(reportHeight).observe(document.documentElement);
   reportHeight();
 }

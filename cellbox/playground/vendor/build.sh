@@ -9,9 +9,11 @@ out=../static/vendor
 npm ci --no-audit --no-fund
 npx esbuild entry.mjs --bundle --format=esm --minify --legal-comments=none \
     --outfile="$out/codemirror.js"
-# The licence of every package that can end up in the bundle.
+# plotly.js as published (its CSP-safe "strict" build); loaded only by frames that show a plot.
+cp node_modules/plotly.js-strict-dist-min/plotly-strict.min.js "$out/plotly.min.js"
+# The licence of every package whose code is in this folder.
 {
-    echo "Third-party code bundled into codemirror.js (built by cellbox/playground/vendor/build.sh)."
+    echo "Third-party code in this folder (put here by cellbox/playground/vendor/build.sh)."
     npm ls --omit=dev --all --parseable | tail -n +2 | sort -u | while read -r dir; do
         echo
         node -e 'const p = require(process.argv[1] + "/package.json"); console.log(`== ${p.name} ${p.version} (${p.license})`)' "$dir"
