@@ -321,9 +321,24 @@ def test_restart_and_delete_a_context(session):
         assert client.get(f"/contexts/{ts_id}").status_code == 404
 
 
+SHOWCASE = """import pandas as pd
+sales = pd.DataFrame({"month": ["Jan", "Feb", "Mar", "Apr"], "sales": [120, 135, 160, 152]})
+for row in sales.itertuples():
+    print(f"{row.month}: {row.sales}")
+sales.plot(x="month", y="sales", kind="bar", legend=False, figsize=(5, 2.4), rot=0)
+sales"""
+
+
 def test_screenshots_of_the_main_view(session):
     page = session.page
-    page.locator(".notebook:visible .cell").first.scroll_into_view_if_needed()
+    session.create_context("typescript")
+    session.create_context("python")
+    cell = session.run(SHOWCASE)
+    expect(cell.locator(".output img")).to_be_visible()
+    expect(session.frame_of(cell).locator("table")).to_contain_text("Apr")
+    session.cell(-1).locator(".cm-content").click()
+    page.keyboard.insert_text("sales.sales.mean()")
+    page.locator("#notebooks").evaluate("main => main.scrollTo(0, 0)")
     page.screenshot(path=ARTIFACTS / "playground.png")
     page.set_viewport_size({"width": 390, "height": 844})
     try:
