@@ -86,6 +86,10 @@ class Session:
         expect(self.page.locator("#current")).to_contain_text(new)
         return new
 
+    def file_row(self, path: str):
+        name = self.page.locator(".name", has_text=re.compile(f"^{re.escape(path)}$"))
+        return self.page.locator("#files .file").filter(has=name)
+
     def context_ids(self) -> list[str]:
         return self.page.locator("#contexts .select").evaluate_all("els => els.map(e => e.title)")
 
@@ -276,6 +280,50 @@ def test_plotly_figure_renders_from_its_json(session):
     expect(plot.locator(".gtitle")).to_have_text("bars")
 
 
+def test_upload_a_csv_with_the_file_chooser_then_read_it(session, tmp_path):
+    page = session.page
+    prices = tmp_path / "prices.csv"
+    prices.write_text("item,price\napple,3\npear,4\n")
+    with page.expect_file_chooser() as chooser:
+        page.click("#choose")
+    chooser.value.set_files(prices)
+    row = session.file_row("prices.csv")
+    expect(row.locator(".meta")).to_have_text("26 B")
+    cell = session.run("import pandas as pd\nint(pd.read_csv('prices.csv')['price'].sum())")
+    expect(cell.locator(".output")).to_have_text("7")
+
+
+def test_drop_files_onto_the_panel(session):
+    page = session.page
+    dropped = page.evaluate_handle(
+        """() => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File(["x\\n1\\n"], "dropped.csv", {type: "text/csv"}));
+            return transfer;
+        }"""
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    expect(session.file_row("dropped.csv")).to_be_visible()
+    cell = session.run("open('dropped.csv').read()")
+    expect(cell.locator(".output")).to_have_text("'x\\n1\\n'")
+
+
+def test_download_and_delete_a_file_the_code_wrote(session):
+    page = session.page
+    session.run(
+        "import os\nos.makedirs('out', exist_ok=True)\nopen('out/report.txt', 'w').write('made in a cell\\n')"
+    )
+    row = session.file_row("out/report.txt")
+    with page.expect_download() as download:
+        row.locator("button", has_text="Download").click()
+    assert download.value.suggested_filename == "report.txt"
+    assert Path(download.value.path()).read_text() == "made in a cell\n"
+    row.locator("button", has_text="Delete").click()
+    expect(row).to_have_count(0)
+    cell = session.run("os.path.exists('out/report.txt')")
+    expect(cell.locator(".output")).to_have_text("False")
+
+
 def test_typescript_context_and_switching_back(session):
     page = session.page
     python_id = session.context_ids()[0]
@@ -321,18 +369,43 @@ def test_restart_and_delete_a_context(session):
         assert client.get(f"/contexts/{ts_id}").status_code == 404
 
 
+def test_cells_of_a_vanished_context_are_kept_and_can_run_again(session):
+    page = session.page
+    python_id = session.context_ids()[0]
+    # The context goes away behind the page's back (as idle reaping or another client does).
+    with session.server.client() as client:
+        assert client.delete(f"/contexts/{python_id}").status_code == 204
+    cell = session.run("answer", wait=False)
+    expect(cell.locator(".output .error")).to_contain_text("not found")
+    row = page.locator("#contexts .context.gone")
+    expect(row.locator(".select")).to_contain_text("(gone)")
+    expect(session.cell(0).locator(".cm-content")).to_have_text("answer = 6 * 7")
+    row.locator("button", has_text="New").click()
+    expect(page.locator("#contexts .context.gone")).to_have_count(0)
+    session.cell(0).locator("button.run").click()
+    expect(session.cell(0).locator(".count")).to_have_text("[1]")
+    cell.locator("button.run").click()
+    expect(cell.locator(".output")).to_have_text("42")
+
+
 SHOWCASE = """import pandas as pd
-sales = pd.DataFrame({"month": ["Jan", "Feb", "Mar", "Apr"], "sales": [120, 135, 160, 152]})
+sales = pd.read_csv("sales.csv")
 for row in sales.itertuples():
     print(f"{row.month}: {row.sales}")
 sales.plot(x="month", y="sales", kind="bar", legend=False, figsize=(5, 2.4), rot=0)
 sales"""
 
 
-def test_screenshots_of_the_main_view(session):
+def test_screenshots_of_the_main_view(session, tmp_path):
     page = session.page
     session.create_context("typescript")
     session.create_context("python")
+    csv = tmp_path / "sales.csv"
+    csv.write_text("month,sales\nJan,120\nFeb,135\nMar,160\nApr,152\n")
+    with page.expect_file_chooser() as chooser:
+        page.click("#choose")
+    chooser.value.set_files(csv)
+    expect(session.file_row("sales.csv")).to_be_visible()
     cell = session.run(SHOWCASE)
     expect(cell.locator(".output img")).to_be_visible()
     expect(session.frame_of(cell).locator("table")).to_contain_text("Apr")

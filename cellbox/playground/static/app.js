@@ -7,7 +7,7 @@ import { FilesPanel } from "./files.js";
 const $ = (id) => document.getElementById(id);
 const CURRENT_KEY = "cellbox-context";
 
-const notebooks = new Map(); // context id → Notebook
+const notebooks = new Map(); // context id → Notebook (kept when its context vanishes)
 let contexts = []; // as GET /contexts lists them
 let currentId = null;
 
@@ -38,7 +38,7 @@ const hooks = {
     if (notebook.context.id === currentId) files.refresh();
   },
   gone: (notebook) => {
-    report(`Context ${notebook.context.id} no longer exists.`, true);
+    report(`Context ${notebook.context.id} no longer exists: recreate it to run its cells.`, true);
     refreshContexts();
   },
 };
@@ -47,35 +47,57 @@ function shortId(id) {
   return id.length > 14 ? `${id.slice(0, 12)}…` : id;
 }
 
-function contextRow(context) {
+function smallButton(text, title, label, action) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = text;
+  element.title = title;
+  element.setAttribute("aria-label", label);
+  element.addEventListener("click", action);
+  return element;
+}
+
+function contextRow(context, live) {
   const item = document.createElement("li");
-  item.className = "context";
+  item.className = live ? "context" : "context gone";
   const select = document.createElement("button");
   select.type = "button";
   select.className = "select";
   select.title = context.id;
-  select.textContent = `${context.language} · ${shortId(context.id)}`;
-  select.setAttribute("aria-label", `Switch to ${context.language} context ${context.id}`);
+  const state = live ? "" : " (gone)";
+  select.textContent = `${context.language} · ${shortId(context.id)}${state}`;
+  select.setAttribute("aria-label", `Switch to ${context.language} context ${context.id}${state}`);
   if (context.id === currentId) select.setAttribute("aria-current", "true");
   select.addEventListener("click", () => selectContext(context.id));
-  const restart = document.createElement("button");
-  restart.type = "button";
-  restart.textContent = "⟳";
-  restart.title = "Restart (clears its state, keeps its files)";
-  restart.setAttribute("aria-label", `Restart context ${context.id}`);
-  restart.addEventListener("click", () => restartContext(context.id));
-  const remove = document.createElement("button");
-  remove.type = "button";
-  remove.textContent = "✕";
-  remove.title = "Delete";
-  remove.setAttribute("aria-label", `Delete context ${context.id}`);
-  remove.addEventListener("click", () => deleteContext(context.id));
-  item.append(select, restart, remove);
+  item.append(select);
+  if (live) {
+    item.append(
+      smallButton("⟳", "Restart (clears its state, keeps its files)",
+        `Restart context ${context.id}`, () => restartContext(context.id)),
+      smallButton("✕", "Delete", `Delete context ${context.id}`, () => deleteContext(context.id)),
+    );
+  } else {
+    item.append(
+      smallButton("New", "Run these cells in a new context of the same language",
+        `Recreate context ${context.id}`, () => recreateContext(context.id)),
+      smallButton("✕", "Close these cells", `Close cells of ${context.id}`, () => closeCells(context.id)),
+    );
+  }
   return item;
 }
 
+/** The server's contexts, then the cells whose context is gone (idle reaping, another client). */
 function renderContexts() {
-  $("contexts").replaceChildren(...contexts.map(contextRow));
+  const live = new Set(contexts.map((c) => c.id));
+  const gone = [...notebooks.values()].filter((n) => !live.has(n.context.id)).map((n) => n.context);
+  $("contexts").replaceChildren(
+    ...contexts.map((c) => contextRow(c, true)),
+    ...gone.map((c) => contextRow(c, false)),
+  );
+}
+
+function knownContext(id) {
+  return contexts.find((c) => c.id === id) ?? notebooks.get(id)?.context;
 }
 
 async function refreshContexts() {
@@ -85,19 +107,11 @@ async function refreshContexts() {
     report(`Could not list contexts: ${error.message}`, true);
     return;
   }
-  const live = new Set(contexts.map((c) => c.id));
-  for (const [id, notebook] of notebooks) {
-    if (!live.has(id)) {
-      notebook.dispose();
-      notebooks.delete(id);
-    }
-  }
-  if (currentId && !live.has(currentId)) currentId = null;
   renderContexts();
 }
 
 function selectContext(id) {
-  const context = contexts.find((c) => c.id === id);
+  const context = knownContext(id);
   if (!context) return;
   currentId = id;
   sessionStorage.setItem(CURRENT_KEY, id);
@@ -136,6 +150,29 @@ async function restartContext(id) {
   }
 }
 
+async function recreateContext(id) {
+  const notebook = notebooks.get(id);
+  try {
+    const context = await api.createContext(notebook.context.language);
+    notebooks.delete(id);
+    notebooks.set(context.id, notebook);
+    notebook.rebind(context);
+    await refreshContexts();
+    selectContext(context.id);
+    report(`Its cells now run in the new context ${context.id}`);
+  } catch (error) {
+    report(`Could not create a context: ${error.message}`, true);
+  }
+}
+
+async function closeCells(id) {
+  notebooks.get(id)?.dispose();
+  notebooks.delete(id);
+  if (currentId === id) currentId = null;
+  renderContexts();
+  if (currentId === null) await openSomeContext();
+}
+
 async function deleteContext(id) {
   if (!confirm(`Delete context ${id} and everything in it?`)) return;
   try {
@@ -145,7 +182,7 @@ async function deleteContext(id) {
     report(`Could not delete: ${error.message}`, true);
   }
   await refreshContexts();
-  if (currentId === null) await openSomeContext();
+  if (!contexts.some((c) => c.id === id)) await closeCells(id);
 }
 
 async function openSomeContext() {
@@ -211,6 +248,11 @@ $("interrupt").addEventListener("click", () => notebooks.get(currentId)?.interru
 $("panel-toggle").addEventListener("click", () =>
   setPanel(!$("panel").classList.contains("open")),
 );
+
+// Contexts come and go behind the page's back (idle reaping, agents): look again on return.
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && api.storedToken()) refreshContexts();
+});
 
 api.whenUnauthorized(() => showSignIn("The server no longer accepts the token: sign in again."));
 

@@ -157,6 +157,13 @@ export class Notebook {
     (this.cells[index] ?? this.cells[index - 1]).focus();
   }
 
+  /** Moves these cells to another context (their old one is gone): counts start again. */
+  rebind(context) {
+    this.context = context;
+    this.element.setAttribute("aria-label", `Cells of ${context.id} (${context.language})`);
+    for (const cell of this.cells) cell.count.textContent = "[ ]";
+  }
+
   timeoutMs() {
     return this.hooks.timeoutMs();
   }
