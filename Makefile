@@ -12,6 +12,8 @@ install: $(STAMP)
 APT_PACKAGES += bubblewrap
 APT_PACKAGES += btrfs-progs
 APT_PACKAGES += chromium
+APT_PACKAGES += slirp4netns
+APT_PACKAGES += nftables
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cellbox.sandbox.netpolicy import SERVER_MODES
+
 
 def _default_state_dir() -> str:
     if os.geteuid() == 0:
@@ -28,6 +30,15 @@ def _on_off(value: str) -> bool:
     if lowered in {"off", "false", "0", "no"}:
         return False
     raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+
+
+def _network_mode(value: str) -> str:
+    lowered = str(value).strip().lower()
+    if lowered not in SERVER_MODES:
+        raise argparse.ArgumentTypeError(
+            f"expected off, public or host, not {value!r} (host is the unfiltered, unsafe one)"
+        )
+    return lowered
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,12 @@ class Settings:
     pool_python: int = _setting(2, "warm Python workers kept ready")
     pool_typescript: int = _setting(2, "warm TypeScript workers kept ready")
     sandbox: bool = _setting(True, "run workers in the sandbox (on|off)", parse=_on_off)
-    network: bool = _setting(True, "network access for user code (on|off)", parse=_on_off)
+    network: str = _setting(
+        "public",
+        "network for user code: off, public (internet only, never the host or internal "
+        "ranges) or host (unfiltered, unsafe)",
+        parse=_network_mode,
+    )
     memory_limit_mb: int = _setting(2048, "memory limit per context, MiB")
     pids_limit: int = _setting(256, "processes/threads per context")
     file_size_limit_mb: int = _setting(1024, "largest file a context may write, MiB")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -17,11 +18,12 @@ from cellbox.auth import Token
 from cellbox.config import Settings
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.sandbox import Limits, Sandbox
+from cellbox.sandbox.network import Network
 from cellbox.sessions.registry import ContextRegistry
 
 
-def open_sandbox(settings: Settings) -> Sandbox:
-    """The sandbox the settings describe, probed and ready."""
+def open_sandbox(settings: Settings, network: str) -> Sandbox:
+    """The sandbox the settings describe, probed and ready; ``network``: the mode to give."""
     limits = Limits(
         memory_bytes=settings.memory_limit_mb << 20,
         pids=settings.pids_limit,
@@ -31,7 +33,7 @@ def open_sandbox(settings: Settings) -> Sandbox:
     return Sandbox(
         settings.state_dir,
         limits,
-        network=settings.network,
+        network=network,
         enabled=settings.sandbox,
         disk_limit_bytes=settings.disk_limit_mb << 20,
     ).open()
@@ -39,7 +41,10 @@ def open_sandbox(settings: Settings) -> Sandbox:
 
 def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None) -> FastAPI:
     """The cellbox ASGI application."""
-    registry = ContextRegistry(settings, AsyncSandbox(sandbox or open_sandbox(settings)))
+    network = Network(settings.network, privileged=os.geteuid() == 0 and settings.sandbox)
+    sandbox = sandbox or open_sandbox(settings, network.mode)
+    network.settle(sandbox.isolation()["network"])
+    registry = ContextRegistry(settings, AsyncSandbox(sandbox), network)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

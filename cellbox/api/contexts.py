@@ -11,6 +11,7 @@ from cellbox.api.responses import JSON
 from cellbox.packages.creation import PackageInstallError
 from cellbox.packages.creation import install as install_packages
 from cellbox.runtimes import RUNTIMES
+from cellbox.sandbox import netpolicy
 from cellbox.sessions.registry import ContextRegistry
 
 
@@ -28,8 +29,16 @@ def routes(registry: ContextRegistry) -> APIRouter:
     async def create_context(request: Request) -> Response:
         raw = await request.body()
         body = parse_body(CreateContextRequest, raw if raw.strip() else b"{}")
+        policy = None
+        if body.network is not None:
+            try:
+                policy = netpolicy.parse(body.network)
+                netpolicy.within(policy, registry.network.mode)
+            except netpolicy.PolicyError as exc:
+                raise InvalidRequest.one("network", str(exc)) from None
         try:
-            context = await registry.create(RUNTIMES[body.language or "python"], body.cwd)
+            runtime = RUNTIMES[body.language or "python"]
+            context = await registry.create(runtime, body.cwd, policy)
         except ValueError as exc:
             raise InvalidRequest.one("cwd", str(exc)) from None
         if body.packages:

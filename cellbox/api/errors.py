@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cellbox.api.responses import JSON
 from cellbox.process.worker import WorkerStartError
 from cellbox.sandbox.files import FileError
+from cellbox.sandbox.network import NetworkError
 from cellbox.sessions.execution import ContextGone
 from cellbox.sessions.registry import ContextNotFound, ShuttingDown, TooManyContexts
 
@@ -104,6 +105,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ShuttingDown)
     async def shutting_down(_: Request, exc: ShuttingDown) -> JSON:
         return _message(503, str(exc))
+
+    @app.exception_handler(NetworkError)
+    async def no_network(_: Request, exc: NetworkError) -> JSON:
+        return _message(503, f"could not set up the context's network: {exc}")
 
     @app.exception_handler(WorkerStartError)
     async def no_worker(_: Request, exc: WorkerStartError) -> JSON:

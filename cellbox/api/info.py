@@ -41,6 +41,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
                     "interrupt_grace_s": settings.interrupt_grace_s,
                 },
                 "isolation": registry.sandbox.isolation(),
+                "network": registry.network.describe(),
             }
         )
 

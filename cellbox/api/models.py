@@ -10,6 +10,14 @@ from cellbox.runtimes import LANGUAGE_NAMES, resolve
 
 MAX_TIMEOUT_MS = 600_000
 
+# Checked by cellbox.sandbox.netpolicy (the route answers its errors on field "network").
+NetworkPolicy = Any
+NETWORK_HELP = (
+    '"off", "public", or {"allow": ["api.example.com", "*.example.org", "198.51.100.0/24"]} '
+    "(DNS names exact or by *. suffix, address ranges on any port). At most what the "
+    "server's --network allows; its default when omitted."
+)
+
 Language = Annotated[
     StrictStr | None,
     Field(
@@ -60,6 +68,7 @@ class CreateContextRequest(BaseModel):
     cwd: StrictStr | None = Field(
         default=None, description="Absolute working directory as the context sees it."
     )
+    network: NetworkPolicy | None = Field(default=None, description=NETWORK_HELP)
 
     packages: list[StrictStr] | None = Field(
         default=None,
@@ -126,6 +135,7 @@ class ContextInfo(BaseModel):
     id: str
     language: str
     cwd: str
+    network: NetworkPolicy = Field(description="What the context's code can reach.")
 
 
 class ContextList(BaseModel):

@@ -17,6 +17,7 @@ from cellbox.deaths import Death
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.process.zygote_client import Zygote
 from cellbox.runtimes import Runtime
+from cellbox.sandbox.network import Link
 
 log = logging.getLogger("cellbox.worker")
 
@@ -65,6 +66,7 @@ class WorkerProcess:
         self.owner = "the warm pool"  # who holds it, for the log: a context id once taken
         self._died = False
         self._sandbox = sandbox
+        self.network: Link | None = None  # its namespace's link, under --network public
         self._writer = writer
         self._stderr_tail = b""
         self._killed = False
@@ -206,6 +208,8 @@ class WorkerProcess:
                     os.killpg(self.process.pid, signal.SIGKILL)
             await self._sandbox.release(self.unit)
             self._writer.close()
+            if self.network is not None:
+                await self.network.close()
         try:
             async with asyncio.timeout(KILL_WAIT_S):
                 await self.process.wait()

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cellbox import exit_codes
+from cellbox.sandbox.netpolicy import DNS_ADDRESS
 
 USER_NAME = "cellbox"
 HOSTNAME = "cellbox"
@@ -58,7 +59,7 @@ ETC_ENTRIES = (
 )
 # A distribution's own Python reads its sitecustomize from /etc.
 ETC_SYSTEM_PYTHON = ("python3", f"python3.{sys.version_info.minor}")
-SYNTHESIZED_ETC = ("passwd", "group", "hosts")
+SYNTHESIZED_ETC = ("passwd", "group", "hosts", "resolv.conf")
 # Top-level system directories (or the symlinks to /usr a merged-/usr system has), read-only.
 TOP_LEVEL = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")
 PRIVATE_TMP = "/tmp"
@@ -79,7 +80,7 @@ def kept_below_tmp(runtime_paths: list[str]) -> list[str]:
 
 
 def etc_files(user: str, uid: int, gid: int) -> dict[str, str]:
-    """The synthesized passwd, group and hosts a context sees."""
+    """The synthesized passwd, group and hosts a context sees (and resolv.conf: see below)."""
     return {
         "passwd": (
             "root:x:0:0:root:/root:/usr/sbin/nologin\n"
@@ -91,7 +92,14 @@ def etc_files(user: str, uid: int, gid: int) -> dict[str, str]:
             f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n"
             "::1\tlocalhost ip6-localhost ip6-loopback\n"
         ),
+        # a context with a network namespace of its own asks the forwarder in there
+        "resolv.conf": f"nameserver {DNS_ADDRESS}\n",
     }
+
+
+def synthesized_etc(network: str) -> tuple[str, ...]:
+    """The /etc files bound from the state directory: the host's resolv.conf under host."""
+    return tuple(n for n in SYNTHESIZED_ETC if network != "host" or n != "resolv.conf")
 
 
 # --------------------------------------------------------------------------- namespaces

@@ -45,6 +45,7 @@ class Capabilities:
     bwrap: str | None  # tool paths, None when missing
     setpriv: str | None
     nsenter: str | None
+    unshare: str | None  # root: makes a unit's network namespace (--network public)
     prlimit: str | None
     env_tool: str
     use_ulimit: bool  # the shell is dash: rlimits by ``ulimit``, else by prlimit(1)
@@ -95,6 +96,7 @@ def read_host(uid: int | None, extra_ro_paths: list[str]) -> Capabilities:
         bwrap=shutil.which("bwrap", path=TOOL_PATH),
         setpriv=shutil.which("setpriv", path=TOOL_PATH),
         nsenter=shutil.which("nsenter", path=TOOL_PATH) if root else None,
+        unshare=shutil.which("unshare", path=TOOL_PATH) if root else None,
         prlimit=None if use_ulimit else shutil.which("prlimit", path=TOOL_PATH),
         env_tool=shutil.which("env", path=TOOL_PATH) or "/usr/bin/env",
         use_ulimit=use_ulimit,

@@ -22,7 +22,7 @@ def isolation(
     cgroups: Cgroups | None,
     helper: MountHelper | None,
     limits: Limits,
-    network: bool,
+    network: str,
     enabled: bool,
     warnings: list[str],
     setup_ms: dict[str, float],
@@ -42,7 +42,7 @@ def isolation(
     warnings = list(warnings)
     if launcher.mode == "uid-only":
         warnings.append(f"workers see the host filesystem (as uid {caps.uid})")
-    if not network and not private:
+    if network == "off" and not private:
         warnings.append("network cannot be switched off without bubblewrap")
     if memory == "rlimit-data":
         warnings.append("no memory cgroup: memory limited by RLIMIT_DATA only")
@@ -63,7 +63,7 @@ def isolation(
         "memory_limit": memory,
         "pids_limit": pids,
         "cleanup": cleanup,
-        "network": "off" if (not network and private) else "on",
+        "network": "host" if (network == "off" and not private) else network,
         "limits": asdict(limits),
         "setup": dict(setup_ms),
         "mount_helper": helper.report() if helper is not None else {},

@@ -59,7 +59,7 @@ class Sandbox:
         self,
         state_dir: Path,
         limits: Limits,
-        network: bool,
+        network: str,
         enabled: bool = True,
         *,
         uid: int | None = None,
@@ -69,7 +69,7 @@ class Sandbox:
         disk_limit_bytes: int = 2 << 30,
     ) -> None:
         self.limits = limits
-        self.network = network
+        self.network = network  # off | public | host, as cellbox.sandbox.network settled it
         self.enabled = enabled
         self.layout = StateLayout(state_dir)
         self.state_dir = self.layout.state_dir
@@ -493,6 +493,9 @@ class Sandbox:
             cgroup_files=self._prepare_unit(unit),
             rlimits=self._rlimits(),
             chdir=workdir if launcher.chdir_in_setup() else None,
+            net_namespace=(
+                self.network == "public" and launcher.caps.root and launcher is not self._zygote
+            ),
         )
 
     def _environment(self, launcher: Launcher, workdir: Path, unit: str) -> dict[str, str]:

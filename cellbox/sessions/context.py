@@ -10,6 +10,7 @@ from typing import Any
 from cellbox.deaths import Death
 from cellbox.process.worker import WorkerProcess
 from cellbox.runtimes import Runtime
+from cellbox.sandbox.netpolicy import Policy
 from cellbox.sessions.execution import WHILE_IDLE, Execution
 from cellbox.sessions.pools import WorkerPool, Workspace
 
@@ -24,9 +25,11 @@ class Context:
         workspace: Workspace,
         worker: WorkerProcess,
         cwd: str,
+        network: Policy,
     ) -> None:
         self.id = "ctx_" + secrets.token_hex(12)
         self.runtime = runtime
+        self.network = network  # what its code may reach, for every worker it gets
         self.pool = pool
         self.workspace = workspace
         self.worker: WorkerProcess | None = worker
@@ -43,7 +46,12 @@ class Context:
         self.last_used = time.monotonic()
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "language": self.runtime.name, "cwd": self.cwd}
+        return {
+            "id": self.id,
+            "language": self.runtime.name,
+            "cwd": self.cwd,
+            "network": self.network.describe(),
+        }
 
     async def lost_process(self) -> tuple[Death, str] | None:
         """A loss of the state no client was told of yet, and when it happened: the
@@ -64,7 +72,7 @@ class Context:
         if self.worker is None:
             own_dir = self.cwd == str(self.workspace.path)
             self.worker = await self.pool.start_worker(
-                self.workspace, None if own_dir else self.cwd
+                self.workspace, self.network, None if own_dir else self.cwd
             )
             self.worker.owner = self.id
         return self.worker

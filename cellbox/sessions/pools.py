@@ -16,6 +16,8 @@ from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.process.worker import WorkerProcess
 from cellbox.process.zygote_client import Zygote, ZygoteError
 from cellbox.runtimes import RUNTIMES, Runtime
+from cellbox.sandbox.netpolicy import Policy
+from cellbox.sandbox.network import Network
 
 log = logging.getLogger("cellbox.pool")
 
@@ -31,10 +33,14 @@ class Workspace:
 class WorkerPool:
     """Ready workers of one runtime, each started in a fresh workspace of its own."""
 
-    def __init__(self, runtime: Runtime, sandbox: AsyncSandbox, size: int) -> None:
+    def __init__(
+        self, runtime: Runtime, sandbox: AsyncSandbox, size: int, network: Network
+    ) -> None:
         self.runtime = runtime
         self.size = size
         self._sandbox = sandbox
+        self._network = network
+        self._warm_policy = Policy(network.mode)  # warm workers are ready for the default
         self._ready: deque[tuple[WorkerProcess, Workspace]] = deque()
         self._refilling: asyncio.Task[None] | None = None
         self._closed = False
@@ -59,8 +65,21 @@ class WorkerPool:
     async def drop_workspace(self, workspace: Workspace) -> None:
         await self._sandbox.remove_workdir(workspace.name)
 
-    async def start_worker(self, workspace: Workspace, cwd: str | None = None) -> WorkerProcess:
-        """A new worker in ``workspace``: forked by the zygote if there is one, else spawned.
+    async def start_worker(
+        self, workspace: Workspace, policy: Policy, cwd: str | None = None
+    ) -> WorkerProcess:
+        """A new worker in ``workspace`` whose network obeys ``policy`` before it is used."""
+        worker = await self._start_process(workspace, cwd)
+        if self._network.per_context:
+            try:
+                worker.network = await self._network.attach(worker.process.pid, policy)
+            except BaseException:
+                await worker.kill()
+                raise
+        return worker
+
+    async def _start_process(self, workspace: Workspace, cwd: str | None) -> WorkerProcess:
+        """Forked by the zygote if there is one, else spawned.
 
         A context whose own packages replace shared ones gets a fresh interpreter: the
         zygote has the shared versions imported already.
@@ -75,18 +94,27 @@ class WorkerPool:
                 log.warning("%s; starting the worker as a separate process", exc)
         return await WorkerProcess.start(self.runtime, self._sandbox, workspace.path, cwd)
 
-    async def take(self) -> tuple[WorkerProcess, Workspace]:
-        """A ready worker and its workspace: from the pool, or started now if it is empty."""
+    async def take(self, policy: Policy) -> tuple[WorkerProcess, Workspace]:
+        """A ready worker and its workspace: from the pool, or started now if it is empty.
+
+        A warm worker's network is made to obey ``policy`` as it is handed out.
+        """
         while self._ready:
             worker, workspace = self._ready.popleft()
             if worker.alive:
                 self.refill()
+                try:
+                    if worker.network is not None:
+                        await worker.network.apply(policy)
+                except BaseException:
+                    await self._discard(worker, workspace)
+                    raise
                 return worker, workspace
             await self._discard(worker, workspace)
         self.refill()
         workspace = await self.new_workspace()
         try:
-            return await self.start_worker(workspace), workspace
+            return await self.start_worker(workspace, policy), workspace
         except BaseException:
             await self.drop_workspace(workspace)
             raise
@@ -103,7 +131,7 @@ class WorkerPool:
         while not self._closed and len(self._ready) < self.size:
             workspace = await self.new_workspace()
             try:
-                worker = await self.start_worker(workspace)
+                worker = await self.start_worker(workspace, self._warm_policy)
             except Exception as exc:
                 await self.drop_workspace(workspace)
                 failures += 1
@@ -132,6 +160,11 @@ class WorkerPool:
             await self._zygote.close()
 
 
-def pools_for(sandbox: AsyncSandbox, size_of: Callable[[str], int]) -> dict[str, WorkerPool]:
+def pools_for(
+    sandbox: AsyncSandbox, size_of: Callable[[str], int], network: Network
+) -> dict[str, WorkerPool]:
     """One pool per runtime in ``RUNTIMES``, of the size configured for it."""
-    return {name: WorkerPool(runtime, sandbox, size_of(name)) for name, runtime in RUNTIMES.items()}
+    return {
+        name: WorkerPool(runtime, sandbox, size_of(name), network)
+        for name, runtime in RUNTIMES.items()
+    }

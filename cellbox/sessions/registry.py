@@ -11,6 +11,8 @@ from cellbox.config import Settings
 from cellbox.packages.wheelhouse import WheelCache
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.runtimes import Runtime
+from cellbox.sandbox.netpolicy import Policy
+from cellbox.sandbox.network import Network
 from cellbox.sessions.context import Context
 from cellbox.sessions.execution import (
     DELETED,
@@ -38,10 +40,11 @@ class TooManyContexts(RuntimeError):
 class ContextRegistry:
     """Creates, finds, runs, restarts and removes contexts."""
 
-    def __init__(self, settings: Settings, sandbox: AsyncSandbox) -> None:
+    def __init__(self, settings: Settings, sandbox: AsyncSandbox, network: Network) -> None:
         self.settings = settings
         self.sandbox = sandbox
-        self.pools = pools_for(sandbox, settings.pool_size)
+        self.network = network
+        self.pools = pools_for(sandbox, settings.pool_size, network)
         self._contexts: dict[str, Context] = {}
         self._executions: set[Execution] = set()  # queued or running
         self._hurry = asyncio.Event()
@@ -71,8 +74,14 @@ class ContextRegistry:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    async def create(self, runtime: Runtime, cwd: str | None = None) -> Context:
-        """A new context with a ready worker. ``ValueError`` if ``cwd`` is unusable."""
+    async def create(
+        self, runtime: Runtime, cwd: str | None = None, network: Policy | None = None
+    ) -> Context:
+        """A new context with a ready worker. ``ValueError`` if ``cwd`` is unusable.
+
+        ``network``: checked against the server's mode by the caller; default: that mode.
+        """
+        policy = network or Policy(self.network.mode)
         if self._closing:
             raise ShuttingDown("the server is shutting down")
         if len(self._contexts) + self._creating >= self.settings.max_contexts:
@@ -83,7 +92,7 @@ class ContextRegistry:
         self._creating += 1
         try:
             pool = self.pools[runtime.name]
-            worker, workspace = await pool.take()
+            worker, workspace = await pool.take(policy)
             if cwd is not None:
                 try:
                     await worker.change_directory(cwd)
@@ -91,7 +100,7 @@ class ContextRegistry:
                     await worker.kill()
                     await pool.drop_workspace(workspace)
                     raise
-            context = Context(runtime, pool, workspace, worker, cwd or str(workspace.path))
+            context = Context(runtime, pool, workspace, worker, cwd or str(workspace.path), policy)
             self._contexts[context.id] = context
             return context
         finally:

@@ -36,6 +36,7 @@ def host(**changes: object) -> Capabilities:
         bwrap="/usr/bin/bwrap",
         setpriv="/usr/bin/setpriv",
         nsenter="/usr/bin/nsenter",
+        unshare="/usr/bin/unshare",
         prlimit=None,
         env_tool="/usr/bin/env",
         use_ulimit=True,
@@ -63,7 +64,7 @@ def pairs(args: list[str], flag: str) -> list[tuple[str, str]]:
 
 
 def test_bwrap_args_follow_the_policy():
-    args = bwrap_args(host(), LAYOUT, LIMITS, network=False)
+    args = bwrap_args(host(), LAYOUT, LIMITS, network="off")
     for name in ("user", "pid", "ipc", "uts", "cgroup", "net"):
         assert f"--unshare-{name}" in args
     assert "--disable-userns" in args
@@ -74,31 +75,49 @@ def test_bwrap_args_follow_the_policy():
     binds = pairs(args, "--ro-bind")
     assert ("/lib64", "/lib64") in binds and ("/opt/py-real", "/opt/py") in binds
     assert (str(LAYOUT.etc / "passwd"), "/etc/passwd") in binds
+    assert (str(LAYOUT.etc / "resolv.conf"), "/etc/resolv.conf") in binds
     tried = dict(pairs(args, "--ro-bind-try"))
-    assert set(tried) == {f"/etc/{name}" for name in policy.ETC_ENTRIES}
+    assert set(tried) == {f"/etc/{name}" for name in policy.ETC_ENTRIES} - {"/etc/resolv.conf"}
     assert "--proc" in args and "--tmpfs" in args
 
 
 def test_network_on_keeps_the_host_network_and_compat_drops_new_flags():
-    args = bwrap_args(host(bwrap_compat=True), LAYOUT, LIMITS, network=True)
+    args = bwrap_args(host(bwrap_compat=True), LAYOUT, LIMITS, network="host")
     assert "--unshare-net" not in args
+    assert ("/etc/resolv.conf", "/etc/resolv.conf") in pairs(args, "--ro-bind-try")
     assert "--disable-userns" not in args and "--size" not in args
 
 
 def test_zygote_bwrap_has_no_pid_namespace_and_the_host_proc():
-    args = bwrap_args(host(), LAYOUT, LIMITS, network=True, zygote=True)
+    args = bwrap_args(host(), LAYOUT, LIMITS, network="host", zygote=True)
     assert "--unshare-pid" not in args and "--disable-userns" not in args
     assert ("/proc", "/proc") in pairs(args, "--bind") and "--proc" not in args
 
 
+def test_network_public_worker_gets_roots_namespace_zygote_children_their_own():
+    worker = bwrap_args(host(), LAYOUT, LIMITS, network="public")
+    assert "--unshare-net" not in worker  # root made it before bwrap (below)
+    assert (str(LAYOUT.etc / "resolv.conf"), "/etc/resolv.conf") in pairs(worker, "--ro-bind")
+    assert "--unshare-net" in bwrap_args(host(), LAYOUT, LIMITS, network="public", zygote=True)
+    zygote = ZygoteLauncher(BwrapLauncher(host(), None, LAYOUT, LIMITS, "public", None))
+    assert zygote.fork_spec([], {}, {}).network is False  # each child unshares its own
+    made = dataclasses.replace(setup(), net_namespace=True)
+    launcher = BwrapLauncher(host(), None, LAYOUT, LIMITS, "public", None)
+    argv, _ = launcher.command(["python"], setup=made, workdir=WORKDIR, env={})
+    unshare = argv.index("/usr/bin/unshare")
+    assert argv[unshare : unshare + 3] == ["/usr/bin/unshare", "--net", "--"]
+    assert unshare < argv.index("/usr/bin/setpriv")  # still root
+    assert launcher.namespaces("public")[-1] == "net"
+
+
 def test_a_state_directory_inside_a_runtime_path_is_masked():
     inside = StateLayout(Path("/opt/py/state"))
-    args = bwrap_args(host(), inside, LIMITS, network=True)
+    args = bwrap_args(host(), inside, LIMITS, network="host")
     assert args[-2:] == ["--tmpfs", "/opt/py/state"]
 
 
 def test_bwrap_chain_drops_privileges_and_hides_loader_variables_from_root():
-    launcher = BwrapLauncher(host(), None, LAYOUT, LIMITS, True, None)
+    launcher = BwrapLauncher(host(), None, LAYOUT, LIMITS, "host", None)
     env = {"PATH": "/bin", "LD_PRELOAD": "x.so", "TMPDIR": "/tmp"}
     argv, outer = launcher.command(["python"], setup=setup(), workdir=WORKDIR, env=env)
     assert argv[:2] == [policy.SHELL, "-c"]
@@ -113,7 +132,7 @@ def test_bwrap_chain_drops_privileges_and_hides_loader_variables_from_root():
 
 
 def test_zygote_chain_binds_the_contexts_directory_and_uses_the_private_tmp():
-    zygote = ZygoteLauncher(BwrapLauncher(host(), None, LAYOUT, LIMITS, False, None))
+    zygote = ZygoteLauncher(BwrapLauncher(host(), None, LAYOUT, LIMITS, "off", None))
     argv, _ = zygote.command(["z"], setup=setup(), workdir=LAYOUT.contexts, env={})
     assert (str(LAYOUT.contexts), str(LAYOUT.contexts)) in pairs(argv, "--bind")
     assert argv[argv.index("--chdir") + 1] == "/"

@@ -34,6 +34,7 @@ class UnitSetup:
     cgroup_files: list[Path]
     rlimits: dict[str, int]
     chdir: Path | None = None  # only for chains without a step that enters the workdir
+    net_namespace: bool = False  # root makes the unit a network namespace (network public)
 
 
 def setup_script(caps: Capabilities, setup: UnitSetup) -> str:
@@ -64,7 +65,12 @@ def setup_script(caps: Capabilities, setup: UnitSetup) -> str:
 
 
 def shell_prefix(caps: Capabilities, setup: UnitSetup) -> list[str]:
-    return [SHELL, "-c", setup_script(caps, setup), "cellbox-sandbox"]
+    prefix = [SHELL, "-c", setup_script(caps, setup), "cellbox-sandbox"]
+    if setup.net_namespace:
+        # made by root, so no user namespace of the sandbox has any power over it
+        assert caps.unshare is not None, "unshare (util-linux) is needed for network public"
+        prefix += [caps.unshare, "--net", "--"]
+    return prefix
 
 
 class Launcher(ABC):
@@ -84,7 +90,7 @@ class Launcher(ABC):
     ) -> tuple[list[str], dict[str, str]]:
         """The chain that runs ``argv`` as the unit; (argv, environment to spawn it with)."""
 
-    def namespaces(self, network: bool) -> list[str]:
+    def namespaces(self, network: str) -> list[str]:
         return []
 
     def filesystem(self) -> str:

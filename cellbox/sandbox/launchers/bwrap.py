@@ -20,11 +20,11 @@ from cellbox.sandbox.policy import (
     ETC_SYSTEM_PYTHON,
     HOSTNAME,
     PRIVATE_TMP,
-    SYNTHESIZED_ETC,
     Limits,
     is_under,
     namespaces,
     split_for_root,
+    synthesized_etc,
 )
 from cellbox.sandbox.probe import Capabilities
 from cellbox.sandbox.workdirs import StateLayout
@@ -43,12 +43,18 @@ def bwrap_args(
     caps: Capabilities,
     layout: StateLayout,
     limits: Limits,
-    network: bool,
+    network: str,
     *,
     zygote: bool = False,
 ) -> list[str]:
-    """bwrap's options but the work directory binds; ``zygote``: see ZygoteLauncher."""
-    wanted = [ns for ns in namespaces(network) if not (zygote and ns == "pid")]
+    """bwrap's options but the work directory binds; ``zygote``: see ZygoteLauncher.
+
+    ``network`` is the server's mode. Under ``public`` a worker's network namespace is made
+    by root before bwrap runs (``UnitSetup.net_namespace``), so bwrap makes none; a zygote
+    gets an empty one and each child it forks makes its own.
+    """
+    bwrap_net = network == "off" or (zygote and network != "host")
+    wanted = [ns for ns in namespaces(not bwrap_net) if not (zygote and ns == "pid")]
     args = [_UNSHARE[ns] for ns in wanted if ns in _UNSHARE]
     if not caps.bwrap_compat and not zygote:
         args.append("--disable-userns")
@@ -57,10 +63,12 @@ def bwrap_args(
     args += ["--ro-bind", "/usr", "/usr"]
     for path, target in caps.top_level:
         args += ["--symlink", target, path] if target is not None else ["--ro-bind", path, path]
+    own = synthesized_etc(network)
     etc = list(ETC_ENTRIES) + (list(ETC_SYSTEM_PYTHON) if caps.system_python else [])
     for name in etc:
-        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for name in SYNTHESIZED_ETC:
+        if name not in own:
+            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for name in own:
         args += ["--ro-bind", str(layout.etc_file(name)), f"/etc/{name}"]
     # a zygote has no pid namespace to mount a proc of; its children mount their own
     args += ["--bind", "/proc", "/proc"] if zygote else ["--proc", "/proc"]
@@ -103,7 +111,7 @@ class BwrapLauncher(Launcher):
         helper: MountHelper | None,
         layout: StateLayout,
         limits: Limits,
-        network: bool,
+        network: str,
         fonts: FontCache | None,
     ) -> None:
         super().__init__(caps, helper)
@@ -113,8 +121,8 @@ class BwrapLauncher(Launcher):
         self.fonts = fonts
         self._args = bwrap_args(caps, layout, limits, network)  # the same for every worker
 
-    def namespaces(self, network: bool) -> list[str]:
-        return namespaces(network)
+    def namespaces(self, network: str) -> list[str]:
+        return namespaces(network == "host")
 
     def filesystem(self) -> str:
         return "private-root"

@@ -42,7 +42,7 @@ class ZygoteLauncher(Launcher):
             cgroup_files=cgroup_files,
             env=env,
             rlimits=rlimits,
-            network=self._bwrap.network,
+            network=self._bwrap.network == "host",  # else each child makes its own
             tmpfs_size=self._bwrap.limits.tmpfs_bytes,
             keep=kept_below_tmp(list(self.caps.runtime_paths)),
         )

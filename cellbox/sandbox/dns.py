@@ -1,0 +1,131 @@
+"""A context's DNS: a forwarder whose socket lives in the context's network namespace.
+
+The server binds a UDP socket to ``127.0.0.53:53`` inside the namespace (port 53 is out of
+reach for the unprivileged code there) and serves it from its own event loop; queries go
+on to the host's resolvers from the host's side, which the context itself cannot reach.
+Under an allowlist only the names it lists are answered (the rest get REFUSED at once),
+and the addresses of each answer are added to the namespace's allowed set *before* the
+answer is sent, so the connection that follows the lookup is let through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from cellbox.sandbox.netpolicy import Policy
+
+log = logging.getLogger("cellbox.dns")
+
+UPSTREAM_TIMEOUT_S = 4.0
+MAX_PENDING = 64  # queries of one context in flight; more are dropped (the client retries)
+MAX_UDP_ANSWER = 4096
+
+AllowAddresses = Callable[[list[str]], Awaitable[None]]
+
+
+def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
+    """The host's resolvers (the server reaches them from the host's namespace)."""
+    try:
+        return list(dns.resolver.Resolver(filename=path, configure=True).nameservers)
+    except (OSError, dns.exception.DNSException):
+        return []
+
+
+class Forwarder(asyncio.DatagramProtocol):
+    """Answers one context's queries as its policy allows."""
+
+    def __init__(self, policy: Policy, nameservers: Iterable[str], allow: AllowAddresses):
+        self.policy = policy
+        self._nameservers = list(nameservers)
+        self._allow = allow
+        self._transport: asyncio.DatagramTransport | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            return
+        task = asyncio.create_task(self._answer(data, addr))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def close(self) -> None:
+        for task in self._pending:
+            task.cancel()
+        if self._transport is not None:
+            self._transport.close()
+
+    async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            query = dns.message.from_wire(data)
+        except dns.exception.DNSException:
+            return  # not DNS: no answer
+        try:
+            reply = await self._reply(query)
+        except Exception:
+            log.exception("DNS forwarder failed on a query")
+            reply = _error(query, dns.rcode.SERVFAIL)
+        if self._transport is not None and not self._transport.is_closing():
+            with contextlib.suppress(OSError, dns.exception.DNSException):
+                self._transport.sendto(reply.to_wire(max_size=MAX_UDP_ANSWER), addr)
+
+    async def _reply(self, query: dns.message.Message) -> dns.message.Message:
+        if len(query.question) != 1 or query.opcode() != 0:
+            return _error(query, dns.rcode.NOTIMP)
+        name = query.question[0].name.to_text(omit_final_dot=True)
+        if not self.policy.allows_name(name):
+            return _error(query, dns.rcode.REFUSED)
+        response = await self._ask_upstream(query)
+        if response is None:
+            return _error(query, dns.rcode.SERVFAIL)
+        if self.policy.kind == "allow":
+            addresses = [
+                rdata.address
+                for rrset in response.answer
+                if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
+                for rdata in rrset
+            ]
+            if addresses:
+                await self._allow(addresses)
+        return response
+
+    async def _ask_upstream(self, query: dns.message.Message) -> dns.message.Message | None:
+        for nameserver in self._nameservers:
+            try:
+                response = await dns.asyncquery.udp(
+                    query, nameserver, timeout=UPSTREAM_TIMEOUT_S, ignore_unexpected=True
+                )
+                if response.flags & dns.flags.TC:
+                    response = await dns.asyncquery.tcp(
+                        query, nameserver, timeout=UPSTREAM_TIMEOUT_S
+                    )
+                return response
+            except (OSError, dns.exception.DNSException) as exc:
+                log.debug("upstream resolver %s failed: %s", nameserver, exc)
+        return None
+
+
+def _error(query: dns.message.Message, rcode: dns.rcode.Rcode) -> dns.message.Message:
+    response = dns.message.make_response(query)
+    response.set_rcode(rcode)
+    return response
+
+
+async def serve(sock: socket.socket, forwarder: Forwarder) -> None:
+    """Serve ``forwarder`` on ``sock`` (bound already, in the context's namespace)."""
+    sock.setblocking(False)
+    await asyncio.get_running_loop().create_datagram_endpoint(lambda: forwarder, sock=sock)
