@@ -32,6 +32,7 @@ sys.path.insert(0, str(BENCH_DIR))
 import figures  # noqa: E402
 import files_bench  # noqa: E402
 import packages_bench  # noqa: E402
+import network_cost  # noqa: E402
 from baseline import Baseline  # noqa: E402
 from figures import Plan  # noqa: E402
 from machine import machine_info, read  # noqa: E402
@@ -268,6 +269,15 @@ class Bench:
                 "pkg_install",
                 lambda: packages_bench.install_seen_wheel(api, self.args.quick, plan.pause_s),
                 lambda: packages_bench.pip_into_fresh_directory(self.args.quick),
+            ),
+            "new_py_network": lambda: self.record(
+                "new_py_network",
+                lambda: network_cost.figure(
+                    api,
+                    plan,
+                    CLIENTS[self.args.client],
+                    None if self.args.server_url else self.args.server_arg,
+                ),
             ),
         }
         for name in FIGURES:

@@ -53,6 +53,11 @@ FIGURES: dict[str, Figure] = {
     "pkg_install": Figure(
         "`%pip install` of a wheel seen before, new context, p50", "≤ 1 s", _at_most(1000)
     ),
+    "new_py_network": Figure(
+        "new Python context by network policy (create + `1`), public p50; vs --network host",
+        "public ≤ 15 ms",
+        _at_most(15),
+    ),
 }
 BASELINE_FIGURES = ["warm_py", "new_py", "new_scipy", "pss", "pkg_install"]
 
