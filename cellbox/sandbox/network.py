@@ -35,7 +35,7 @@ from cellbox.sandbox import dns
 from cellbox.sandbox.netpolicy import DNS_ADDRESS, HOST, OFF, PUBLIC, Policy
 from cellbox.sandbox.netpolicy import allow_addresses as allow_script
 from cellbox.sandbox.netpolicy import ruleset as rules_script
-from cellbox.workers.confine import bring_up_loopback
+from cellbox.workers.zygote.confine import bring_up_loopback
 
 log = logging.getLogger("cellbox.network")
 
