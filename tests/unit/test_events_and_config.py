@@ -81,12 +81,15 @@ def test_settings_parse_their_types():
     settings = parse(
         "--network", "off", "--state-dir", "/x", CELLBOX_SANDBOX="yes", CELLBOX_IDLE_TIMEOUT_S="2.5"
     )
-    assert settings.network is False and settings.sandbox is True
+    assert settings.network == "off" and settings.sandbox is True
+    assert parse().network == "public" and parse("--network", "HOST").network == "host"
     assert settings.state_dir == Path("/x") and settings.token_file == Path("/x/api-token")
     assert settings.idle_timeout_s == 2.5
 
 
-@pytest.mark.parametrize("name, value", [("PORT", "eighty"), ("NETWORK", "maybe")])
+@pytest.mark.parametrize(
+    "name, value", [("PORT", "eighty"), ("NETWORK", "maybe"), ("NETWORK", "on")]
+)
 def test_a_bad_variable_is_a_clear_error(name: str, value: str):
     with pytest.raises(SystemExit, match=f"CELLBOX_{name}"):
         parse(**{f"CELLBOX_{name}": value})
