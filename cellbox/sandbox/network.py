@@ -269,9 +269,13 @@ class Link:
         if not policy.has_dns:
             self._stop_dns()
         elif self._dns is None:
-            self._dns = dns.Forwarder(policy, self._network.nameservers, self.allow)
+            forwarder = dns.Forwarder(policy, self._network.nameservers, self.allow)
             sock = await asyncio.to_thread(_within, self._ns_fd, _dns_socket)
-            await dns.serve(sock, self._dns)
+            if self._ns_fd < 0:  # closed meanwhile
+                sock.close()
+                raise NetworkError("the context's network is closed")
+            self._dns = forwarder
+            await dns.serve(sock, forwarder)
         else:
             self._dns.policy = policy
         self.policy = policy
@@ -308,6 +312,8 @@ class Link:
             raise NetworkError(f"nft failed: {err.decode(errors='replace').strip()}")
 
     async def _start_slirp(self) -> None:
+        if self._ns_fd < 0:
+            raise NetworkError("the context's network is closed")
         ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
         exit_read, self._slirp_exit = os.pipe2(os.O_CLOEXEC)
         try:

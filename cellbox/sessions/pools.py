@@ -76,6 +76,8 @@ class WorkerPool:
             except BaseException:
                 await worker.kill()
                 raise
+            if not worker.alive:  # killed meanwhile: kill() saw no link to close
+                await worker.network.close()
         return worker
 
     async def _start_process(self, workspace: Workspace, cwd: str | None) -> WorkerProcess:
