@@ -31,8 +31,8 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import figures  # noqa: E402
 import files_bench  # noqa: E402
-import packages_bench  # noqa: E402
 import network_cost  # noqa: E402
+import packages_bench  # noqa: E402
 from baseline import Baseline  # noqa: E402
 from figures import Plan  # noqa: E402
 from machine import machine_info, read  # noqa: E402
