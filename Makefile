@@ -14,6 +14,8 @@ APT_PACKAGES += btrfs-progs
 APT_PACKAGES += chromium
 APT_PACKAGES += slirp4netns
 APT_PACKAGES += nftables
+# kubectl (to render deploy/kubernetes in the tests): Debian's, unless one is installed already
+APT_PACKAGES += $(if $(shell command -v kubectl),,kubernetes-client)
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

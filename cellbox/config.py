@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cellbox.sandbox.netpolicy import SERVER_MODES
+from cellbox.cluster.identity import check_node_id, check_peers, default_node_id
 
 
 def _default_state_dir() -> str:
@@ -79,6 +80,20 @@ class Settings:
     upload_limit_mb: int = _setting(1024, "largest file upload or archive upload, MiB (413)")
     open_files_limit: int = _setting(1024, "open files per process of a context")
     log_level: str = _setting("info", "log level (debug, info, warning, error)")
+    node_id: str = _setting(
+        default_node_id(),
+        "this node's id in a cluster, part of every context id (a DNS label)",
+        parse=check_node_id,
+    )
+    peers: str = _setting(
+        "",
+        "the cluster's nodes: URLs (comma-separated) or dns:NAME:PORT (a headless Service)",
+        parse=check_peers,
+    )
+    peer_dns_server: str = _setting(
+        "", "DNS server (host or host:port) for dns: peers; empty: the system's resolver"
+    )
+    peer_refresh_s: float = _setting(1.0, "how often peers' stats are read (and peers looked up)")
 
     @property
     def token_file(self) -> Path:

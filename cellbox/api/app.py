@@ -10,11 +10,14 @@ from fastapi import FastAPI
 
 from cellbox import __version__
 from cellbox.api import contexts, errors, execute, files, info, playground
+from cellbox.api import metrics as metrics_routes
 from cellbox.api.body_limit import BodyLimit
 from cellbox.api.openapi import document_security
 from cellbox.api.responses import JSON
 from cellbox.api.token_check import TokenCheck
 from cellbox.auth import Token
+from cellbox.cluster.node import ClusterNode
+from cellbox.cluster.router import ClusterRouter
 from cellbox.config import Settings
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.sandbox import Limits, Sandbox
@@ -45,13 +48,18 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     sandbox = sandbox or open_sandbox(settings, network.mode)
     network.settle(sandbox.isolation()["network"])
     registry = ContextRegistry(settings, AsyncSandbox(sandbox), network)
+    cluster = ClusterNode(settings, token.value, registry) if settings.peers else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         registry.start()
+        if cluster is not None:
+            await cluster.start()
         try:
             yield
         finally:
+            if cluster is not None:
+                await cluster.close()
             await registry.close()
 
     app = FastAPI(
@@ -68,13 +76,16 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         streamed=files.UPLOAD_PATHS,  # their routes stream the body and count to the limit
         stream_limit=settings.upload_limit_mb << 20,
     )
+    if cluster is not None:  # outside BodyLimit: uploads to another node stream through
+        app.add_middleware(ClusterRouter, node=cluster, body_limit=settings.body_limit_bytes)
     app.add_middleware(TokenCheck, token=token.value)  # outermost: 401 before reading a body
     document_security(app)
     errors.install(app)
     app.state.registry = registry
     app.include_router(execute.routes(registry, settings))
     app.include_router(contexts.routes(registry))
-    app.include_router(info.routes(registry, settings))
+    app.include_router(info.routes(registry, settings, cluster))
     app.include_router(files.routes(registry, settings))
     app.include_router(playground.routes())
+    metrics_routes.install(app, registry, settings)
     return app

@@ -8,16 +8,21 @@ from cellbox import __version__
 from cellbox.api.models import Health
 from cellbox.api.openapi import ERRORS
 from cellbox.api.responses import JSON
+from cellbox.cluster.node import ClusterNode
 from cellbox.config import Settings
 from cellbox.runtimes import LANGUAGE_NAMES, resolve
 from cellbox.sessions.registry import ContextRegistry
 
 
-def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
+def routes(
+    registry: ContextRegistry, settings: Settings, cluster: ClusterNode | None = None
+) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/healthz", response_model=Health, summary="Liveness (no auth)")
-    async def healthz() -> Response:
+    @router.get("/healthz", response_model=Health, summary="Liveness; with ?ready=true readiness")
+    async def healthz(ready: bool = False) -> Response:
+        if ready and not all(pool.warmed for pool in registry.pools.values()):
+            return JSON({"status": "starting"}, status_code=503)  # warm pools not filled yet
         return JSON({"status": "ok"})
 
     @router.get(
@@ -29,6 +34,8 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         return JSON(
             {
                 "version": __version__,
+                "node": settings.node_id,
+                "cluster": cluster.describe() if cluster is not None else None,
                 "languages": {alias: resolve(alias).name for alias in LANGUAGE_NAMES},
                 "contexts": {"live": len(registry.list()), "max": settings.max_contexts},
                 "pools": {name: pool.size for name, pool in registry.pools.items()},

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from typing import Any
 
+from cellbox.cluster.identity import new_context_id
 from cellbox.deaths import Death
 from cellbox.process.worker import WorkerProcess
 from cellbox.runtimes import Runtime
@@ -26,8 +26,10 @@ class Context:
         worker: WorkerProcess,
         cwd: str,
         network: Policy,
+        node_id: str,
     ) -> None:
-        self.id = "ctx_" + secrets.token_hex(12)
+        self.id = new_context_id(node_id)
+        self.node_id = node_id
         self.runtime = runtime
         self.network = network  # what its code may reach, for every worker it gets
         self.pool = pool
@@ -51,6 +53,7 @@ class Context:
             "language": self.runtime.name,
             "cwd": self.cwd,
             "network": self.network.describe(),
+            "node": self.node_id,
         }
 
     async def lost_process(self) -> tuple[Death, str] | None:

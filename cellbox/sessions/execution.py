@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cellbox import deaths
+from cellbox import deaths, metrics
 from cellbox.deaths import Death
 from cellbox.events import OutputLines, bundle_to_item, error_event
 from cellbox.runtimes import Runtime
@@ -121,6 +122,7 @@ class Execution:
         self.stop_reason: str | None = None
         self.lost: Death | None = None  # the context's state was lost during this execution
         self.execution_count = 0
+        self.error_name: str | None = None
         self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         self._worker: WorkerLink | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
@@ -157,6 +159,8 @@ class Execution:
             self._worker.wake()
 
     def _emit(self, event: dict[str, Any]) -> None:
+        if event["type"] == "error":
+            self.error_name = event["name"]
         self._queue.put_nowait([event])
 
     def _emit_all(self, events: list[dict[str, Any]]) -> None:
@@ -211,9 +215,12 @@ class Execution:
         self.execution_count = context.execution_count
         self.started.set_result(None)
         self._worker = worker
+        began = time.perf_counter()
         worker.send({"op": "execute", "code": self.code, "env": self.env})
         failed = await self._follow(context, worker)
         self._worker = None
+        outcome = metrics.outcome_of(failed, self.stop_reason, self.error_name)
+        metrics.execution_finished(context.runtime.name, outcome, time.perf_counter() - began)
         self._emit(self._exit_event(failed))
 
     async def _follow(self, context: Session, worker: WorkerLink) -> bool:

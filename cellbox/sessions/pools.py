@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cellbox import metrics
 from cellbox.packages.layout import shadows_shared
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.process.worker import WorkerProcess
@@ -44,6 +45,7 @@ class WorkerPool:
         self._ready: deque[tuple[WorkerProcess, Workspace]] = deque()
         self._refilling: asyncio.Task[None] | None = None
         self._closed = False
+        self.warmed = size <= 0  # the pool was full once: the node is ready for traffic
         self._zygote = self._make_zygote()
 
     def _make_zygote(self) -> Zygote | None:
@@ -57,6 +59,11 @@ class WorkerPool:
             )
             return None
         return Zygote(self.runtime, self._sandbox)
+
+    @property
+    def ready(self) -> int:
+        """Warm workers waiting now."""
+        return len(self._ready)
 
     async def new_workspace(self) -> Workspace:
         name = secrets.token_hex(8)
@@ -86,6 +93,7 @@ class WorkerPool:
         A context whose own packages replace shared ones gets a fresh interpreter: the
         zygote has the shared versions imported already.
         """
+        metrics.worker_started(self.runtime.name)
         forkable = self._zygote is not None and self._zygote.usable()
         if forkable and not await asyncio.to_thread(shadows_shared, workspace.path):
             try:
@@ -145,6 +153,7 @@ class WorkerPool:
                 await self._discard(worker, workspace)
                 return
             self._ready.append((worker, workspace))
+            self.warmed = self.warmed or len(self._ready) >= self.size
 
     async def _discard(self, worker: WorkerProcess, workspace: Workspace) -> None:
         await worker.kill()

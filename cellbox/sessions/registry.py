@@ -100,7 +100,9 @@ class ContextRegistry:
                     await worker.kill()
                     await pool.drop_workspace(workspace)
                     raise
-            context = Context(runtime, pool, workspace, worker, cwd or str(workspace.path), policy)
+            context = Context(
+                runtime, pool, workspace, worker, cwd or str(workspace.path), policy, self.settings.node_id
+            )
             self._contexts[context.id] = context
             return context
         finally:

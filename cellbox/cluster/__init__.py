@@ -1,0 +1,1 @@
+"""Several cellbox nodes as one: node identity, peers, placement and forwarding."""

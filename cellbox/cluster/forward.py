@@ -1,0 +1,174 @@
+"""Forward one HTTP exchange to the node that owns it, streamed both ways, nothing buffered.
+
+Any route works this way (executions, SSE, file transfers, archives): the request's method,
+path, query, headers and body go to the owner as they are, and its answer comes back chunk
+by chunk as it arrives. A client that goes away closes the connection to the owner, so the
+owner sees the same disconnect a direct client would have caused (and stops the execution).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Collection
+
+import httpx
+from starlette.types import Message, Receive, Scope, Send
+
+from cellbox.api.responses import send_json
+from cellbox.cluster.peers import Peer
+
+log = logging.getLogger("cellbox.cluster")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per forwarded request
+
+FORWARDED = b"x-cellbox-forwarded"  # set on forwarded requests: the receiver answers itself
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"host"}
+)
+_WATCH_AFTER_S = 0.05  # most exchanges end sooner: watch for a disconnect only beyond that
+
+
+def client() -> httpx.AsyncClient:
+    """The client that forwards: quick to give up connecting, no limit on an answer's time.
+
+    Idle connections are dropped before the peer's server would close them (uvicorn: 5 s),
+    so a request never goes out on a connection the peer is just closing.
+    """
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(None, connect=1.0),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=2),
+        follow_redirects=False,
+    )
+
+
+def unreachable_message(node_id: str) -> dict[str, str]:
+    return {"message": f"node {node_id} is unreachable"}
+
+
+async def answer_unreachable(send: Send, node_id: str) -> None:
+    await send_json(send, 503, unreachable_message(node_id))
+
+
+class PeerLost(Exception):
+    """The owner went away after its answer had started: the client's connection is cut."""
+
+
+class Exchange:
+    """One forwarded request; aborted when its peer goes down or its client goes away."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._deadline: asyncio.Timeout | None = None
+        self._later: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def abort(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        if self._deadline is not None:
+            self._deadline.reschedule(asyncio.get_running_loop().time())
+
+    def watch_client(self, receive: Receive) -> None:
+        """Once the request body is read: abort if the client disconnects."""
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.abort("client gone")
+
+        def begin() -> None:
+            self._watcher = asyncio.create_task(watch())
+
+        self._later = asyncio.get_running_loop().call_later(_WATCH_AFTER_S, begin)
+
+    def finish(self) -> None:
+        self._deadline = None
+        if self._later is not None:
+            self._later.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+async def forward(
+    http: httpx.AsyncClient,
+    peer: Peer,
+    node_id: str,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    body: bytes | None = None,
+    decline: Collection[int] = (),
+) -> bool:
+    """Send the request to ``peer`` and its answer to the client.
+
+    ``body``: the request body when it was read already, else it is streamed from
+    ``receive``. Returns False, having sent nothing, if the peer could not be reached or
+    answered with a status in ``decline`` (the caller may try another node); otherwise the
+    exchange is done (a peer that cannot be reached is a 503 unless declined).
+    """
+    exchange = Exchange()
+    headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP and k != FORWARDED]
+    headers.append((FORWARDED, node_id.encode()))
+    url = peer.url + scope["raw_path"].decode("latin-1")
+    if scope["query_string"]:
+        url += "?" + scope["query_string"].decode("latin-1")
+    content = body if body is not None else _stream_body(receive, exchange)
+    if body is not None:
+        exchange.watch_client(receive)
+    started = False
+    response: httpx.Response | None = None
+    peer.exchanges.add(exchange)
+    try:
+        async with asyncio.timeout(None) as exchange._deadline:
+            request = http.build_request(scope["method"], url, headers=headers, content=content)
+            response = await http.send(request, stream=True)
+            if response.status_code in decline:
+                return False
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k.lower(), v)
+                        for k, v in response.headers.raw
+                        if k.lower() not in _HOP_BY_HOP
+                    ],
+                }
+            )
+            started = True
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return True
+    except (httpx.TransportError, TimeoutError) as exc:
+        exchange.finish()
+        if exchange.reason == "client gone":
+            return True  # nobody to answer; closing the upstream told the owner
+        if isinstance(exc, httpx.TransportError):
+            log.warning("forwarding to node %s failed: %r", peer.node_id, exc)
+            peer.mark_down()
+        if started:
+            raise PeerLost(f"node {peer.node_id} went away mid-answer") from None
+        if decline:
+            return False
+        await answer_unreachable(send, peer.node_id or peer.url)
+        return True
+    finally:
+        exchange.finish()
+        peer.exchanges.discard(exchange)
+        if response is not None:
+            with contextlib.suppress(Exception):
+                await response.aclose()
+
+
+async def _stream_body(receive: Receive, exchange: Exchange) -> AsyncIterator[bytes]:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            exchange.abort("client gone")
+            return
+        if chunk := message.get("body", b""):
+            yield chunk
+        if not message.get("more_body", False):
+            exchange.watch_client(receive)
+            return

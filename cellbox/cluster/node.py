@@ -1,0 +1,81 @@
+"""This node as a member of a cluster: its peers, the client that reaches them, its lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from cellbox.cluster import forward
+from cellbox.cluster.capacity import Capacity, node_stats
+from cellbox.cluster.peers import Peers
+
+if TYPE_CHECKING:
+    from cellbox.config import Settings
+    from cellbox.sessions.registry import ContextRegistry
+
+LIST_TIMEOUT_S = 1.5
+
+
+class ClusterNode:
+    """Knows the other nodes and what this one holds; started and stopped with the app."""
+
+    def __init__(self, settings: Settings, token: str, registry: ContextRegistry) -> None:
+        self.node_id = settings.node_id
+        self.settings = settings
+        self.token = token
+        self.registry = registry
+        self.http = forward.client()
+        self.peers = Peers(
+            settings.peers, settings.node_id, token, self.http, settings.peer_dns_server
+        )
+        self._refreshing: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._refreshing = asyncio.create_task(self.peers.run(self.settings.peer_refresh_s))
+
+    async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(BaseException):
+                await self._refreshing
+        await self.http.aclose()
+
+    def capacities(self) -> list[Capacity]:
+        """This node (counted now) and every reachable peer (as last read)."""
+        stats = node_stats(self.registry, self.settings)
+        local = Capacity(
+            self.node_id,
+            sum(stats.live.values()),
+            stats.max_contexts,
+            stats.memory_available_bytes,
+        )
+        return [local, *(peer.capacity() for peer in self.peers.reachable())]
+
+    async def list_contexts(self) -> dict[str, Any]:
+        """Every node's contexts, and the nodes that did not answer."""
+        items = [context.describe() for context in self.registry.list()]
+        unreachable: list[str] = []
+        others = self.peers.others()
+        answers = await asyncio.gather(*(self._peer_contexts(p.url) for p in others))
+        for peer, answer in zip(others, answers, strict=True):
+            if answer is None:
+                unreachable.append(peer.node_id or peer.url)
+            else:
+                items += answer
+        return {"items": items, "unreachable": sorted(unreachable)}
+
+    async def _peer_contexts(self, url: str) -> list[dict[str, Any]] | None:
+        try:
+            response = await self.http.get(
+                url + "/contexts",
+                headers={
+                    "Authorization": f"Bearer {self.token}",
+                    forward.FORWARDED.decode(): self.node_id,
+                },
+                timeout=LIST_TIMEOUT_S,
+            )
+            response.raise_for_status()
+            return list(response.json()["items"])
+        except Exception:  # any failure means: this node did not answer
+            return None

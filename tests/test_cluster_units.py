@@ -1,0 +1,115 @@
+"""Pure parts of clustering: ids, peer specs, placement order, memory headroom, outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from cellbox import metrics
+from cellbox.cluster.capacity import (
+    LOW_MEMORY_BYTES,
+    Capacity,
+    memory_available_bytes,
+    placement_order,
+)
+from cellbox.cluster.identity import (
+    check_node_id,
+    default_node_id,
+    new_context_id,
+    owner_of,
+    parse_peers,
+)
+from cellbox.cluster.peers import Peer
+
+GIB = 1 << 30
+
+
+def test_context_ids_name_their_node():
+    context_id = new_context_id("cellbox-2")
+    assert context_id.startswith("ctx_cellbox-2_")
+    assert owner_of(context_id) == "cellbox-2"
+    assert new_context_id("a") != new_context_id("a")
+    for foreign in ("ctx_nope", "ctx_x", "", "ctx__0123456789abcdef01234567", "ctx_A_" + "0" * 24):
+        assert owner_of(foreign) is None
+
+
+@pytest.mark.parametrize("good", ["a", "cellbox-0", "node7", "x" * 63])
+def test_node_ids_are_dns_labels(good):
+    assert check_node_id(good) == good
+
+
+@pytest.mark.parametrize("bad", ["", "-a", "a-", "A", "a_b", "a.b", "x" * 64])
+def test_bad_node_ids_are_refused(bad):
+    with pytest.raises(ValueError, match="DNS label"):
+        check_node_id(bad)
+
+
+def test_default_node_id_is_usable():
+    assert check_node_id(default_node_id())
+
+
+def test_peer_specs():
+    assert parse_peers("http://a:1, http://b:2/ dns:cellbox-peers.ns.svc:8000") == (
+        ["http://a:1", "http://b:2"],
+        [("cellbox-peers.ns.svc", 8000)],
+    )
+    assert parse_peers("") == ([], [])
+    for bad in ("a:1", "dns:x", "ftp://a", "dns:x:port"):
+        with pytest.raises(ValueError, match="neither a URL"):
+            parse_peers(bad)
+
+
+def test_placement_prefers_free_slots_then_memory_then_this_node():
+    nodes = [
+        Capacity("a", live=5, max_contexts=10, memory_available_bytes=8 * GIB),
+        Capacity("b", live=2, max_contexts=10, memory_available_bytes=8 * GIB),
+        Capacity("c", live=2, max_contexts=10, memory_available_bytes=4 * GIB),
+        Capacity("d", live=2, max_contexts=10, memory_available_bytes=8 * GIB + 1000),
+    ]
+    # b and d differ by less than a memory step: this node (d) goes first
+    assert placement_order(nodes, "d") == ["d", "b", "c", "a"]
+    assert placement_order(nodes, "a") == ["b", "d", "c", "a"]
+
+
+def test_full_or_starved_nodes_are_tried_last():
+    nodes = [
+        Capacity("full", live=10, max_contexts=10, memory_available_bytes=8 * GIB),
+        Capacity("starved", live=0, max_contexts=10, memory_available_bytes=LOW_MEMORY_BYTES - 1),
+        Capacity("busy", live=9, max_contexts=10, memory_available_bytes=8 * GIB),
+    ]
+    assert placement_order(nodes, "full") == ["busy", "starved", "full"]
+
+
+def test_memory_headroom_reads_meminfo(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 100 kB\nMemAvailable:    2048 kB\n")
+    assert 0 <= memory_available_bytes(str(meminfo)) <= 2048 * 1024
+    assert memory_available_bytes() > 0
+
+
+def test_peer_reads_its_stats_from_metrics_text():
+    metrics.set_node("n9")
+    metrics.watch(
+        lambda: metrics.NodeStats(
+            live={"python": 3, "typescript": 1}, max_contexts=50, memory_available_bytes=7 * GIB
+        )
+    )
+    peer = Peer("http://127.0.0.1:1")
+    peer.update(metrics.exposition().decode())
+    assert peer.reachable
+    assert peer.capacity() == Capacity("n9", 4, 50, 7 * GIB)
+
+
+@pytest.mark.parametrize(
+    ("failed", "stop", "error", "outcome"),
+    [
+        (False, "timeout", None, "ok"),
+        (True, None, "ZeroDivisionError", "error"),
+        (True, "timeout", "TimeoutError", "timeout"),
+        (True, "interrupt", "KeyboardInterrupt", "interrupted"),
+        (True, "disconnect", "KeyboardInterrupt", "interrupted"),
+        (True, "deleted", "ContextDeleted", "cancelled"),
+        (True, None, "ContextDied", "died"),
+    ],
+)
+def test_execution_outcomes(failed, stop, error, outcome):
+    assert metrics.outcome_of(failed, stop, error) == outcome
