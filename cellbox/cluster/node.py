@@ -41,6 +41,14 @@ class ClusterNode:
                 await self._refreshing
         await self.http.aclose()
 
+    def describe(self) -> dict[str, Any]:
+        """For ``GET /info``: this node and its peers as last seen."""
+        peers = [
+            {"node": peer.node_id, "url": peer.url, "reachable": peer.reachable}
+            for peer in self.peers.others()
+        ]
+        return {"node": self.node_id, "peers": peers}
+
     def capacities(self) -> list[Capacity]:
         """This node (counted now) and every reachable peer (as last read)."""
         stats = node_stats(self.registry, self.settings)

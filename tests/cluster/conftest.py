@@ -1,0 +1,104 @@
+"""Several real cellbox nodes on loopback, started with the suite's own server launcher."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Client, Server
+
+FORWARDED = {"X-Cellbox-Forwarded": "test"}  # makes a node answer a request itself
+
+
+def start_nodes(nodes: list[Server], peers: str) -> None:
+    """Start the nodes side by side, all with one token and one list of peers."""
+    for node in nodes:
+        node.token = nodes[0].token
+        node.env["CELLBOX_API_KEY"] = nodes[0].token
+        node.env["CELLBOX_PEERS"] = peers
+    failures: list[BaseException] = []
+
+    def start(node: Server) -> None:
+        try:
+            node.start()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(node,)) for node in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        stop_nodes(nodes)
+        raise failures[0]
+
+
+def stop_nodes(nodes: list[Server]) -> None:
+    for node in nodes:
+        if node.process is not None:
+            node.stop()
+        node.cleanup()
+
+
+def wait_for_peers(client: Client, count: int, timeout: float = 20) -> None:
+    """Until this node has read ``count`` reachable peers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        peers = client.get("/info").json()["cluster"]["peers"]
+        if sum(1 for p in peers if p["reachable"] and p["node"]) == count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"peers not seen: {client.get('/info').json()['cluster']}")
+
+
+def context_on(node: Server, language: str = "python") -> str:
+    """A context created on ``node`` itself."""
+    with node.client() as client:
+        response = client.post("/contexts", json={"language": language}, headers=FORWARDED)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+
+def node_of(context_id: str) -> str:
+    return context_id.split("_")[1]
+
+
+class Cluster:
+    def __init__(self, nodes: list[Server]) -> None:
+        self.nodes = nodes
+        self.ids = [node.env["CELLBOX_NODE_ID"] for node in nodes]
+
+    def client(self, index: int = 0, **kwargs: Any) -> Client:
+        return self.nodes[index].client(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    nodes = [
+        Server(node_id=f"n{i}", pool_python=1, pool_typescript=0, max_contexts=4) for i in range(3)
+    ]
+    start_nodes(nodes, ",".join(node.url for node in nodes))
+    try:
+        for node in nodes:
+            with node.client() as client:
+                wait_for_peers(client, 2)
+        yield Cluster(nodes)
+    finally:
+        stop_nodes(nodes)
+
+
+@pytest.fixture
+def c0(cluster: Cluster) -> Iterator[Client]:
+    with cluster.client(0) as client:
+        yield client
+    # every test leaves the cluster empty for the next
+    for node in cluster.nodes:
+        if node.process is not None and node.process.poll() is None:
+            with node.client() as local:
+                for item in local.get("/contexts", headers=FORWARDED).json()["items"]:
+                    local.delete(f"/contexts/{item['id']}")
