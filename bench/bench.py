@@ -29,6 +29,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
+import cluster  # noqa: E402
 import figures  # noqa: E402
 import files_bench  # noqa: E402
 import network_cost  # noqa: E402
@@ -278,6 +279,9 @@ class Bench:
                     CLIENTS[self.args.client],
                     None if self.args.server_url else self.args.server_arg,
                 ),
+            ),
+            "forwarding": lambda: self.record(
+                "forwarding", lambda: cluster.forwarding_overhead(plan, self.args.client)
             ),
         }
         for name in FIGURES:

@@ -58,6 +58,9 @@ FIGURES: dict[str, Figure] = {
         "public within 2 ms of host",
         lambda ours, ratio, rec: rec["cellbox"].get("public_cost_ms", 99.0) <= 2,
     ),
+    "forwarding": Figure(
+        "cluster: warm `1+1` forwarded by a peer, p50 added", "≤ 0.5 ms", _at_most(0.5)
+    ),
 }
 BASELINE_FIGURES = ["warm_py", "new_py", "new_scipy", "pss", "pkg_install"]
 

@@ -161,6 +161,30 @@ def test_metrics_of_every_node(cluster, c0):
 
 
 @pytest.mark.slow
+def test_a_hung_node_is_503_within_2_s(cluster, c0):
+    context = context_on(cluster.nodes[1])
+    running = []
+    with cluster.client(0) as waiting:
+        cluster.nodes[1].process.send_signal(signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            response = waiting.post("/execute", json={"code": "1", "context_id": context})
+            running.append(time.monotonic() - began)
+            assert response.status_code == 503
+            assert response.json() == {"message": "node n1 is unreachable"}
+            began = time.monotonic()
+            assert c0.get(f"/contexts/{context}").status_code == 503
+            running.append(time.monotonic() - began)
+            assert c0.run("1", context_id=context_on(cluster.nodes[2]))["items"][0]["text"] == "1"
+        finally:
+            cluster.nodes[1].process.send_signal(signal.SIGCONT)
+    assert running[0] < 2.5  # the refresh that finds it hung answers the waiting request
+    assert running[1] < 0.5  # known to be unreachable: answered at once
+    wait_for_peers(c0, 2)
+    assert c0.run("2", context_id=context)["items"][0]["text"] == "2"
+
+
+@pytest.mark.slow
 def test_a_killed_node_is_503_fast_and_its_contexts_are_404_once_back(cluster, c0):
     on = {
         node_id: context_on(node) for node_id, node in zip(cluster.ids, cluster.nodes, strict=True)
