@@ -118,7 +118,10 @@ class Peers:
         loop = asyncio.get_running_loop()
         while True:
             began = loop.time()
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:  # a bad round must not end the refreshing for good
+                log.exception("refreshing the peers failed")
             await asyncio.sleep(max(0.0, period_s - (loop.time() - began)))
 
     async def refresh(self) -> None:
@@ -141,7 +144,7 @@ class Peers:
             )
             response.raise_for_status()
             peer.update(response.text)
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+        except Exception as exc:  # whatever went wrong, this peer did not answer usably
             if peer.reachable:
                 log.warning("reading %s/metrics failed: %s", peer.url, exc)
             peer.mark_down()

@@ -45,7 +45,7 @@ def stop_nodes(nodes: list[Server]) -> None:
         node.cleanup()
 
 
-def wait_for_peers(client: Client, count: int, timeout: float = 20) -> None:
+def wait_for_peers(client: Client, count: int, timeout: float = 45) -> None:
     """Until this node has read ``count`` reachable peers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
