@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from cellbox import metrics
 from cellbox.api.models import InvalidRequest as InvalidRequestBody
 from cellbox.api.models import Message
 from cellbox.api.openapi import ERRORS
@@ -136,6 +137,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         held = total = 0
         async for chunk in request.stream():
             total += len(chunk)
+            metrics.file_bytes("in", len(chunk))
             if total > upload_limit:
                 raise FileError(413, f"upload larger than the limit ({upload_limit} bytes)")
             pending.append(chunk)
@@ -208,6 +210,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
                     if not chunk:
                         raise OSError(f"{files.shown(parts)} shrank while being sent")
                     offset += len(chunk)
+                    metrics.file_bytes("out", len(chunk))
                     yield chunk
             finally:
                 reader.close()
@@ -267,6 +270,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         async def body() -> AsyncIterator[bytes]:
             try:
                 while (chunk := await pipe.receive()) is not None:
+                    metrics.file_bytes("out", len(chunk))
                     yield chunk
             finally:
                 pipe.close()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from cellbox.cluster import forward
 from cellbox.cluster.capacity import Capacity, node_stats
 from cellbox.cluster.peers import Peers
+from cellbox.cluster.transport import StreamTransport
 
 if TYPE_CHECKING:
     from cellbox.config import Settings
@@ -25,7 +26,8 @@ class ClusterNode:
         self.settings = settings
         self.token = token
         self.registry = registry
-        self.http = forward.client()
+        self.transport = StreamTransport()
+        self.http = forward.client(self.transport)
         self.peers = Peers(
             settings.peers, settings.node_id, token, self.http, settings.peer_dns_server
         )

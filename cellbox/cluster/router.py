@@ -79,7 +79,7 @@ class ClusterRouter:
         elif not peer.reachable:
             await answer_unreachable(send, owner)
         else:
-            await forward(self.node.http, peer, self.node.node_id, scope, receive, send, body)
+            await forward(self.node.transport, peer, self.node.node_id, scope, receive, send, body)
 
     async def _place(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
         order = placement_order(self.node.capacities(), self.node.node_id)
@@ -94,7 +94,7 @@ class ClusterRouter:
             if peer is None:
                 continue
             sent = self.node.node_id
-            if await forward(self.node.http, peer, sent, scope, receive, send, body, decline):
+            if await forward(self.node.transport, peer, sent, scope, receive, send, body, decline):
                 peer.live += 1  # counted until the next read of its stats
                 return
         await send_json(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import signal
 import sys
+import tarfile
 import time
 import typing
 
@@ -158,6 +162,67 @@ def test_metrics_of_every_node(cluster, c0):
         assert {s.labels["node"] for s in samples} == {node_id}
         live = sum(s.value for s in samples if s.name == "cellbox_contexts_live")
         assert live == (1 if node_id == "n1" else 0)
+
+
+def _file_bytes(node) -> dict[str, float]:
+    with node.client() as client:
+        text = client.get("/metrics").text
+    return {
+        s.labels["direction"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "cellbox_file_bytes_total"
+    }
+
+
+def test_files_and_archives_stream_through_a_forwarding_node(cluster, c0):
+    owner = cluster.nodes[1]
+    context = context_on(owner)
+    before = _file_bytes(owner)
+    payload = os.urandom(6 << 20) + b"end"
+    put = c0.put(f"/contexts/{context}/files/data/blob.bin", content=payload)
+    assert put.status_code == 200, put.text
+    assert put.json() == {"path": "data/blob.bin", "size": len(payload)}
+
+    def pieces():  # no length known: the forwarding node streams it on, chunked
+        for start in range(0, len(payload), 1 << 20):
+            yield payload[start : start + (1 << 20)]
+
+    chunked = c0.put(f"/contexts/{context}/files/data/chunked.bin", content=pieces())
+    assert chunked.json() == {"path": "data/chunked.bin", "size": len(payload)}
+    digest = hashlib.sha256(payload).hexdigest()
+    code = (
+        "import hashlib\n"
+        "','.join(hashlib.sha256(open(f'data/{n}.bin', 'rb').read()).hexdigest()"
+        " for n in ('blob', 'chunked'))"
+    )
+    assert c0.run(code, context_id=context)["items"][0]["text"] == repr(f"{digest},{digest}")
+    with c0.stream("GET", f"/contexts/{context}/files/data/blob.bin") as download:
+        assert download.status_code == 200
+        assert download.headers["content-length"] == str(len(payload))
+        parts = list(download.iter_raw())
+    assert b"".join(parts) == payload
+    assert len(parts) > 1  # arrived in pieces, not held whole
+    ranged = c0.get(f"/contexts/{context}/files/data/blob.bin", headers={"Range": "bytes=-3"})
+    assert (ranged.status_code, ranged.content) == (206, b"end")
+    listed = c0.get(f"/contexts/{context}/files", params={"path": "data"}).json()["items"]
+    assert sorted(item["path"] for item in listed) == ["data/blob.bin", "data/chunked.bin"]
+    archive = c0.get(f"/contexts/{context}/archive", params={"path": "data"})
+    assert archive.headers["content-type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
+        assert {"blob.bin", "chunked.bin"} <= {os.path.basename(n) for n in tar.getnames()}
+    unpacked = c0.put(
+        f"/contexts/{context}/archive", params={"path": "copy"}, content=archive.content
+    )
+    assert unpacked.status_code == 200, unpacked.text
+    assert unpacked.json()["files"] == 2
+    assert c0.delete(f"/contexts/{context}/files/data").status_code == 204
+    missing = c0.get(f"/contexts/{context}/files/data/blob.bin")
+    assert missing.status_code == 404
+    assert missing.json() == {"message": "file not found: data/blob.bin"}
+    after = _file_bytes(owner)  # counted where the bytes were written and read
+    assert after["in"] - before["in"] >= 2 * len(payload) + len(archive.content)
+    assert after["out"] - before["out"] >= len(payload) + 3 + len(archive.content)
 
 
 @pytest.mark.slow
