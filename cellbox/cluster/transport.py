@@ -48,9 +48,13 @@ class _Connection:
     def on_message_complete(self) -> None:
         self.complete = True
 
-    async def feed(self) -> None:
-        """Read once from the socket into the parser."""
-        data = await self.reader.read(_READ)
+    async def feed(self, timeout: float | None) -> None:
+        """Read once from the socket into the parser (``httpx.ReadTimeout`` past ``timeout``)."""
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(_READ)
+        except TimeoutError:
+            raise httpx.ReadTimeout("the peer did not answer in time") from None
         if not data:
             raise httpx.RemoteProtocolError("the peer closed the connection mid-answer")
         try:
@@ -76,10 +80,17 @@ class _Connection:
 
 
 class _Answer(httpx.AsyncByteStream):
-    def __init__(self, transport: StreamTransport, key: tuple[str, int], conn: _Connection) -> None:
+    def __init__(
+        self,
+        transport: StreamTransport,
+        key: tuple[str, int],
+        conn: _Connection,
+        timeout: float | None,
+    ) -> None:
         self._transport = transport
         self._key = key
         self._conn = conn
+        self._timeout = timeout
         self._done = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -92,7 +103,7 @@ class _Answer(httpx.AsyncByteStream):
                         yield chunk
                 if conn.complete:
                     break
-                await conn.feed()
+                await conn.feed(self._timeout)
         except OSError as exc:
             raise httpx.ReadError(str(exc)) from None
         self._done = True
@@ -113,8 +124,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         key = (url.host, url.port or 80)
-        timeout = request.extensions.get("timeout", {}).get("connect")
-        conn = self._take(key) or await self._connect(key, timeout)
+        timeouts = request.extensions.get("timeout", {})
+        read_timeout = timeouts.get("read")
+        conn = self._take(key) or await self._connect(key, timeouts.get("connect"))
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)]
         head += [b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw]
         head.append(b"\r\n")
@@ -129,7 +141,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
                 conn.writer.write(b"0\r\n\r\n")
             await conn.writer.drain()
             while not conn.headers_done:
-                await conn.feed()
+                await conn.feed(read_timeout)
         except OSError as exc:
             conn.close()
             raise httpx.ReadError(str(exc)) from None
@@ -142,7 +154,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             conn.status,
             headers=conn.headers,
-            stream=_Answer(self, key, conn),
+            stream=_Answer(self, key, conn, read_timeout),
             extensions={"http_version": b"HTTP/1.1"},
         )
 
