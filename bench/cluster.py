@@ -51,7 +51,9 @@ def forwarding_overhead(plan: Plan, client: str) -> dict:
     a = Server(["--node-id=a", *SERVE_ARGS])
     b = Server(["--node-id=b", *SERVE_ARGS])
     standalone = Server(SERVE_ARGS)
-    b.api_key = standalone.api_key = a.api_key
+    for server in (b, standalone):  # one token for all
+        server.token = server.api_key = a.token
+        server.env["CELLBOX_API_KEY"] = a.token
     peers = f"--peers={a.url},{b.url}"
     a.command.append(peers)
     b.command.append(peers)

@@ -28,8 +28,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _healthy(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+def _healthy(host: str, port: int) -> bool:
+    connection = http.client.HTTPConnection(host, port, timeout=1)
     try:
         connection.request("GET", "/healthz")
         return connection.getresponse().status == 200
@@ -97,7 +97,7 @@ class ServeProcess:
             if self.process.poll() is not None:
                 code = self.process.returncode
                 raise RuntimeError(f"server exited with code {code}: {self.log_tail(20)}")
-            if _healthy(self.port):
+            if _healthy(self.env["CELLBOX_HOST"], self.port):
                 return time.perf_counter() - started
             time.sleep(0.05)
         self.stop()
