@@ -9,10 +9,14 @@ sides take turns in rounds (as in the warm figures), all on one keep-alive conne
 - ``owner_direct``: node ``b``, the same context, without the hop.
 
 The figure is ``forwarded`` − ``local`` (p50, median over rounds): what the hop adds.
+Latency on a busy machine is mostly waiting for a core, so the JSON also gives the CPU
+time node ``a``'s server process spends per request, local and forwarded
+(``cpu_per_request_us``): what the hop costs whatever else runs.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -45,6 +49,20 @@ def _wait_for_peer(server: Server, api_key: str, timeout: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError("the cluster nodes did not see each other")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_per_request_us(pid: int, sample, count: int) -> float:
+    before = _cpu_s(pid)
+    for _ in range(count):
+        sample()
+    return round((_cpu_s(pid) - before) / count * 1e6, 1)
 
 
 def forwarding_overhead(plan: Plan, client: str) -> dict:
@@ -80,7 +98,13 @@ def forwarding_overhead(plan: Plan, client: str) -> dict:
         if errors:
             raise RuntimeError(f"sides failed: {errors}")
         p50 = {name: summary["value_ms"] for name, summary in summaries.items()}
+        count = plan.warm_rounds * plan.warm_per_round
+        cpu = {
+            name: _cpu_per_request_us(a.pid, sides[name], count) for name in ("local", "forwarded")
+        }
         return {
+            "cpu_per_request_us": cpu,
+            "cpu_added_us": round(cpu["forwarded"] - cpu["local"], 1),
             "value_ms": round(p50["forwarded"] - p50["local"], 4),
             "client": client,
             "side_p50s_ms": p50,

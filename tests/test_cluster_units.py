@@ -113,3 +113,59 @@ def test_peer_reads_its_stats_from_metrics_text():
 )
 def test_execution_outcomes(failed, stop, error, outcome):
     assert metrics.outcome_of(failed, stop, error) == outcome
+
+
+def test_transport_keeps_connections_and_streams_both_ways():
+    """The forwarding transport against a bare HTTP/1.1 server: one connection for many
+    requests, a body of unknown length sent chunked, an answer read as it arrives."""
+    import asyncio
+
+    import httpx
+
+    from cellbox.cluster.transport import StreamTransport
+
+    connections = []
+    received = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            lines = head.decode().split("\r\n")
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if line)
+            body = b""
+            if "content-length" in headers:
+                body = await reader.readexactly(int(headers["content-length"]))
+            elif headers.get("transfer-encoding") == "chunked":
+                while size := int((await reader.readline()).strip(), 16):
+                    body += await reader.readexactly(size)
+                    await reader.readline()
+                await reader.readline()
+            received.append((lines[0], body))
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for piece in (b"one ", b"two"):
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+
+    async def main() -> list[bytes]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = StreamTransport()
+        answers = []
+
+        async def pieces():
+            yield b"abc"
+            yield b"def"
+
+        for content in (b"plain", pieces(), b""):
+            request = httpx.Request("POST", f"http://127.0.0.1:{port}/x?q=1", content=content)
+            response = await transport.handle_async_request(request)
+            answers.append(b"".join([chunk async for chunk in response.aiter_raw()]))
+            await response.aclose()
+        await transport.aclose()
+        server.close()
+        return answers
+
+    assert asyncio.run(main()) == [b"one two"] * 3
+    assert received == [("POST /x?q=1 HTTP/1.1", b) for b in (b"plain", b"abcdef", b"")]
+    assert len(connections) == 1

@@ -33,6 +33,7 @@ class _Connection:
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
         self.headers_done = False
+        self.keep_alive = False
         self.complete = False
 
     # httptools callbacks
@@ -41,6 +42,8 @@ class _Connection:
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        # asked now: once the message is complete the parser no longer says
+        self.keep_alive = self._parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -68,12 +71,12 @@ class _Connection:
 
     @property
     def reusable(self) -> bool:
-        return self.complete and self._parser.should_keep_alive() and not self.reader.at_eof()
+        return self.complete and self.keep_alive and not self.reader.at_eof()
 
     def reset(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
         self.headers, self.chunks = [], []
-        self.headers_done = self.complete = False
+        self.headers_done = self.keep_alive = self.complete = False
 
     def close(self) -> None:
         self.writer.close()
@@ -131,14 +134,16 @@ class StreamTransport(httpx.AsyncBaseTransport):
         head += [b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw]
         head.append(b"\r\n")
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+        pending = b"".join(head)  # goes out with the first piece of the body: one send
         try:
-            conn.writer.write(b"".join(head))
             async for chunk in request.stream:  # type: ignore[union-attr]
                 if chunk:
-                    conn.writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    pending += b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
+                    conn.writer.write(pending)
+                    pending = b""
                     await conn.writer.drain()
-            if chunked:
-                conn.writer.write(b"0\r\n\r\n")
+            if pending or chunked:
+                conn.writer.write(pending + (b"0\r\n\r\n" if chunked else b""))
             await conn.writer.drain()
             while not conn.headers_done:
                 await conn.feed(read_timeout)
