@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from cellbox import metrics
+
 if TYPE_CHECKING:
     from cellbox.sessions.context import Context
     from cellbox.sessions.registry import ContextRegistry
@@ -53,6 +55,7 @@ async def install(registry: ContextRegistry, context: Context, packages: list[st
             if event["type"] == "error":
                 error = event
     context.execution_count = 0
+    metrics.package_installed(context.runtime.name, error is None)
     if error is not None:
         await registry.delete(context.id)
         message = error.get("value") or error.get("data") or "the install failed"
