@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cellbox.sandbox.netpolicy import SERVER_MODES
 from cellbox.cluster.identity import check_node_id, check_peers, default_node_id
+from cellbox.sandbox.netpolicy import SERVER_MODES
 
 
 def _default_state_dir() -> str:

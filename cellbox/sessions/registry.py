@@ -101,7 +101,13 @@ class ContextRegistry:
                     await pool.drop_workspace(workspace)
                     raise
             context = Context(
-                runtime, pool, workspace, worker, cwd or str(workspace.path), policy, self.settings.node_id
+                runtime,
+                pool,
+                workspace,
+                worker,
+                cwd or str(workspace.path),
+                policy,
+                self.settings.node_id,
             )
             self._contexts[context.id] = context
             return context
