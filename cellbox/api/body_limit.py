@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cellbox.api.responses import send_json
+
+# Before a 413 the rest of the body is read and dropped (up to these bounds): a server that
+# closes with unread bytes in its socket makes the kernel reset the connection, and a client
+# still sending (httpx's async client) then sees the reset instead of the 413.
+_DRAIN_BYTES = 64 << 20
+_DRAIN_S = 5.0
 
 
 class BodyLimit:
@@ -41,6 +48,7 @@ class BodyLimit:
                 except ValueError:
                     declared = 0
                 if declared > limit:
+                    await _drain(receive)
                     await self._too_large(send, limit)
                     return
         if streams:
@@ -55,6 +63,8 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
+                if message.get("more_body", False):
+                    await _drain(receive)
                 await self._too_large(send, self.limit)
                 return
             chunks.append(chunk)
@@ -75,3 +85,20 @@ class BodyLimit:
     async def _too_large(self, send: Send, limit: int) -> None:
         message = f"request body too large (limit {limit} bytes)"
         await send_json(send, 413, {"message": message}, ((b"connection", b"close"),))
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop what remains of the request body, within ``_DRAIN_*``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _DRAIN_S
+    read = 0
+    while read <= _DRAIN_BYTES:
+        try:
+            message = await asyncio.wait_for(receive(), deadline - loop.time())
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        read += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
