@@ -260,6 +260,10 @@ class Bench:
             "new_ts": lambda: self.record(
                 "new_ts", lambda: figures.new_context_latency(api, plan, "1", "1", "typescript")
             ),
+            "async_first": lambda: self.record(
+                "async_first",
+                lambda: figures.async_first_event(self.new_client("stdlib"), plan),
+            ),
             "throughput": lambda: self.record(
                 "throughput", lambda: figures.throughput(concurrent_client, plan, self.server_pid)
             ),

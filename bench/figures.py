@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import procmem
 from baseline import Baseline, Kernel
-from server import Api, ApiError, primary_text
+from server import Api, ApiError, StdlibApi, primary_text
 from stats import summarize_ns, summarize_rounds
 
 SCIPY_CELL = (
@@ -182,6 +182,25 @@ def warm_latency(
                 api.delete(context_id)
             except Exception:  # noqa: BLE001 - cleanup must not hide the measurement
                 pass
+
+
+def async_first_event(api: StdlibApi, plan: Plan) -> dict:
+    """p50 from sending ``POST /execute/async`` with ``print(1)`` to its first event."""
+    context_id = api.execute("0")["context_id"]
+
+    def sample() -> int:
+        elapsed, events = api.timed_first_event("print(1)", context_id)
+        if events[0] != {"type": "stdout", "text": "1\n"}:
+            raise ApiError(f"first event {events[0]!r}, wanted stdout '1\\n'")
+        return elapsed
+
+    try:
+        summaries, errors = interleaved_rounds({"cellbox": sample}, plan)
+    finally:
+        api.delete(context_id)
+    if errors:
+        raise ApiError(errors["cellbox"])
+    return {"code": "print(1)", **summaries["cellbox"]}
 
 
 # --- new contexts ---------------------------------------------------------------------

@@ -162,6 +162,27 @@ class StdlibApi(Api):
     def close(self) -> None:
         self._conn.close()
 
+    def timed_first_event(self, code: str, context_id: str) -> tuple[int, list[dict]]:
+        """(nanoseconds from sending ``POST /execute/async`` to its first event, all events)."""
+        body = json.dumps({"code": code, "context_id": context_id}).encode()
+        t0 = time.perf_counter_ns()
+        self._conn.request("POST", "/execute/async", body=body, headers=self._headers)
+        response = self._conn.getresponse()
+        if response.status != 200:
+            raise ApiError(f"/execute/async -> {response.status}", response.status, response.read())
+        events: list[dict] = []
+        elapsed = 0
+        while not events or events[-1].get("type") != "exit":
+            line = response.readline()
+            if not line:
+                raise ApiError("/execute/async ended before its exit event")
+            if line.startswith(b"data: "):
+                if not events:
+                    elapsed = time.perf_counter_ns() - t0
+                events.append(json.loads(line[6:]))
+        response.read()
+        return elapsed, events
+
 
 CLIENTS: dict[str, type[Api]] = {"httpx": HttpxApi, "stdlib": StdlibApi}
 JSON_HEADERS = {"Content-Type": "application/json"}

@@ -42,6 +42,9 @@ FIGURES: dict[str, Figure] = {
         "TypeScript p50 after 500 cells / fresh context", "≤ 1.25", _at_most(1.25)
     ),
     "new_ts": Figure("new TypeScript context, `1`, p50", "≤ 50 ms", _at_most(50)),
+    "async_first": Figure(
+        "`/execute/async` first event for `print(1)`, p50", "≤ 1 ms", _at_most(1)
+    ),
     "throughput": Figure(
         "throughput, 16 clients on 16 contexts, `1+1`",
         "report exec/s",

@@ -13,6 +13,7 @@ from cellbox.api import contexts, errors, execute, files, info, playground
 from cellbox.api import metrics as metrics_routes
 from cellbox.api.body_limit import BodyLimit
 from cellbox.api.openapi import document_security
+from cellbox.api.raw_routes import RawRoutes
 from cellbox.api.responses import JSON
 from cellbox.api.token_check import TokenCheck
 from cellbox.auth import Token
@@ -69,6 +70,8 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         lifespan=lifespan,
         default_response_class=JSON,
     )
+    endpoints = execute.ExecuteEndpoints(registry, settings)
+    app.add_middleware(RawRoutes, fastapi=app, posts=endpoints.posts)  # innermost of ours
     # Our own limit answers 413 with the API's JSON body (Starlette's answers plain text).
     app.add_middleware(
         BodyLimit,
@@ -82,7 +85,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     document_security(app)
     errors.install(app)
     app.state.registry = registry
-    app.include_router(execute.routes(registry, settings))
+    app.include_router(execute.routes(endpoints))
     app.include_router(contexts.routes(registry))
     app.include_router(info.routes(registry, settings, cluster))
     app.include_router(files.routes(registry, settings))

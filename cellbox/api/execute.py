@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from cellbox.api.errors import InvalidRequest, parse_body
 from cellbox.api.models import ExecuteRequest, ExecuteResponse
 from cellbox.api.openapi import ERRORS, json_body
-from cellbox.api.responses import JSON
+from cellbox.api.raw_routes import RawEndpoint, Served
+from cellbox.api.responses import send_json
 from cellbox.config import Settings
 from cellbox.events import Fold
 from cellbox.runtimes import RUNTIMES
@@ -24,11 +25,21 @@ from cellbox.sessions.registry import ContextRegistry
 _WATCH_AFTER_S = 0.05
 
 
-def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
-    router = APIRouter()
+class ExecuteEndpoints:
+    """The two routes as raw ASGI endpoints (see :mod:`cellbox.api.raw_routes`)."""
 
-    async def start(body: ExecuteRequest) -> Execution:
-        """Find or create the context and queue the code on it."""
+    def __init__(self, registry: ContextRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.posts: dict[str, RawEndpoint] = {
+            "/execute": self.execute,
+            "/execute/async": self.execute_stream,
+        }
+
+    async def start(self, receive: Receive) -> Execution:
+        """Parse the body, find or create the context and queue the code on it."""
+        body = parse_body(ExecuteRequest, await _body(receive))
+        registry = self.registry
         if body.context_id is not None:
             context = registry.get(body.context_id)
             if body.language is not None and body.language != context.runtime.name:
@@ -38,8 +49,57 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
                 )
         else:
             context = await registry.create(RUNTIMES[body.language or "python"])
-        timeout_ms = body.timeout_ms or settings.default_timeout_ms
+        timeout_ms = body.timeout_ms or self.settings.default_timeout_ms
         return registry.execute(context, body.code, body.env_vars or {}, timeout_ms)
+
+    async def execute(self, scope: Scope, receive: Receive, send: Send) -> None:
+        execution = await self.start(receive)
+        fold = Fold()
+
+        async def collect() -> None:
+            await execution.started  # ContextGone (404) if deleted while queued
+            async for batch in execution.batches():
+                fold.add(batch)
+
+        await _until_disconnect(receive, execution, collect())
+        await send_json(send, 200, fold.response())
+
+    async def execute_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        execution = await self.start(receive)
+        await _until_disconnect(receive, execution, execution.started)
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+
+        async def stream() -> None:
+            async for batch in execution.batches():
+                chunk = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in batch)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        # A client that leaves stops the execution; what it has left is read and dropped.
+        await _until_disconnect(receive, execution, stream())
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise InvalidRequest.one("body", "the client went away before sending the body")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def routes(endpoints: ExecuteEndpoints) -> APIRouter:
+    """The routes for FastAPI's OpenAPI document; ``RawRoutes`` serves them first."""
+    router = APIRouter()
 
     @router.post(
         "/execute",
@@ -49,16 +109,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         summary="Run code in a persistent context and wait for the whole result",
     )
     async def execute(request: Request) -> Response:
-        execution = await start(parse_body(ExecuteRequest, await request.body()))
-        fold = Fold()
-
-        async def collect() -> None:
-            await execution.started  # ContextGone (404) if deleted while queued
-            async for batch in execution.batches():
-                fold.add(batch)
-
-        await _until_disconnect(request, execution, collect())
-        return JSON(fold.response())
+        return Served(endpoints.execute, request)
 
     @router.post(
         "/execute/async",
@@ -67,29 +118,12 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         summary="Run code and stream its events as server-sent events",
     )
     async def execute_stream(request: Request) -> Response:
-        execution = await start(parse_body(ExecuteRequest, await request.body()))
-        await _until_disconnect(request, execution, execution.started)
-
-        async def stream() -> AsyncIterator[bytes]:
-            finished = False
-            try:
-                async for batch in execution.batches():
-                    yield b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in batch)
-                finished = True
-            finally:
-                if not finished:
-                    execution.stop(DISCONNECT)
-
-        return StreamingResponse(
-            stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return Served(endpoints.execute_stream, request)
 
     return router
 
 
-async def _until_disconnect(request: Request, execution: Execution, work: Awaitable[Any]) -> Any:
+async def _until_disconnect(receive: Receive, execution: Execution, work: Awaitable[Any]) -> Any:
     """Await ``work``; if the client goes away meanwhile, stop the execution."""
 
     async def watch(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
@@ -99,7 +133,7 @@ async def _until_disconnect(request: Request, execution: Execution, work: Awaita
 
     watcher: list[asyncio.Task[None]] = []
     later = asyncio.get_running_loop().call_later(
-        _WATCH_AFTER_S, lambda: watcher.append(asyncio.create_task(watch(request.receive)))
+        _WATCH_AFTER_S, lambda: watcher.append(asyncio.create_task(watch(receive)))
     )
     try:
         return await work
