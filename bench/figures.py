@@ -190,8 +190,8 @@ def async_first_event(api: StdlibApi, plan: Plan) -> dict:
 
     def sample() -> int:
         elapsed, events = api.timed_first_event("print(1)", context_id)
-        if events[0] != {"type": "stdout", "text": "1\n"}:
-            raise ApiError(f"first event {events[0]!r}, wanted stdout '1\\n'")
+        if events[0] != {"type": "stdout", "data": "1"}:
+            raise ApiError(f"first event {events[0]!r}, wanted stdout '1'")
         return elapsed
 
     try:
