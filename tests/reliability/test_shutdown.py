@@ -61,12 +61,20 @@ def test_sigterm_drains_then_leaves_nothing():
                     with own.stream("POST", "/execute/async", json=body) as response:
                         return response.status_code, response.read()
 
+            mark = "open('started', 'w').close()\n"
             finishing = pool.submit(run, "import time; time.sleep(1.5); 'finished'", quick)
-            interrupted = pool.submit(run, "import time; time.sleep(60)", slow)
-            killed = pool.submit(run, STUBBORN, stubborn)
-            ts_run = pool.submit(run, "await new Promise(r => setTimeout(r, 60000))", ts)
+            interrupted = pool.submit(run, mark + "import time; time.sleep(60)", slow)
+            killed = pool.submit(run, mark + STUBBORN, stubborn)
+            ts_mark = "require('fs').writeFileSync('started', '');\n"
+            ts_run = pool.submit(run, ts_mark + "await new Promise(r => setTimeout(r, 60000))", ts)
+
+            def started(ctx: str) -> bool:
+                return client.get(f"/contexts/{ctx}/files/started").status_code == 200
+
+            # all running before the signal (a loaded host may take a while to start them)
+            assert wait_until(lambda: all(started(c) for c in (slow, stubborn, ts)), timeout=30)
             streamed = pool.submit(stream, "import time; print('a'); time.sleep(60)", slow)
-            time.sleep(0.8)  # all accepted; the stream is queued behind the slow one
+            time.sleep(0.5)  # accepted: queued behind the slow one
             assert srv.process is not None
             tree = descendants(srv.process.pid)
             srv.process.send_signal(signal.SIGTERM)
