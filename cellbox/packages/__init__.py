@@ -15,6 +15,7 @@ fills (from the registry, never from a context) is mounted read-only into every 
 see :mod:`cellbox.packages.wheelhouse`.
 
 Modules: :mod:`layout` (server side: paths and environment of a context),
-:mod:`python_path` and :mod:`pip_command` (run inside the sandbox), :mod:`wheelhouse`
+:mod:`python_path`, :mod:`pip_command`, :mod:`pip_args` and :mod:`pip_config` (run inside
+the sandbox), :mod:`wheelhouse`
 (the trusted cache) and :mod:`creation` (``packages`` at ``POST /contexts``).
 """

@@ -14,7 +14,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from cellbox.packages.pip_command import UV_VAR, WHEELHOUSE_VAR, top_level_names
+from cellbox.packages.pip_args import top_level_names
+from cellbox.packages.pip_command import UV_VAR, WHEELHOUSE_VAR
 from cellbox.packages.python_path import SITE_VAR
 
 SHIM = Path(__file__).resolve().parent / "shim"

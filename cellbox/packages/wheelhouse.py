@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cellbox.packages.layout import site_listing
-from cellbox.packages.pip_command import normalize, releases
+from cellbox.packages.pip_args import normalize, releases
 
 log = logging.getLogger("cellbox.packages")
 

@@ -8,16 +8,15 @@ from pathlib import Path
 
 from cellbox.packages import layout, python_path
 from cellbox.packages.creation import install_code
-from cellbox.packages.pip_command import (
-    has_default_route,
+from cellbox.packages.pip_args import (
     named_requirements,
     normalize,
-    pip_config,
     releases,
     top_level_names,
     translate_pip_args,
-    uv_source_args,
 )
+from cellbox.packages.pip_command import has_default_route
+from cellbox.packages.pip_config import pip_config, uv_source_args
 from cellbox.packages.wheelhouse import wheel_release
 from cellbox.workers.python import pip_lines
 
