@@ -17,6 +17,28 @@ def sdk(server) -> Iterator[Client]:
         yield client
 
 
+def read_request(conn: socket.socket) -> None:
+    """Read one whole request (head and Content-Length body): closing with unread bytes would
+    make the kernel answer with a reset instead of the clean end the test means."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        body += chunk
+
+
 @pytest.fixture
 def misbehaving() -> Iterator[Callable[[bytes | None], str]]:
     """A loopback server that reads a request, then answers ``reply`` (None: never) and hangs up."""
@@ -32,7 +54,7 @@ def misbehaving() -> Iterator[Callable[[bytes | None], str]]:
             except OSError:
                 return
             with conn:
-                conn.recv(65536)
+                read_request(conn)
                 if reply is None:
                     conn.recv(65536)  # wait for the client to give up
                 else:
