@@ -46,7 +46,13 @@ class ClusterNode:
     def describe(self) -> dict[str, Any]:
         """For ``GET /info``: this node and its peers as last seen."""
         peers = [
-            {"node": peer.node_id, "url": peer.url, "reachable": peer.reachable}
+            {
+                "node": peer.node_id,
+                "url": peer.url,
+                "reachable": peer.reachable,
+                "contexts": peer.live,
+                "max_contexts": peer.max_contexts,
+            }
             for peer in self.peers.others()
         ]
         return {"node": self.node_id, "peers": peers}

@@ -102,3 +102,20 @@ def c0(cluster: Cluster) -> Iterator[Client]:
             with node.client() as local:
                 for item in local.get("/contexts", headers=FORWARDED).json()["items"]:
                     local.delete(f"/contexts/{item['id']}")
+    wait_until_seen_empty(cluster)
+
+
+def wait_until_seen_empty(cluster: Cluster, timeout: float = 15) -> None:
+    """Until every live node's last reading of its peers shows them empty: placement in the
+    next test must not act on levels left over from this one."""
+    live = [n for n in cluster.nodes if n.process is not None and n.process.poll() is None]
+    deadline = time.monotonic() + timeout
+    for node in live:
+        with node.client() as client:
+            while True:
+                peers = client.get("/info").json()["cluster"]["peers"]
+                if all(p["contexts"] == 0 for p in peers if p["reachable"]):
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"peers still show contexts: {peers}")
+                time.sleep(0.1)
