@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator, Mapping
-from typing import IO, Any, overload
+from typing import IO, Any, TypeVar, overload
 
 import anyio.to_thread
 import httpx
-import orjson
 from httpx_sse import EventSource
 
-from cellbox.client import core
+from cellbox.client import calls, core
+from cellbox.client.calls import Call
 from cellbox.client.errors import ConnectionFailed, NotFound
-from cellbox.client.models import (
-    ContextInfo,
-    Event,
-    Execution,
-    Exit,
-    FileInfo,
-    Unpacked,
-    Uploaded,
-    fold_events,
-    parse_event,
-)
+from cellbox.client.models import ContextInfo, Event, Execution, FileInfo, Unpacked, Uploaded
+
+T = TypeVar("T")
 
 
 class AsyncClient:
@@ -37,12 +29,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = core.Config.resolve(url, api_key, timeout)
-        self._http = httpx.AsyncClient(
-            base_url=self.config.url,
-            headers=core.headers(self.config),
-            timeout=core.http_timeout(self.config),
-            transport=transport,
-        )
+        self._http = httpx.AsyncClient(**core.client_options(self.config), transport=transport)
         self.contexts = AsyncContexts(self)
 
     async def __aenter__(self) -> AsyncClient:
@@ -57,19 +44,16 @@ class AsyncClient:
     def __repr__(self) -> str:
         return f"AsyncClient({self.config.url!r})"
 
-    # ---- plumbing shared by every call of this face ----
+    # ---- the I/O: sending calls ----
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, call: Call[T], **body: Any) -> T:
         with core.transport_errors(self.config.url):
-            return core.check(await self._http.request(method, path, **kwargs))
+            response = core.check(await self._http.send(call.build(self._http, **body)))
+        return call.result(response.content)
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return orjson.loads((await self._request(method, path, **kwargs)).content)
-
-    async def _open_stream(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        request = self._http.build_request(method, path, **kwargs)
+    async def _open_stream(self, call: Call[Any]) -> httpx.Response:
         with core.transport_errors(self.config.url):
-            response = await self._http.send(request, stream=True)
+            response = await self._http.send(call.build(self._http), stream=True)
             if response.status_code >= 400:
                 try:
                     await response.aread()
@@ -78,39 +62,26 @@ class AsyncClient:
                 core.check(response)
         return response
 
-    async def _download(
-        self, path: str, params: dict[str, str], dest: core.Destination | None
-    ) -> Any:
-        response = await self._open_stream("GET", path, params=params)
-        target = core.open_destination(dest) if dest is not None else None
-        ok = False
+    async def _download(self, call: Call[None], dest: core.Destination | None) -> Any:
+        response = await self._open_stream(call)
         try:
             with core.transport_errors(self.config.url):
-                if target is None:
-                    data = await response.aread()
-                    ok = True
-                    return data
+                if dest is None:
+                    return await response.aread()
                 written = 0
-                async for chunk in response.aiter_bytes(core.CHUNK):
-                    await anyio.to_thread.run_sync(target.file.write, chunk)
-                    written += len(chunk)
-                ok = True
+                with core.destination(dest) as file:
+                    async for chunk in response.aiter_bytes(core.CHUNK):
+                        await anyio.to_thread.run_sync(file.write, chunk)
+                        written += len(chunk)
                 return written
         finally:
             await response.aclose()
-            if target is not None:
-                target.finish(ok)
 
-    async def _upload(self, path: str, source: core.Source, params: dict[str, str]) -> Any:
+    async def _upload(self, call: Call[T], source: core.Source) -> T:
         opened = core.open_source(source)
         try:
-            return await self._json(
-                "PUT",
-                path,
-                params=params,
-                content=_read_chunks(opened.file),
-                headers=opened.upload_headers(),
-            )
+            content = _read_chunks(opened.file)
+            return await self._send(call, content=content, headers=opened.upload_headers())
         finally:
             opened.close()
 
@@ -126,11 +97,7 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> Execution:
         """Run ``code`` and wait for the whole result; ``timeout`` is in seconds."""
-        body = core.execute_body(code, language, core.context_id(context), env, timeout)
-        timeouts = core.execution_timeout(self.config, timeout)
-        return Execution.from_json(
-            await self._json("POST", "/execute", json=body, timeout=timeouts)
-        )
+        return await self._send(calls.execute(self.config, code, language, context, env, timeout))
 
     def stream(
         self,
@@ -142,14 +109,14 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> AsyncExecutionStream:
         """Run ``code``; ``async for`` over the result for its events as they happen."""
-        body = core.execute_body(code, language, core.context_id(context), env, timeout)
-        return AsyncExecutionStream(self, body, core.execution_timeout(self.config, timeout))
+        call = calls.stream(calls.execute(self.config, code, language, context, env, timeout))
+        return AsyncExecutionStream(self, call)
 
     async def health(self) -> bool:
-        return (await self._json("GET", "/healthz")).get("status") == "ok"
+        return await self._send(calls.health())
 
     async def info(self) -> dict[str, Any]:
-        return await self._json("GET", "/info")
+        return await self._send(calls.info())
 
 
 async def _read_chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
@@ -158,16 +125,14 @@ async def _read_chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-class AsyncExecutionStream:
+class AsyncExecutionStream(core.EventLog):
     """The events of one execution (``async with`` closes it early); see ``ExecutionStream``."""
 
-    def __init__(self, client: AsyncClient, body: dict[str, Any], timeout: httpx.Timeout) -> None:
+    def __init__(self, client: AsyncClient, call: Call[None]) -> None:
+        super().__init__()
         self._client = client
-        self._body = body
-        self._timeout = timeout
+        self._call = call
         self._response: httpx.Response | None = None
-        self._events: list[Event] = []
-        self.execution: Execution | None = None
 
     async def __aenter__(self) -> AsyncExecutionStream:
         await self._open()
@@ -178,9 +143,7 @@ class AsyncExecutionStream:
 
     async def _open(self) -> httpx.Response:
         if self._response is None:
-            self._response = await self._client._open_stream(
-                "POST", "/execute/async", json=self._body, timeout=self._timeout
-            )
+            self._response = await self._client._open_stream(self._call)
         return self._response
 
     async def __aiter__(self) -> AsyncIterator[Event]:
@@ -188,13 +151,11 @@ class AsyncExecutionStream:
         try:
             with core.transport_errors(self._client.config.url):
                 async for sse in EventSource(response).aiter_sse():
-                    event = parse_event(orjson.loads(sse.data))
-                    self._events.append(event)
+                    event = self._read(sse.data)
                     yield event
-                    if isinstance(event, Exit):
-                        self.execution = fold_events(self._events)
+                    if self._finished(event):
                         return
-            raise ConnectionFailed("the event stream ended before the execution finished")
+            raise ConnectionFailed(core.STREAM_CUT)
         finally:
             await self.aclose()
 
@@ -224,34 +185,27 @@ class AsyncContexts:
         packages: list[str] | None = None,
     ) -> ContextCreation:
         """``await`` it for the context, or ``async with`` it to delete the context at the end."""
-        return ContextCreation(self._create(language, cwd, network, packages))
+        call = calls.create_context(self._client.config, language, cwd, network, packages)
+        return ContextCreation(self._create(call))
 
-    async def _create(
-        self, language: str, cwd: str | None, network: Any, packages: list[str] | None
-    ) -> AsyncContext:
-        body = core.create_body(language, cwd, network, packages)
-        timeout = core.create_timeout(self._client.config, packages)
-        data = await self._client._json("POST", "/contexts", json=body, timeout=timeout)
-        return AsyncContext(self._client, ContextInfo.from_json(data))
+    async def _create(self, call: Call[ContextInfo]) -> AsyncContext:
+        return AsyncContext(self._client, await self._client._send(call))
 
     async def list(self) -> list[AsyncContext]:
-        items = (await self._client._json("GET", "/contexts"))["items"]
-        return [AsyncContext(self._client, ContextInfo.from_json(item)) for item in items]
+        infos = await self._client._send(calls.list_contexts())
+        return [AsyncContext(self._client, info) for info in infos]
 
     async def get(self, context_id: str) -> AsyncContext:
-        data = await self._client._json("GET", core.context_path(context_id))
-        return AsyncContext(self._client, ContextInfo.from_json(data))
+        return AsyncContext(self._client, await self._client._send(calls.get_context(context_id)))
 
     async def delete(self, context: str | AsyncContext) -> None:
-        await self._client._request("DELETE", core.context_path(core.context_id(context)))
+        await self._client._send(calls.delete_context(context))
 
     async def restart(self, context: str | AsyncContext) -> ContextInfo:
-        path = core.context_path(core.context_id(context), "restart")
-        return ContextInfo.from_json(await self._client._json("POST", path))
+        return await self._client._send(calls.restart_context(context))
 
     async def interrupt(self, context: str | AsyncContext) -> ContextInfo:
-        path = core.context_path(core.context_id(context), "interrupt")
-        return ContextInfo.from_json(await self._client._json("POST", path))
+        return await self._client._send(calls.interrupt_context(context))
 
 
 class ContextCreation:
@@ -273,28 +227,13 @@ class ContextCreation:
             await self._context.delete(missing_ok=True)
 
 
-class AsyncContext:
+class AsyncContext(core.ContextView):
     """A live context (asyncio). ``async with client.contexts.create() as ctx:`` deletes it."""
 
     def __init__(self, client: AsyncClient, info: ContextInfo) -> None:
+        super().__init__(info)
         self._client = client
-        self.info = info
         self.files = AsyncFiles(client, info.id)
-
-    @property
-    def id(self) -> str:
-        return self.info.id
-
-    @property
-    def language(self) -> str:
-        return self.info.language
-
-    @property
-    def cwd(self) -> str:
-        return self.info.cwd
-
-    def __repr__(self) -> str:
-        return f"AsyncContext(id={self.id!r}, language={self.language!r})"
 
     async def __aenter__(self) -> AsyncContext:
         return self
@@ -334,13 +273,10 @@ class AsyncContext:
     async def archive(
         self, dest: core.Destination | None = None, *, path: str | None = None
     ) -> Any:
-        route = core.context_path(self.id, "archive")
-        return await self._client._download(route, core.archive_params(path), dest)
+        return await self._client._download(calls.download_archive(self.id, path), dest)
 
     async def unpack(self, source: core.Source, *, path: str | None = None) -> Unpacked:
-        route = core.context_path(self.id, "archive")
-        data = await self._client._upload(route, source, core.archive_params(path))
-        return Unpacked.from_json(data)
+        return await self._client._upload(calls.upload_archive(self.id, path), source)
 
 
 class AsyncFiles:
@@ -351,21 +287,17 @@ class AsyncFiles:
         self._context_id = context_id
 
     async def upload(self, path: str, source: core.Source) -> Uploaded:
-        route = core.file_path(self._context_id, path)
-        return Uploaded.from_json(await self._client._upload(route, source, {}))
+        return await self._client._upload(calls.upload_file(self._context_id, path), source)
 
     @overload
     async def download(self, path: str, dest: None = None) -> bytes: ...
     @overload
     async def download(self, path: str, dest: core.Destination) -> int: ...
     async def download(self, path: str, dest: core.Destination | None = None) -> Any:
-        return await self._client._download(core.file_path(self._context_id, path), {}, dest)
+        return await self._client._download(calls.download_file(self._context_id, path), dest)
 
     async def list(self, path: str = "", *, recursive: bool = False) -> list[FileInfo]:
-        params = core.list_params(path, recursive)
-        route = core.context_path(self._context_id, "files")
-        data = await self._client._json("GET", route, params=params)
-        return [FileInfo.from_json(item) for item in data["items"]]
+        return await self._client._send(calls.list_files(self._context_id, path, recursive))
 
     async def delete(self, path: str) -> None:
-        await self._client._request("DELETE", core.file_path(self._context_id, path))
+        await self._client._send(calls.delete_file(self._context_id, path))

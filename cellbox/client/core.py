@@ -1,4 +1,4 @@
-"""What both faces share and what needs no I/O: configuration, request shapes, error mapping."""
+"""What both faces share besides the calls: configuration, error mapping, files, common state."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
-from urllib.parse import quote, urlsplit
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from cellbox.client.errors import ConnectionFailed, RequestTimeout, error_for
+from cellbox.client.models import ContextInfo, Event, Execution, Exit, fold_events, parse_event
 
 URL_VAR = "CELLBOX_URL"
 KEY_VAR = "CELLBOX_API_KEY"
@@ -80,11 +82,12 @@ def read_token_file(path: Path) -> str | None:
         return None
 
 
-def headers(config: Config) -> dict[str, str]:
-    out = {"User-Agent": "cellbox-client"}
+def client_options(config: Config) -> dict[str, Any]:
+    """What both faces' httpx clients are made with: the server, the token, the timeout."""
+    headers = {"User-Agent": "cellbox-client"}
     if config.api_key:
-        out["Authorization"] = f"Bearer {config.api_key}"
-    return out
+        headers["Authorization"] = f"Bearer {config.api_key}"
+    return {"base_url": config.url, "headers": headers, "timeout": http_timeout(config)}
 
 
 def http_timeout(config: Config) -> httpx.Timeout:
@@ -100,70 +103,6 @@ def execution_timeout(config: Config, timeout: float | None) -> httpx.Timeout:
 def create_timeout(config: Config, packages: list[str] | None) -> httpx.Timeout:
     """Creating a context is quick, unless it installs packages first."""
     return execution_timeout(config, None) if packages else http_timeout(config)
-
-
-class HasId(Protocol):
-    @property
-    def id(self) -> str: ...
-
-
-def context_id(context: str | HasId | None) -> str | None:
-    """A context given by id or as a context object."""
-    return context if context is None or isinstance(context, str) else context.id
-
-
-def execute_body(
-    code: str,
-    language: str | None,
-    context_id: str | None,
-    env: Mapping[str, str] | None,
-    timeout: float | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code}
-    if language is not None:
-        body["language"] = language
-    if context_id is not None:
-        body["context_id"] = context_id
-    if env:
-        body["env_vars"] = dict(env)
-    if timeout is not None:
-        body["timeout_ms"] = round(timeout * 1000)
-    return body
-
-
-def create_body(
-    language: str, cwd: str | None, network: Any, packages: list[str] | None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"language": language}
-    for name, value in (("cwd", cwd), ("network", network), ("packages", packages)):
-        if value is not None:
-            body[name] = value
-    return body
-
-
-def context_path(context_id: str, *rest: str) -> str:
-    return "/".join(["/contexts", quote(context_id, safe=""), *rest])
-
-
-def file_path(context_id: str, path: str) -> str:
-    if not path:
-        raise ValueError("a file path is needed")
-    # Dot segments are escaped so that no URL normalisation on the way drops them: the server
-    # judges the path as given (and refuses one that leaves the work directory).
-    segments = [quote(part, safe="") for part in path.split("/")]
-    escaped = [part.replace(".", "%2E") if part in (".", "..") else part for part in segments]
-    return context_path(context_id, "files", "/".join(escaped))
-
-
-def list_params(path: str, recursive: bool) -> dict[str, str]:
-    params = {"recursive": "true" if recursive else "false"}
-    if path:
-        params["path"] = path
-    return params
-
-
-def archive_params(path: str | None) -> dict[str, str]:
-    return {"path": path} if path else {}
 
 
 def check(response: httpx.Response) -> httpx.Response:
@@ -238,21 +177,64 @@ def read_chunks(file: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-@dataclass
-class OpenDestination:
-    file: IO[bytes]
-    path: Path | None  # set when this client created the file (removed again on failure)
+@contextmanager
+def destination(dest: Destination) -> Iterator[IO[bytes]]:
+    """``dest`` opened for writing; a file created here is removed again when the block fails."""
+    if not isinstance(dest, str | os.PathLike):
+        yield dest
+        return
+    path = Path(dest)
+    try:
+        with open(path, "wb") as file:
+            yield file
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
-    def finish(self, ok: bool) -> None:
-        if self.path is None:
-            return
-        self.file.close()
-        if not ok:
-            self.path.unlink(missing_ok=True)
+
+# ---- what the two faces' objects hold alike ----
 
 
-def open_destination(dest: Destination) -> OpenDestination:
-    if isinstance(dest, str | os.PathLike):
-        path = Path(dest)
-        return OpenDestination(open(path, "wb"), path)  # noqa: SIM115 - closed by finish
-    return OpenDestination(dest, None)
+STREAM_CUT = "the event stream ended before the execution finished"
+
+
+class EventLog:
+    """The events of one execution stream so far; ``execution`` once the exit event arrived."""
+
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+        self.execution: Execution | None = None
+
+    def _read(self, data: str) -> Event:
+        """One SSE ``data:`` payload as an event, kept for the fold."""
+        event = parse_event(orjson.loads(data))
+        self._events.append(event)
+        return event
+
+    def _finished(self, event: Event) -> bool:
+        """True after the exit event (the stream ends there), with the execution folded."""
+        if isinstance(event, Exit):
+            self.execution = fold_events(self._events)
+        return self.execution is not None
+
+
+class ContextView:
+    """A context's description, as both faces' context objects show it."""
+
+    def __init__(self, info: ContextInfo) -> None:
+        self.info = info
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def language(self) -> str:
+        return self.info.language
+
+    @property
+    def cwd(self) -> str:
+        return self.info.cwd
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, language={self.language!r})"

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import httpx
-import orjson
 from httpx_sse import EventSource
 
-from cellbox.client import core
+from cellbox.client import calls, core
+from cellbox.client.calls import Call
 from cellbox.client.errors import ConnectionFailed, NotFound
-from cellbox.client.models import (
-    ContextInfo,
-    Event,
-    Execution,
-    Exit,
-    FileInfo,
-    Unpacked,
-    Uploaded,
-    fold_events,
-    parse_event,
-)
+from cellbox.client.models import ContextInfo, Event, Execution, FileInfo, Unpacked, Uploaded
+
+T = TypeVar("T")
 
 
 class Client:
@@ -42,12 +34,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = core.Config.resolve(url, api_key, timeout)
-        self._http = httpx.Client(
-            base_url=self.config.url,
-            headers=core.headers(self.config),
-            timeout=core.http_timeout(self.config),
-            transport=transport,
-        )
+        self._http = httpx.Client(**core.client_options(self.config), transport=transport)
         self.contexts = Contexts(self)
 
     def __enter__(self) -> Client:
@@ -62,20 +49,17 @@ class Client:
     def __repr__(self) -> str:
         return f"Client({self.config.url!r})"
 
-    # ---- plumbing shared by every call of this face ----
+    # ---- the I/O: sending calls ----
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, call: Call[T], **body: Any) -> T:
         with core.transport_errors(self.config.url):
-            return core.check(self._http.request(method, path, **kwargs))
+            response = core.check(self._http.send(call.build(self._http, **body)))
+        return call.result(response.content)
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return orjson.loads(self._request(method, path, **kwargs).content)
-
-    def _open_stream(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send a request whose answer is read incrementally; errors are read whole and raised."""
-        request = self._http.build_request(method, path, **kwargs)
+    def _open_stream(self, call: Call[Any]) -> httpx.Response:
+        """Send a call whose answer is read incrementally; errors are read whole and raised."""
         with core.transport_errors(self.config.url):
-            response = self._http.send(request, stream=True)
+            response = self._http.send(call.build(self._http), stream=True)
             if response.status_code >= 400:
                 try:
                     response.read()
@@ -84,37 +68,26 @@ class Client:
                 core.check(response)
         return response
 
-    def _download(self, path: str, params: dict[str, str], dest: core.Destination | None) -> Any:
-        response = self._open_stream("GET", path, params=params)
-        target = core.open_destination(dest) if dest is not None else None
-        ok = False
+    def _download(self, call: Call[None], dest: core.Destination | None) -> Any:
+        response = self._open_stream(call)
         try:
             with core.transport_errors(self.config.url):
-                if target is None:
-                    data = response.read()
-                    ok = True
-                    return data
+                if dest is None:
+                    return response.read()
                 written = 0
-                for chunk in response.iter_bytes(core.CHUNK):
-                    target.file.write(chunk)
-                    written += len(chunk)
-                ok = True
+                with core.destination(dest) as file:
+                    for chunk in response.iter_bytes(core.CHUNK):
+                        file.write(chunk)
+                        written += len(chunk)
                 return written
         finally:
             response.close()
-            if target is not None:
-                target.finish(ok)
 
-    def _upload(self, path: str, source: core.Source, params: dict[str, str]) -> Any:
+    def _upload(self, call: Call[T], source: core.Source) -> T:
         opened = core.open_source(source)
         try:
-            return self._json(
-                "PUT",
-                path,
-                params=params,
-                content=core.read_chunks(opened.file),
-                headers=opened.upload_headers(),
-            )
+            content = core.read_chunks(opened.file)
+            return self._send(call, content=content, headers=opened.upload_headers())
         finally:
             opened.close()
 
@@ -130,9 +103,7 @@ class Client:
         timeout: float | None = None,
     ) -> Execution:
         """Run ``code`` and wait for the whole result; ``timeout`` is in seconds."""
-        body = core.execute_body(code, language, core.context_id(context), env, timeout)
-        timeouts = core.execution_timeout(self.config, timeout)
-        return Execution.from_json(self._json("POST", "/execute", json=body, timeout=timeouts))
+        return self._send(calls.execute(self.config, code, language, context, env, timeout))
 
     def stream(
         self,
@@ -144,31 +115,29 @@ class Client:
         timeout: float | None = None,
     ) -> ExecutionStream:
         """Run ``code``; iterate the result for its events as they happen."""
-        body = core.execute_body(code, language, core.context_id(context), env, timeout)
-        return ExecutionStream(self, body, core.execution_timeout(self.config, timeout))
+        call = calls.stream(calls.execute(self.config, code, language, context, env, timeout))
+        return ExecutionStream(self, call)
 
     def health(self) -> bool:
         """True when the server answers ``GET /healthz``."""
-        return self._json("GET", "/healthz").get("status") == "ok"
+        return self._send(calls.health())
 
     def info(self) -> dict[str, Any]:
         """``GET /info``: the server's isolation report and limits."""
-        return self._json("GET", "/info")
+        return self._send(calls.info())
 
 
-class ExecutionStream:
+class ExecutionStream(core.EventLog):
     """The events of one execution, read as they arrive (``with`` closes it early).
 
     After the ``exit`` event, :attr:`execution` holds the folded result.
     """
 
-    def __init__(self, client: Client, body: dict[str, Any], timeout: httpx.Timeout) -> None:
+    def __init__(self, client: Client, call: Call[None]) -> None:
+        super().__init__()
         self._client = client
-        self._body = body
-        self._timeout = timeout
+        self._call = call
         self._response: httpx.Response | None = None
-        self._events: list[Event] = []
-        self.execution: Execution | None = None
 
     def __enter__(self) -> ExecutionStream:
         self._open()
@@ -181,9 +150,7 @@ class ExecutionStream:
 
     def _open(self) -> httpx.Response:
         if self._response is None:
-            self._response = self._client._open_stream(
-                "POST", "/execute/async", json=self._body, timeout=self._timeout
-            )
+            self._response = self._client._open_stream(self._call)
         return self._response
 
     def __iter__(self) -> Iterator[Event]:
@@ -191,13 +158,11 @@ class ExecutionStream:
         try:
             with core.transport_errors(self._client.config.url):
                 for sse in EventSource(response).iter_sse():
-                    event = parse_event(orjson.loads(sse.data))
-                    self._events.append(event)
+                    event = self._read(sse.data)
                     yield event
-                    if isinstance(event, Exit):
-                        self.execution = fold_events(self._events)
+                    if self._finished(event):
                         return
-            raise ConnectionFailed("the event stream ended before the execution finished")
+            raise ConnectionFailed(core.STREAM_CUT)
         finally:
             self.close()
 
@@ -227,53 +192,32 @@ class Contexts:
         network: Any = None,
         packages: list[str] | None = None,
     ) -> Context:
-        body = core.create_body(language, cwd, network, packages)
-        timeout = core.create_timeout(self._client.config, packages)
-        data = self._client._json("POST", "/contexts", json=body, timeout=timeout)
-        return Context(self._client, ContextInfo.from_json(data))
+        call = calls.create_context(self._client.config, language, cwd, network, packages)
+        return Context(self._client, self._client._send(call))
 
     def list(self) -> list[Context]:
-        items = self._client._json("GET", "/contexts")["items"]
-        return [Context(self._client, ContextInfo.from_json(item)) for item in items]
+        return [Context(self._client, info) for info in self._client._send(calls.list_contexts())]
 
     def get(self, context_id: str) -> Context:
-        data = self._client._json("GET", core.context_path(context_id))
-        return Context(self._client, ContextInfo.from_json(data))
+        return Context(self._client, self._client._send(calls.get_context(context_id)))
 
     def delete(self, context: str | Context) -> None:
-        self._client._request("DELETE", core.context_path(core.context_id(context)))
+        self._client._send(calls.delete_context(context))
 
     def restart(self, context: str | Context) -> ContextInfo:
-        path = core.context_path(core.context_id(context), "restart")
-        return ContextInfo.from_json(self._client._json("POST", path))
+        return self._client._send(calls.restart_context(context))
 
     def interrupt(self, context: str | Context) -> ContextInfo:
-        path = core.context_path(core.context_id(context), "interrupt")
-        return ContextInfo.from_json(self._client._json("POST", path))
+        return self._client._send(calls.interrupt_context(context))
 
 
-class Context:
+class Context(core.ContextView):
     """A live context. ``with client.contexts.create() as ctx:`` deletes it at the end."""
 
     def __init__(self, client: Client, info: ContextInfo) -> None:
+        super().__init__(info)
         self._client = client
-        self.info = info
         self.files = Files(client, info.id)
-
-    @property
-    def id(self) -> str:
-        return self.info.id
-
-    @property
-    def language(self) -> str:
-        return self.info.language
-
-    @property
-    def cwd(self) -> str:
-        return self.info.cwd
-
-    def __repr__(self) -> str:
-        return f"Context(id={self.id!r}, language={self.language!r})"
 
     def __enter__(self) -> Context:
         return self
@@ -314,13 +258,11 @@ class Context:
     def archive(self, dest: core.Destination, *, path: str | None = None) -> int: ...
     def archive(self, dest: core.Destination | None = None, *, path: str | None = None) -> Any:
         """The work directory (or ``path`` in it) as tar.gz: bytes, or streamed into ``dest``."""
-        route = core.context_path(self.id, "archive")
-        return self._client._download(route, core.archive_params(path), dest)
+        return self._client._download(calls.download_archive(self.id, path), dest)
 
     def unpack(self, source: core.Source, *, path: str | None = None) -> Unpacked:
         """Upload a tar or tar.gz and unpack it under ``path`` (default: the work directory)."""
-        route = core.context_path(self.id, "archive")
-        return Unpacked.from_json(self._client._upload(route, source, core.archive_params(path)))
+        return self._client._upload(calls.upload_archive(self.id, path), source)
 
 
 class Files:
@@ -332,8 +274,7 @@ class Files:
 
     def upload(self, path: str, source: core.Source) -> Uploaded:
         """Write ``source`` (a local path, bytes or a binary file object) to ``path``."""
-        route = core.file_path(self._context_id, path)
-        return Uploaded.from_json(self._client._upload(route, source, {}))
+        return self._client._upload(calls.upload_file(self._context_id, path), source)
 
     @overload
     def download(self, path: str, dest: None = None) -> bytes: ...
@@ -341,14 +282,10 @@ class Files:
     def download(self, path: str, dest: core.Destination) -> int: ...
     def download(self, path: str, dest: core.Destination | None = None) -> Any:
         """The file's bytes, or streamed into ``dest`` (local path or file object; returns size)."""
-        return self._client._download(core.file_path(self._context_id, path), {}, dest)
+        return self._client._download(calls.download_file(self._context_id, path), dest)
 
     def list(self, path: str = "", *, recursive: bool = False) -> list[FileInfo]:
-        params = core.list_params(path, recursive)
-        data = self._client._json(
-            "GET", core.context_path(self._context_id, "files"), params=params
-        )
-        return [FileInfo.from_json(item) for item in data["items"]]
+        return self._client._send(calls.list_files(self._context_id, path, recursive))
 
     def delete(self, path: str) -> None:
-        self._client._request("DELETE", core.file_path(self._context_id, path))
+        self._client._send(calls.delete_file(self._context_id, path))

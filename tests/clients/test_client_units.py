@@ -26,7 +26,8 @@ from cellbox.client import (
     TooManyContexts,
     Unauthorized,
 )
-from cellbox.client.core import Config, execute_body, file_path, is_local
+from cellbox.client.calls import execute_body, file_path
+from cellbox.client.core import Config, is_local
 from cellbox.client.errors import error_for
 from cellbox.client.models import FileInfo, fold_events, parse_event
 from cellbox.commands.repl import is_complete, read_cell
