@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
 from cellbox.api.errors import InvalidRequest, parse_body
@@ -13,6 +15,9 @@ from cellbox.packages.creation import install as install_packages
 from cellbox.runtimes import RUNTIMES
 from cellbox.sandbox import netpolicy
 from cellbox.sessions.registry import ContextRegistry
+
+# What describe, restart and interrupt answer: the context's description, or a usual error.
+ANSWERS_INFO: dict[str, Any] = {"response_model": ContextInfo, "responses": ERRORS}
 
 
 def routes(registry: ContextRegistry) -> APIRouter:
@@ -57,12 +62,7 @@ def routes(registry: ContextRegistry) -> APIRouter:
     async def list_contexts() -> Response:
         return JSON({"items": [c.describe() for c in registry.list()]})
 
-    @router.get(
-        "/contexts/{context_id}",
-        response_model=ContextInfo,
-        responses=ERRORS,
-        summary="Describe a context",
-    )
+    @router.get("/contexts/{context_id}", **ANSWERS_INFO, summary="Describe a context")
     async def get_context(context_id: str) -> Response:
         return JSON(registry.get(context_id).describe())
 
@@ -78,8 +78,7 @@ def routes(registry: ContextRegistry) -> APIRouter:
 
     @router.post(
         "/contexts/{context_id}/restart",
-        response_model=ContextInfo,
-        responses=ERRORS,
+        **ANSWERS_INFO,
         summary="Restart a context on a fresh process (state cleared)",
     )
     async def restart_context(context_id: str) -> Response:
@@ -87,8 +86,7 @@ def routes(registry: ContextRegistry) -> APIRouter:
 
     @router.post(
         "/contexts/{context_id}/interrupt",
-        response_model=ContextInfo,
-        responses=ERRORS,
+        **ANSWERS_INFO,
         summary="Interrupt the running execution (state kept)",
     )
     async def interrupt_context(context_id: str) -> Response:
