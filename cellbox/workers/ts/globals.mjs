@@ -26,20 +26,70 @@ function display(...values) {
   }
 }
 
+// Cells resolve modules as if they were a file in the working directory.
+const cellParent = () => path.join(process.cwd(), '[cellbox]');
 let requireCwd = null;
 let requireFn = null;
 function currentRequire() {
   const cwd = process.cwd();
   if (cwd !== requireCwd) {
-    requireFn = createRequire(path.join(cwd, '[cellbox]'));
+    requireFn = createRequire(cellParent());
     requireCwd = cwd;
   }
   return requireFn;
 }
-function userRequire(id) {
-  return currentRequire()(id);
+
+// Packages whose `exports` offer only an "import" condition have no entry for require's
+// conditions (ERR_PACKAGE_PATH_NOT_EXPORTED). For those, require() and import() take the
+// file that ES module resolution from the working directory finds. Resolving from
+// another parent than this module needs --experimental-import-meta-resolve (worker argv).
+const NOT_EXPORTED = 'ERR_PACKAGE_PATH_NOT_EXPORTED';
+function importOnlyFile(request) {
+  // Resolved again: a require() error may come from inside the module it loaded.
+  try {
+    currentRequire().resolve(request);
+    return null;
+  } catch (err) {
+    if (err?.code !== NOT_EXPORTED) return null;
+  }
+  try {
+    return fileURLToPath(import.meta.resolve(request, pathToFileURL(cellParent()).href));
+  } catch {
+    return null;
+  }
 }
-userRequire.resolve = (request, options) => currentRequire().resolve(request, options);
+
+// require() of an ES module works (Node's require(esm)) unless its graph has top-level await.
+function requireImportOnly(request, file) {
+  try {
+    return currentRequire()(file);
+  } catch (err) {
+    if (err?.code !== 'ERR_REQUIRE_ASYNC_MODULE') throw err;
+    const message =
+      `require('${request}') cannot load ${file}: it is an ES module whose graph uses ` +
+      `top-level await, which require() cannot wait for; use \`await import('${request}')\``;
+    throw Object.assign(new Error(message, { cause: err }), { code: err.code });
+  }
+}
+
+function userRequire(id) {
+  try {
+    return currentRequire()(id);
+  } catch (err) {
+    const file = err?.code === NOT_EXPORTED ? importOnlyFile(id) : null;
+    if (file === null) throw err;
+    return requireImportOnly(id, file);
+  }
+}
+userRequire.resolve = (request, options) => {
+  try {
+    return currentRequire().resolve(request, options);
+  } catch (err) {
+    const file = err?.code === NOT_EXPORTED && !options ? importOnlyFile(request) : null;
+    if (file === null) throw err;
+    return file;
+  }
+};
 userRequire.resolve.paths = (request) => currentRequire().resolve.paths(request);
 userRequire.cache = currentRequire().cache;
 
@@ -57,7 +107,7 @@ function cellImport(specifier, options) {
   } else if (!/^[a-z][a-z0-9+.-]*:/i.test(spec) && !isBuiltin(spec)) {
     // A bare package name: resolve it from the working directory.
     try {
-      target = pathToFileURL(currentRequire().resolve(spec)).href;
+      target = pathToFileURL(userRequire.resolve(spec)).href;
     } catch {
       target = spec;
     }

@@ -1,6 +1,6 @@
 // cellbox TypeScript/JavaScript worker.
 //
-// Launch:  node [--max-old-space-size=N] main.mjs --fd N
+// Launch:  node [--max-old-space-size=N] --experimental-import-meta-resolve main.mjs --fd N
 // where N is an inherited, connected UNIX stream socket. Frames: 4-byte big-endian
 // length + UTF-8 JSON; see cellbox/protocol.py for the message set (execute, chdir,
 // interrupt -> ready, stdout, stderr, display, result, error, done, chdir).
