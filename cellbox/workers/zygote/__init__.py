@@ -2,6 +2,7 @@
 
 ``server`` (the fork loop and each child's confinement steps, run in the sandbox) ·
 ``confine`` (the system calls that confine a child, following the sandbox policy) ·
+``warm_up`` (the preloaded stack used once before forking, so its first-use memory is shared) ·
 ``messages`` (the control protocol, imported by the zygote and by its client,
 :mod:`cellbox.process.zygote_client`). Run as ``python -m cellbox.workers.zygote``.
 

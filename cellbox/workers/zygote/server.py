@@ -44,6 +44,7 @@ from cellbox.procfs import thread_count
 from cellbox.sandbox.policy import EXIT_CANNOT_FORK, EXIT_SETUP_FAILED
 from cellbox.workers.python import worker as python_worker
 from cellbox.workers.zygote import BLAS_THREAD_VARS, confine, messages
+from cellbox.workers.zygote.warm_up import warm_up
 
 
 def _send(control: socket.socket, message: messages.Message) -> None:
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[name] = "1"
     python_worker.prepare()
     python_worker.preload(args["preload"])
-    _warm_up()
+    warm_up()  # what a first cell loads and caches is then shared too
     gc.collect()
     gc.freeze()  # the collector then leaves the shared objects (and their pages) alone
     control = socket.socket(fileno=args["control"])
@@ -117,16 +118,6 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(EXIT_CANNOT_FORK)
     _send(control, messages.Ready(pid=os.getpid()))
     _serve(control)
-
-
-def _warm_up() -> None:
-    """Run a cell once, silently: what a first cell loads and caches is then shared too."""
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    shell.run_cell("1", store_history=False, silent=True)
-    shell.display_formatter.format(1)
-    assert shell.logger is not None  # imported on first use by cells that store history
 
 
 def _parse(args: list[str]) -> dict[str, Any]:
