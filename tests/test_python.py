@@ -305,3 +305,27 @@ def test_ipython_input_handling(client: Client, code: str, text: str):
     body = client.run(code)
     assert body["error"] is None, body["error"]
     assert body["items"][-1] == {"is_primary": True, "text": text}
+
+
+def test_one_line_cells_ipython_rewrites(client: Client, ctx: str):
+    # Automagic, macros and autocall still apply to a plain-looking one-line cell.
+    assert client.run("pwd", context_id=ctx)["items"][0]["text"].startswith("'/")
+    assert client.run("pwd = 5", context_id=ctx)["error"] is None
+    assert client.run("pwd", context_id=ctx)["items"][0]["text"] == "5"  # shadowed now
+    client.run("from IPython.core.macro import Macro\nbump = Macro('n = 1\\n')", context_id=ctx)
+    client.run("bump", context_id=ctx)
+    assert client.run("n", context_id=ctx)["items"][0]["text"] == "1"  # the macro ran
+    client.run("%autocall 1", context_id=ctx)
+    assert client.run("str 3", context_id=ctx)["items"][0]["text"] == "'3'"
+
+
+def test_plain_values_keep_ipython_formatting(client: Client, ctx: str):
+    client.run("%precision 2", context_id=ctx)
+    assert client.run("3.14159", context_id=ctx)["items"][0]["text"] == "3.14"
+    code = "get_ipython().display_formatter.formatters['text/html'].for_type(int, lambda v: f'<b>{v}</b>')"
+    client.run(code, context_id=ctx)
+    assert client.run("7", context_id=ctx)["items"][0] == {
+        "is_primary": True,
+        "text": "7",
+        "html": "<b>7</b>",
+    }

@@ -185,6 +185,7 @@ class FdCapture:
         self._log = log
         self._lock = threading.RLock()  # reentrant for the same reason as the outbox's
         self._pipes: dict[int, tuple[str, Any]] = {}
+        self._ready = select.poll()  # drain()'s own: a poll object is not shared by threads
 
     def install(self) -> None:
         for target, kind in ((1, STDOUT), (2, STDERR)):
@@ -194,6 +195,7 @@ class FdCapture:
             os.close(write_fd)
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             self._pipes[read_fd] = (kind, decoder)
+            self._ready.register(read_fd, select.POLLIN)
 
     def start(self) -> None:
         thread = threading.Thread(target=self._run, name="cellbox-fd-reader", daemon=True)
@@ -231,5 +233,8 @@ class FdCapture:
                     return
 
     def drain(self) -> None:
-        for fd in self._pipes:
-            self._read(fd)
+        # One poll() finds the pipes with data (mostly none: no read, no EAGAIN to raise);
+        # under the lock, so a read the thread has begun is in the outbox first.
+        with self._lock:
+            for fd, _events in self._ready.poll(0):
+                self._read(fd)

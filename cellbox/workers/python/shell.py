@@ -7,12 +7,15 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from cellbox.workers.python import pip_lines
+from cellbox.workers.python.plain_values import PlainValues
 
 if TYPE_CHECKING:
     from cellbox.workers.python.worker import Worker
 
 # What makes a cell more than plain Python to IPython's input transformers.
 _IPYTHON_SYNTAX = re.compile(r"[%!?]|^[ \t]*(?:[,;/]|>>>|\.\.\.|In \[)", re.MULTILINE)
+# The word IPython's prefilter looks up (its ``ifun``), when a line starts with one.
+_FIRST_WORD = re.compile(r"[\w.*]+")
 
 
 def make_shell_class(worker: Worker) -> Any:
@@ -20,26 +23,20 @@ def make_shell_class(worker: Worker) -> Any:
     import contextlib
     import subprocess
 
+    from IPython.core.autocall import IPyAutocall
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
     from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.macro import Macro
     from traitlets import Type
 
-    plain_types = (int, float, bool, str, type(None), complex)
-
     class ResultHook(DisplayHook):
+        plain: PlainValues  # set by create_shell, once the formatters are configured
+
         def compute_format_data(self, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-            # Hot path: a plain builtin value has only a text form, unless someone
-            # registered a rich formatter for its type. Skips ten formatter lookups.
-            kind = type(result)
-            if kind in plain_types:
-                formatters = self.shell.display_formatter.formatters
-                if not any(
-                    kind in f.type_printers or ("builtins", kind.__name__) in f.deferred_printers
-                    for mime, f in formatters.items()
-                    if mime != "text/plain"
-                ):
-                    return {"text/plain": formatters["text/plain"](result)}, {}
+            text = self.plain.text(result)
+            if text is not None:
+                return {"text/plain": text}, {}
             return super().compute_format_data(result)
 
         def quiet(self) -> bool:
@@ -95,13 +92,27 @@ def make_shell_class(worker: Worker) -> Any:
             if raw_cell[:1].isspace() or _IPYTHON_SYNTAX.search(raw_cell):
                 return super().transform_cell(raw_cell)
             cell = raw_cell if raw_cell.endswith("\n") else raw_cell + "\n"
-            if cell.count("\n") == 1:  # one line: IPython's prefilter (aliases, autocall)
+            if cell.count("\n") == 1 and self._prefilter_may_change(cell):
                 with self.builtin_trap:
                     cell = self.prefilter_manager.prefilter_lines(cell) + "\n"
             lines = cell.splitlines(keepends=True)
             for transform in self.input_transformers_post:
                 lines = transform(lines)
             return "".join(lines)
+
+        def _prefilter_may_change(self, line: str) -> bool:
+            """Whether IPython's prefilter could rewrite this plain one-line cell: only a
+            first word that is a line magic (automagic, e.g. ``pip install x``), a macro or
+            autocall object in the namespace, or autocall being on make it do anything."""
+            if self.autocall:
+                return True
+            word = _FIRST_WORD.match(line)
+            if word is None:
+                return False
+            name = word.group()
+            if self.automagic and name in self.magics_manager.magics["line"]:
+                return True
+            return isinstance(self.user_ns.get(name), (Macro, IPyAutocall))
 
         def should_run_async(
             self,
@@ -228,4 +239,5 @@ def create_shell(worker: Worker) -> Any:
     for formatter in display.formatters.values():
         formatter.enabled = True
     display.active_types = list(display.formatters)
+    shell.displayhook.plain = PlainValues(display)
     return shell
