@@ -84,6 +84,7 @@ def set_node(node_id: str) -> None:
     """Label every series with ``node_id``; create each labelled series at zero."""
     global _node
     _node = node_id
+    _finished.clear()
     for language in LANGUAGES:
         _duration.labels(_node, language)
         _worker_starts.labels(_node, language)
@@ -95,9 +96,20 @@ def set_node(node_id: str) -> None:
         _file_bytes.labels(_node, direction)
 
 
+# The labelled series of the hot path, found once (``labels()`` costs more than ``inc()``).
+_finished: dict[tuple[str, str], tuple[Callable[[], None], Callable[[float], None]]] = {}
+
+
 def execution_finished(language: str, outcome: str, seconds: float) -> None:
-    _executions.labels(_node, language, outcome).inc()
-    _duration.labels(_node, language).observe(seconds)
+    series = _finished.get((language, outcome))
+    if series is None:
+        series = _finished[(language, outcome)] = (
+            _executions.labels(_node, language, outcome).inc,
+            _duration.labels(_node, language).observe,
+        )
+    count, observe = series
+    count()
+    observe(seconds)
 
 
 def outcome_of(failed: bool, stop_reason: str | None, error_name: str | None) -> str:

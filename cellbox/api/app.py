@@ -69,6 +69,8 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         description="Persistent, isolated Python and TypeScript REPL contexts over HTTP.",
         lifespan=lifespan,
         default_response_class=JSON,
+        # No OpenTelemetry here: FastAPI would look for a provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     endpoints = execute.ExecuteEndpoints(registry, settings)
     app.add_middleware(RawRoutes, fastapi=app, posts=endpoints.posts)  # innermost of ours

@@ -57,8 +57,9 @@ class ExecuteEndpoints:
         fold = Fold()
 
         async def collect() -> None:
+            await execution.task  # one wake-up, at the end: the events are all queued
             await execution.started  # ContextGone (404) if deleted while queued
-            async for batch in execution.batches():
+            for batch in execution.queued():
                 fold.add(batch)
 
         await _until_disconnect(receive, execution, collect())

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from cellbox import deaths, protocol
 from cellbox.deaths import Death
+from cellbox.process.frame_stream import FrameStream
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.process.zygote_client import Zygote
 from cellbox.runtimes import Runtime
@@ -56,23 +57,24 @@ class WorkerProcess:
         sandbox: AsyncSandbox,
         unit: str,
         process: ProcessHandle,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: FrameStream,
     ) -> None:
         self.runtime = runtime
         self.unit = unit
         self.process = process
-        self.frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.frames = stream.frames
         self.owner = "the warm pool"  # who holds it, for the log: a context id once taken
         self._died = False
         self._sandbox = sandbox
         self.network: Link | None = None  # its namespace's link, under --network public
-        self._writer = writer
+        self._stream = stream
+        stream.on_end = self._ended
+        stream.on_bad_frame = self._bad_frame
         self._stderr_tail = b""
         self._killed = False
         self._death: asyncio.Future[Death] | None = None
         self._burying: asyncio.Task[None] | None = None
-        self._reading = asyncio.create_task(self._read_frames(reader))
+        self._killing: asyncio.Task[None] | None = None
         self._draining = asyncio.create_task(self._drain_stderr())
         self._watching = asyncio.create_task(self._end_with_process())
 
@@ -100,8 +102,9 @@ class WorkerProcess:
             raise
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
-        worker = cls(runtime, sandbox, unit, process, reader, writer)
+        stream = FrameStream()
+        await asyncio.get_running_loop().create_unix_connection(lambda: stream, sock=ours)
+        worker = cls(runtime, sandbox, unit, process, stream)
         try:
             async with asyncio.timeout(STARTUP_TIMEOUT_S):
                 first = await worker.frames.get()
@@ -132,22 +135,9 @@ class WorkerProcess:
         the exit status arrived, whichever came first)."""
         return self._died or (not self._killed and self.process.returncode is not None)
 
-    async def _read_frames(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                header = await reader.readexactly(protocol.HEADER.size)
-                (size,) = protocol.HEADER.unpack(header)
-                if size > protocol.MAX_FRAME:
-                    raise ValueError(f"frame of {size} bytes")
-                self.frames.put_nowait(protocol.decode(await reader.readexactly(size)))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        except Exception:
-            log.exception("worker %s sent a bad frame; stopping it", self.unit)
-            await self.kill()
-        finally:
-            self.frames.put_nowait(None)
-            self._ended()
+    def _bad_frame(self, exc: Exception) -> None:
+        log.error("worker %s sent a bad frame (%r); stopping it", self.unit, exc)
+        self._killing = asyncio.create_task(self.kill())
 
     async def _end_with_process(self) -> None:
         # Whatever ends the process (for a zygote child: its setup process), nothing of the
@@ -177,7 +167,7 @@ class WorkerProcess:
     def send(self, message: dict[str, Any]) -> None:
         if self.alive:
             with contextlib.suppress(Exception):
-                self._writer.write(protocol.encode(message))
+                self._stream.write(protocol.encode(message))
 
     def interrupt(self) -> None:
         self.send({"op": "interrupt"})
@@ -207,7 +197,7 @@ class WorkerProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
             await self._sandbox.release(self.unit)
-            self._writer.close()
+            self._stream.close()
             if self.network is not None:
                 await self.network.close()
         try:

@@ -137,6 +137,13 @@ class Execution:
             if batch[-1]["type"] == "exit":
                 return
 
+    def queued(self) -> list[list[dict[str, Any]]]:
+        """The batches not read yet, without waiting (all of them once ``task`` is done)."""
+        batches = []
+        while not self._queue.empty():
+            batches.append(self._queue.get_nowait())
+        return batches
+
     def stop(self, reason: str) -> None:
         """Ask the running code to stop: interrupt now, kill after the grace period."""
         if reason == DISCONNECT and self.lost is not None:
