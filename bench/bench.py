@@ -34,6 +34,7 @@ import figures  # noqa: E402
 import files_bench  # noqa: E402
 import network_cost  # noqa: E402
 import packages_bench  # noqa: E402
+import server_cpu  # noqa: E402
 from baseline import Baseline  # noqa: E402
 from figures import Plan  # noqa: E402
 from machine import machine_info, read  # noqa: E402
@@ -256,6 +257,12 @@ class Bench:
                 lambda: self.baseline_scipy()["pss"],
             ),
             "warm_ts": lambda: self.warm("warm_ts", "typescript", with_baseline=False),
+            "server_cpu": lambda: self.record(
+                "server_cpu",
+                lambda: server_cpu.per_warm_execution(
+                    self.new_client("stdlib"), plan, self.server_pid
+                ),
+            ),
             "ts_history": lambda: self.record("ts_history", lambda: figures.ts_history(api, plan)),
             "new_ts": lambda: self.record(
                 "new_ts", lambda: figures.new_context_latency(api, plan, "1", "1", "typescript")

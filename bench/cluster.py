@@ -16,11 +16,11 @@ time node ``a``'s server process spends per request, local and forwarded
 
 from __future__ import annotations
 
-import os
 import time
 
 import httpx
 from figures import Plan, execute_sampler, interleaved_rounds
+from procmem import cpu_per_call_us
 from server import CLIENTS, Server
 
 CODE, EXPECTED = "1+1", "2"
@@ -49,20 +49,6 @@ def _wait_for_peer(server: Server, api_key: str, timeout: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError("the cluster nodes did not see each other")
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_per_request_us(pid: int, sample, count: int) -> float:
-    before = _cpu_s(pid)
-    for _ in range(count):
-        sample()
-    return round((_cpu_s(pid) - before) / count * 1e6, 1)
 
 
 def forwarding_overhead(plan: Plan, client: str) -> dict:
@@ -99,9 +85,7 @@ def forwarding_overhead(plan: Plan, client: str) -> dict:
             raise RuntimeError(f"sides failed: {errors}")
         p50 = {name: summary["value_ms"] for name, summary in summaries.items()}
         count = plan.warm_rounds * plan.warm_per_round
-        cpu = {
-            name: _cpu_per_request_us(a.pid, sides[name], count) for name in ("local", "forwarded")
-        }
+        cpu = {name: cpu_per_call_us(a.pid, sides[name], count) for name in ("local", "forwarded")}
         return {
             "cpu_per_request_us": cpu,
             "cpu_added_us": round(cpu["forwarded"] - cpu["local"], 1),

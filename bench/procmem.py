@@ -6,6 +6,7 @@ Reading other processes' ``smaps_rollup`` and ``fd`` links needs root (or the sa
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cellbox import procfs
@@ -167,3 +168,18 @@ def cpu_ticks(pids: list[int]) -> dict[int, int]:
 def tree(pid: int) -> list[int]:
     """``pid`` and all its descendants."""
     return [pid, *descendants(pid, process_table())]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (all its threads)."""
+    with open(PROC / str(pid) / "stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_call_us(pid: int, call: Callable[[], object], count: int) -> float:
+    """Microseconds of ``pid``'s CPU per ``call()``, over ``count`` calls."""
+    before = cpu_seconds(pid)
+    for _ in range(count):
+        call()
+    return round((cpu_seconds(pid) - before) / count * 1e6, 1)

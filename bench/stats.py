@@ -20,7 +20,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def summarize_ns(samples_ns: Sequence[int]) -> dict:
-    """p50/p90/mean/min/max in milliseconds, plus n, for samples given in nanoseconds."""
+    """p50/p90/p99/mean/min/max in milliseconds, plus n, for samples given in nanoseconds."""
     ms = [s / 1e6 for s in samples_ns]
     if not ms:
         return {"n": 0}
@@ -28,6 +28,7 @@ def summarize_ns(samples_ns: Sequence[int]) -> dict:
         "n": len(ms),
         "p50_ms": round(percentile(ms, 50), 4),
         "p90_ms": round(percentile(ms, 90), 4),
+        "p99_ms": round(percentile(ms, 99), 4),
         "mean_ms": round(statistics.fmean(ms), 4),
         "min_ms": round(min(ms), 4),
         "max_ms": round(max(ms), 4),

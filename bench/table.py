@@ -67,8 +67,9 @@ def details(records: dict[str, dict]) -> str:
             if name == "new_py" and side == "baseline":
                 summary = data.get("start_to_first_result")
             if summary and "p50_ms" in summary:
+                p99 = f" p99 {summary['p99_ms']:.3f}" if "p99_ms" in summary else ""
                 parts.append(
-                    f"{side}: p50 {summary['p50_ms']:.3f} p90 {summary['p90_ms']:.3f} "
+                    f"{side}: p50 {summary['p50_ms']:.3f} p90 {summary['p90_ms']:.3f}{p99} "
                     f"mean {summary['mean_ms']:.3f} ms n={summary['n']}"
                 )
             error = rec.get(f"{side}_error")
@@ -95,6 +96,9 @@ def details(records: dict[str, dict]) -> str:
                     else ""
                 )
             )
+        if name == "server_cpu" and rec.get("cellbox"):
+            rounds = ", ".join(f"{us:.0f}" for us in rec["cellbox"]["per_round_us"])
+            parts.append(f"per round {rounds} µs of server CPU per execution")
         if name == "pss" and rec.get("cellbox"):
             sample = rec["cellbox"]["samples"][0]
             summed = ", ".join(
