@@ -329,3 +329,12 @@ def test_plain_values_keep_ipython_formatting(client: Client, ctx: str):
         "text": "7",
         "html": "<b>7</b>",
     }
+
+
+def test_input_history_variables(client: Client, ctx: str):
+    for code in ("a = 1", "b = 2", "c = 3"):
+        client.run(code, context_id=ctx)
+    body = client.run("(_i, _ii, _iii, _i2, In[1:4], len(_ih))", context_id=ctx)
+    assert body["items"][0]["text"] == (
+        "('c = 3', 'b = 2', 'a = 1', 'b = 2', ['a = 1', 'b = 2', 'c = 3'], 5)"
+    )

@@ -26,6 +26,7 @@ def make_shell_class(worker: Worker) -> Any:
     from IPython.core.autocall import IPyAutocall
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.history import HistoryManager
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.core.macro import Macro
     from traitlets import Type
@@ -62,6 +63,25 @@ def make_shell_class(worker: Worker) -> Any:
 
         def finish_displayhook(self) -> None:
             self._is_active = False
+
+    class InputHistory(HistoryManager):
+        """``In``, ``_ih``, ``_i``, ``_ii``, ``_iii`` and ``_iN`` as in IPython, and nothing
+        kept for a history database: this one is off, and IPython's cache for it would
+        grow by one entry per cell for the life of the context."""
+
+        def store_inputs(self, line_num: int, source: str, source_raw: str | None = None) -> None:
+            raw = (source if source_raw is None else source_raw).rstrip("\n")
+            if self._exit_re.match(raw.strip()):
+                return
+            self.input_hist_parsed.append(source.rstrip("\n"))
+            self.input_hist_raw.append(raw)
+            _, older, old, last = self._recent
+            self._recent = (older, old, last, raw)
+            names = {"_iii": older, "_ii": old, "_i": last, f"_i{line_num}": raw}
+            self.shell.user_ns.update(names)
+            self.shell.user_ns_hidden.update(names)
+
+        _recent = ("", "", "", "")  # _iii, _ii, _i and this cell's input, as IPython keeps them
 
     class Publisher(DisplayPublisher):
         def publish(
@@ -178,6 +198,10 @@ def make_shell_class(worker: Worker) -> Any:
 
         system_raw = system
         system_piped = system
+
+        def init_history(self) -> None:
+            self.history_manager = InputHistory(shell=self, parent=self)
+            self.configurables.append(self.history_manager)
 
         def init_completer(self) -> None:
             pass  # tab completion is unused here; built on first access to ``Completer``
