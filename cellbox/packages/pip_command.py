@@ -32,6 +32,7 @@ from cellbox.packages.pip_args import (
 )
 from cellbox.packages.pip_config import pip_config, uv_source_args
 from cellbox.packages.python_path import SITE_VAR
+from cellbox.packages.reach import index_url, unreachable
 
 WHEELHOUSE_VAR = "CONTEXT_WHEEL_CACHE"
 UV_VAR = "CONTEXT_UV"
@@ -43,49 +44,31 @@ def shared_distributions() -> set[str]:
     return {name for name, _ in releases(_listing(sysconfig.get_paths()["purelib"]))}
 
 
-def has_default_route(route: str, ipv6_route: str) -> bool:
-    """Is there a way out of this network namespace (``/proc/net/route``, ``ipv6_route``)?"""
-    for line in route.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 2 and fields[1] == "00000000" and fields[0] != "lo":
-            return True
-    for line in ipv6_route.splitlines():
-        fields = line.split()
-        if len(fields) == 10 and fields[0] == "0" * 32 and fields[1] == "00" and fields[9] != "lo":
-            return True
-    return False
-
-
-def network_reachable() -> bool:
-    def read(path: str) -> str:
-        try:
-            with open(path) as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    return has_default_route(read("/proc/net/route"), read("/proc/net/ipv6_route"))
-
-
 def install_argv(
     uv: str, command: str, args: list[str], site: str, environ: Mapping[str, str], home: str
-) -> tuple[list[str], set[str]]:
-    """The uv command for ``uv pip <command> <args>``; the names to exclude for installs."""
+) -> tuple[list[str], set[str], str | None]:
+    """The uv command for ``uv pip <command> <args>``; the names to exclude for installs;
+    why the package index is out of reach (then uv runs offline), or None."""
     argv = [uv, "pip", command, *args]
-    if {split_option(a)[0] for a in args} & OWN_DESTINATION:
-        return argv, set()  # the user chose where: no layering
-    argv += ["--target", site]
+    layered = not {split_option(a)[0] for a in args} & OWN_DESTINATION  # else: the user's
+    if layered:
+        argv += ["--target", site]
     if command != "install":
-        return argv, set()
-    argv += ["--python", sys.executable]
-    if not network_reachable():
-        # no network: uv says so at once (and can still use the wheel cache), no retries
+        return argv, set(), None
+    if layered:
+        argv += ["--python", sys.executable]
+        argv += uv_source_args(pip_config(environ, home), args)
+    no_index = {"--offline", "--no-index"} & set(argv)
+    cut_off = None if no_index else unreachable(index_url(argv))
+    if cut_off is not None:
+        # uv says so at once (and can still use the wheel cache) instead of retrying
         argv.append("--offline")
-    argv += uv_source_args(pip_config(environ, home), args)
+    if not layered:
+        return argv, set(), cut_off
     wheelhouse = environ.get(WHEELHOUSE_VAR)
     if wheelhouse and os.path.isdir(wheelhouse):
         argv += ["--find-links", wheelhouse]
-    return argv, shared_distributions() - named_requirements(args)
+    return argv, shared_distributions() - named_requirements(args), cut_off
 
 
 def run_uv(command: str, args: list[str]) -> int:
@@ -96,7 +79,7 @@ def run_uv(command: str, args: list[str]) -> int:
         sys.stderr.write("cellbox: this context has no package directory configured\n")
         return 1
     home = os.environ.get("HOME", "/")
-    argv, excluded = install_argv(uv, command, args, site, os.environ, home)
+    argv, excluded, cut_off = install_argv(uv, command, args, site, os.environ, home)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="cellbox-excludes-") as f:
         if excluded:
             f.write("\n".join(sorted(excluded)) + "\n")
@@ -106,6 +89,12 @@ def run_uv(command: str, args: list[str]) -> int:
         code = subprocess.call(argv)
     if code == 0 and command == "install":
         _note_shadowed(_listing(site) - before)
+    if code != 0 and cut_off is not None:
+        sys.stderr.write(
+            f"cellbox: no network access to the package index: {cut_off}. This context's "
+            "network policy does not reach it, so only wheels already in the shared cache "
+            "can be installed\n"
+        )
     return code
 
 

@@ -15,8 +15,8 @@ from cellbox.packages.pip_args import (
     top_level_names,
     translate_pip_args,
 )
-from cellbox.packages.pip_command import has_default_route
 from cellbox.packages.pip_config import pip_config, uv_source_args
+from cellbox.packages.reach import DEFAULT_INDEX, endpoint, has_default_route, index_url
 from cellbox.packages.wheelhouse import wheel_release
 from cellbox.workers.python import pip_lines
 
@@ -70,6 +70,19 @@ def test_default_route_detection():
     lo6 = " ".join(["0" * 32, "00", "0" * 32, "00", "0" * 32, "ffffffff", "1", "0", "200", "lo"])
     assert not has_default_route(header, lo6)
     assert has_default_route(header, lo6.replace(" lo", " eth0"))
+
+
+def test_the_index_to_probe_is_the_one_uv_asks_first_or_its_proxy():
+    assert index_url(["uv", "pip", "install", "x"]) == DEFAULT_INDEX
+    assert index_url(["-i", "https://a/simple", "--index-url=https://b/simple"]) == (
+        "https://b/simple"
+    )
+    assert index_url(["--default-index", "http://c:8080/s", "x"]) == "http://c:8080/s"
+    assert endpoint("https://pypi.org/simple", {}) == ("pypi.org", 443)
+    assert endpoint("http://mirror:8080/simple", {}) == ("mirror", 8080)
+    assert endpoint("file:///wheels", {}) is None
+    proxied = {"https": "http://proxy.example:3128"}
+    assert endpoint("https://pypi.org/simple", proxied) == ("proxy.example", 3128)
 
 
 def test_site_directory_goes_before_shared_site_packages(tmp_path, monkeypatch):
