@@ -87,8 +87,10 @@ def test_the_server_mode_is_the_ceiling():
         with pytest.raises(PolicyError, match="off"):
             within(policy, "off")
     for policy in (Policy("off"), Policy("public"), allow):
-        with pytest.raises(PolicyError, match="host"):
-            within(policy, "host")  # a host server cannot attach per-context rules
+        within(policy, "host")  # a host server allows everything: each may ask for less
+        with pytest.raises(PolicyError, match="nft not found"):
+            within(policy, "host", unavailable="nft not found")
+    within(Policy("host"), "host", unavailable="nft not found")  # asking for nothing
 
 
 def _output_chain(script: str) -> list[str]:

@@ -38,7 +38,7 @@ def routes(registry: ContextRegistry) -> APIRouter:
         if body.network is not None:
             try:
                 policy = netpolicy.parse(body.network)
-                netpolicy.within(policy, registry.network.mode)
+                await registry.network.admit(policy)
             except netpolicy.PolicyError as exc:
                 raise InvalidRequest.one("network", str(exc)) from None
         try:

@@ -50,10 +50,21 @@ class AsyncSandbox:
         await asyncio.to_thread(self.sandbox.remove_workdir, unit)
 
     async def command(
-        self, argv: list[str], *, unit: str, workdir: Path, env: dict[str, str]
+        self,
+        argv: list[str],
+        *,
+        unit: str,
+        workdir: Path,
+        env: dict[str, str],
+        own_network: bool | None = None,
     ) -> tuple[list[str], dict[str, str]]:
         return await asyncio.to_thread(
-            self.sandbox.command, argv, unit=unit, workdir=workdir, env=env
+            self.sandbox.command,
+            argv,
+            unit=unit,
+            workdir=workdir,
+            env=env,
+            own_network=own_network,
         )
 
     async def zygote_command(

@@ -66,7 +66,7 @@ class WorkerProcess:
         self.owner = "the warm pool"  # who holds it, for the log: a context id once taken
         self._died = False
         self._sandbox = sandbox
-        self.network: Link | None = None  # its namespace's link, under --network public
+        self.network: Link | None = None  # its own namespace's link, when it has one
         self._stream = stream
         stream.on_end = self._ended
         stream.on_bad_frame = self._bad_frame
@@ -86,8 +86,14 @@ class WorkerProcess:
         workdir: Path,
         cwd: str | None = None,
         zygote: Zygote | None = None,
+        *,
+        own_network: bool | None = None,
     ) -> WorkerProcess:
-        """Start a worker in ``workdir`` (forked by ``zygote`` if given), wait until ready."""
+        """Start a worker in ``workdir`` (forked by ``zygote`` if given), wait until ready.
+
+        ``own_network``: spawn it in a network namespace of its own (None: as the server's
+        mode says).
+        """
         unit = f"w{os.getpid()}-{next(_units)}"
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -95,7 +101,9 @@ class WorkerProcess:
             if zygote is not None:
                 process = await zygote.fork(unit, workdir, theirs.fileno())
             else:
-                process = await _spawn(runtime, sandbox, unit, workdir, theirs.fileno())
+                process = await _spawn(
+                    runtime, sandbox, unit, workdir, theirs.fileno(), own_network
+                )
         except BaseException:
             ours.close()
             await sandbox.release(unit)
@@ -243,7 +251,12 @@ class WorkerProcess:
 
 
 async def _spawn(
-    runtime: Runtime, sandbox: AsyncSandbox, unit: str, workdir: Path, fd: int
+    runtime: Runtime,
+    sandbox: AsyncSandbox,
+    unit: str,
+    workdir: Path,
+    fd: int,
+    own_network: bool | None,
 ) -> asyncio.subprocess.Process:
     """Start the runtime's worker program through the sandbox chain."""
     argv, env = await sandbox.command(
@@ -251,6 +264,7 @@ async def _spawn(
         unit=unit,
         workdir=workdir,
         env=runtime.env(),
+        own_network=own_network,
     )
     return await asyncio.create_subprocess_exec(
         *argv,

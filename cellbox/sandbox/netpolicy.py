@@ -134,17 +134,27 @@ def parse(value: Any) -> Policy:
     return Policy("allow", tuple(names), tuple(networks))
 
 
-def within(policy: Policy, server_mode: str) -> None:
-    """``PolicyError`` if ``policy`` asks for more than a server in ``server_mode`` gives."""
-    if server_mode == OFF and policy.kind != OFF:
+# How much each mode or policy may reach; a context may ask for what its server gives or less.
+# An allowlist counts as ``public``: it may name a private range, which only the context's
+# own namespace can reach through (never the host's loopback).
+_REACH = {OFF: 0, "allow": 1, PUBLIC: 1, HOST: 2}
+
+
+def within(policy: Policy, server_mode: str, unavailable: str | None = None) -> None:
+    """``PolicyError`` if ``policy`` asks for more than a server in ``server_mode`` gives.
+
+    ``unavailable``: why this server cannot give a context a network namespace of its own
+    (a ``host`` server without the tools); then only the server's own mode is possible.
+    """
+    if _REACH[policy.kind] > _REACH[server_mode]:
         raise PolicyError(
             'this server runs with the network off; only "off" is allowed '
             "(start it with --network public for more)"
         )
-    if server_mode == HOST and policy.kind != HOST:
+    if unavailable is not None and policy.kind != server_mode:
         raise PolicyError(
-            "this server runs with --network host: every context shares the host's network, "
-            "and per-context policies need --network public"
+            f"this server runs with --network {server_mode} and cannot give a context a "
+            f'network of its own here ({unavailable}); omit "network" to share the host\'s'
         )
 
 

@@ -13,6 +13,11 @@ it confines itself) and attaches to it, from outside and before any user code ru
 Warm workers are attached with the server's default policy (``public``); a context that
 asks for another one gets it at hand-out (one atomic ``nft -f``, about 6 ms). A host
 without the tools falls back to ``off`` and says so; ``host`` is only ever what was asked.
+
+Under ``--network host`` a context may still ask for less (``off``, ``public``, an
+allowlist): its worker is then spawned with a namespace of its own and attached exactly as
+under ``public``. The tools are checked (with a trial namespace) only when the first such
+context comes, so a host server that never sees one pays nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cellbox.sandbox import dns
-from cellbox.sandbox.netpolicy import DNS_ADDRESS, HOST, OFF, PUBLIC, Policy
+from cellbox.sandbox.netpolicy import DNS_ADDRESS, HOST, OFF, PUBLIC, Policy, within
 from cellbox.sandbox.netpolicy import allow_addresses as allow_script
 from cellbox.sandbox.netpolicy import ruleset as rules_script
 from cellbox.workers.zygote.confine import bring_up_loopback
@@ -123,9 +128,14 @@ class Network:
         self.requested = requested
         self.mode = requested
         self.warnings: list[str] = []
+        self._privileged = privileged
         self._tools: dict[str, str] = {}
         self._host = _HostAddresses(shutil.which("ip", path=_TOOL_PATH))
         self.nameservers = dns.host_nameservers()
+        # Under host: None until the first context asks for a policy, then "" (the tools
+        # work) or why they do not.
+        self._own_namespaces: str | None = None
+        self._checking = asyncio.Lock()
         if requested == HOST:
             self.warnings.append(HOST_WARNING)
         elif requested == PUBLIC:
@@ -150,10 +160,34 @@ class Network:
             text = "\n".join(f"  - {w}" for w in self.warnings)
             log.warning("\n%s\nCELLBOX NETWORK: %s\n%s\n%s", banner, self.mode, text, banner)
 
-    @property
-    def per_context(self) -> bool:
-        """Does each worker get a namespace of its own that the server attaches to?"""
-        return self.mode == PUBLIC
+    def default(self) -> Policy:
+        """The policy of a context that asks for none: the server's mode."""
+        return Policy(self.mode)
+
+    async def admit(self, policy: Policy) -> None:
+        """``PolicyError`` unless this server can give a context ``policy``.
+
+        Under ``host`` the first policy other than ``host`` checks the tools, once.
+        """
+        unavailable = None
+        if self.mode == HOST and policy.kind != HOST:
+            async with self._checking:
+                if self._own_namespaces is None:
+                    problem = await asyncio.to_thread(self._probe, self._privileged)
+                    self._own_namespaces = problem or ""
+                    if problem:
+                        log.warning("contexts cannot have a network of their own: %s", problem)
+            unavailable = self._own_namespaces or None
+        within(policy, self.mode, unavailable)
+
+    def own_namespace(self, policy: Policy) -> bool:
+        """Does a worker for ``policy`` get a namespace that the server attaches to?"""
+        return self.mode == PUBLIC or self.departs(policy)
+
+    def departs(self, policy: Policy) -> bool:
+        """Does a worker for ``policy`` need other namespaces than the server gives every
+        worker (a context with a policy on a ``host`` server: spawned, never warm)?"""
+        return self.mode == HOST and policy.kind != HOST
 
     @property
     def mechanism(self) -> str:
@@ -161,12 +195,30 @@ class Network:
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /info`` says about the network."""
-        return {
+        info: dict[str, Any] = {
             "mode": self.mode,
             "requested": self.requested,
             "mechanism": self.mechanism,
-            "dns": f"forwarder at {DNS_ADDRESS}" if self.per_context else None,
+            "dns": f"forwarder at {DNS_ADDRESS}" if self.mode == PUBLIC else None,
             "warnings": list(self.warnings),
+        }
+        if self.mode == HOST:
+            info["context_policies"] = self._context_policies()
+        return info
+
+    def _context_policies(self) -> dict[str, Any]:
+        """Under ``host``: whether contexts that ask for ``off``, ``public`` or an allowlist
+        can get it, by what, and whether that was set up yet."""
+        if self._own_namespaces is None:
+            state, reason = "not checked yet (on the first context that asks for one)", None
+        elif self._own_namespaces:
+            state, reason = "unavailable", self._own_namespaces
+        else:
+            state, reason = "available", None
+        return {
+            "mechanism": f"{MECHANISM}, DNS forwarder at {DNS_ADDRESS}",
+            "state": state,
+            "reason": reason,
         }
 
     def _probe(self, privileged: bool) -> str | None:

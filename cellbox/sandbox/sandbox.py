@@ -325,18 +325,26 @@ class Sandbox:
         unit: str,
         workdir: Path,
         env: dict[str, str],
+        own_network: bool | None = None,
     ) -> tuple[list[str], dict[str, str]]:
         """Wrap ``argv`` so it runs sandboxed as ``unit``; returns (argv, environment).
 
         Creates the unit's cgroups (a stale unit of the same name is killed first). Spawn
         the result with ``pass_fds`` set to the worker's own fds, ``start_new_session=True``
         and a closed-by-default fd set; ``cwd`` does not matter. Inside, the working
-        directory is ``workdir`` at its own absolute path.
+        directory is ``workdir`` at its own absolute path. ``own_network``: root makes the
+        unit a network namespace of its own (None: under ``--network public`` only).
         """
-        return self._command(self.launcher, argv, unit, workdir, env)
+        return self._command(self.launcher, argv, unit, workdir, env, own_network)
 
     def _command(
-        self, launcher: Launcher, argv: list[str], unit: str, workdir: Path, env: dict[str, str]
+        self,
+        launcher: Launcher,
+        argv: list[str],
+        unit: str,
+        workdir: Path,
+        env: dict[str, str],
+        own_network: bool | None = None,
     ) -> tuple[list[str], dict[str, str]]:
         check_unit(unit)
         if not argv:
@@ -345,7 +353,7 @@ class Sandbox:
         full_env = self._environment(launcher, workdir, unit)
         full_env.update(package_layout.environment(workdir, full_env["PATH"], self.wheelhouse))
         full_env.update(policy.checked_env(env))
-        setup = self._unit_setup(launcher, unit, workdir)
+        setup = self._unit_setup(launcher, unit, workdir, own_network)
         return launcher.command(argv, setup=setup, workdir=workdir, env=full_env)
 
     @property
@@ -487,15 +495,17 @@ class Sandbox:
             self._cgroups.remove(unit)
             raise SandboxError(f"cannot create cgroups for {unit}: {exc}") from exc
 
-    def _unit_setup(self, launcher: Launcher, unit: str, workdir: Path) -> UnitSetup:
+    def _unit_setup(
+        self, launcher: Launcher, unit: str, workdir: Path, own_network: bool | None = None
+    ) -> UnitSetup:
+        if own_network is None:
+            own_network = self.network == "public"
         return UnitSetup(
             pidfile=self.layout.pidfile(unit),
             cgroup_files=self._prepare_unit(unit),
             rlimits=self._rlimits(),
             chdir=workdir if launcher.chdir_in_setup() else None,
-            net_namespace=(
-                self.network == "public" and launcher.caps.root and launcher is not self._zygote
-            ),
+            net_namespace=own_network and launcher.caps.root and launcher is not self._zygote,
         )
 
     def _environment(self, launcher: Launcher, workdir: Path, unit: str) -> dict[str, str]:

@@ -41,7 +41,7 @@ class WorkerPool:
         self.size = size
         self._sandbox = sandbox
         self._network = network
-        self._warm_policy = Policy(network.mode)  # warm workers are ready for the default
+        self._warm_policy = network.default()  # warm workers are ready for the default
         self._ready: deque[tuple[WorkerProcess, Workspace]] = deque()
         self._refilling: asyncio.Task[None] | None = None
         self._closed = False
@@ -76,8 +76,8 @@ class WorkerPool:
         self, workspace: Workspace, policy: Policy, cwd: str | None = None
     ) -> WorkerProcess:
         """A new worker in ``workspace`` whose network obeys ``policy`` before it is used."""
-        worker = await self._start_process(workspace, cwd)
-        if self._network.per_context:
+        worker = await self._start_process(workspace, cwd, self._network.departs(policy))
+        if self._network.own_namespace(policy):
             try:
                 worker.network = await self._network.attach(worker.process.pid, policy)
             except BaseException:
@@ -87,13 +87,21 @@ class WorkerPool:
                 await worker.network.close()
         return worker
 
-    async def _start_process(self, workspace: Workspace, cwd: str | None) -> WorkerProcess:
+    async def _start_process(
+        self, workspace: Workspace, cwd: str | None, own_network: bool
+    ) -> WorkerProcess:
         """Forked by the zygote if there is one, else spawned.
 
         A context whose own packages replace shared ones gets a fresh interpreter: the
-        zygote has the shared versions imported already.
+        zygote has the shared versions imported already. ``own_network``: spawned with a
+        network namespace of its own although the server's mode gives workers none (the
+        zygote's children share the host's then).
         """
         metrics.worker_started(self.runtime.name)
+        if own_network:
+            return await WorkerProcess.start(
+                self.runtime, self._sandbox, workspace.path, cwd, own_network=True
+            )
         forkable = self._zygote is not None and self._zygote.usable()
         if forkable and not await asyncio.to_thread(shadows_shared, workspace.path):
             try:
@@ -107,9 +115,10 @@ class WorkerPool:
     async def take(self, policy: Policy) -> tuple[WorkerProcess, Workspace]:
         """A ready worker and its workspace: from the pool, or started now if it is empty.
 
-        A warm worker's network is made to obey ``policy`` as it is handed out.
+        A warm worker's network is made to obey ``policy`` as it is handed out; a policy
+        that needs other namespaces than the warm workers have gets a new one.
         """
-        while self._ready:
+        while self._ready and not self._network.departs(policy):
             worker, workspace = self._ready.popleft()
             if worker.alive:
                 self.refill()

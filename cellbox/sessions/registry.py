@@ -79,9 +79,9 @@ class ContextRegistry:
     ) -> Context:
         """A new context with a ready worker. ``ValueError`` if ``cwd`` is unusable.
 
-        ``network``: checked against the server's mode by the caller; default: that mode.
+        ``network``: admitted by ``self.network`` already (the caller); default: the mode.
         """
-        policy = network or Policy(self.network.mode)
+        policy = network or self.network.default()
         if self._closing:
             raise ShuttingDown("the server is shutting down")
         if len(self._contexts) + self._creating >= self.settings.max_contexts:

@@ -27,7 +27,6 @@ from tests.security.conftest import (
     Listener,
     isolation,
     py_value,
-    start_server,
     status,
     ts_json,
     wait_until,
@@ -348,27 +347,6 @@ def test_network_off_blocks_egress(offline: Server, wide_listener: Listener, lan
         assert not str(outcome[host]).startswith("connected"), (host, outcome)
     assert wide_listener.accepted == 0
     assert outcome["interfaces"] == ["lo"], outcome  # nothing but its own loopback
-
-
-@pytest.fixture
-def host_mode() -> Iterator[Server]:
-    server = start_server(network="host", **CHEAP)
-    yield server
-    server.stop()
-    server.cleanup()
-
-
-def test_host_mode_is_unfiltered_and_says_so_loudly(host_mode: Server, wide_listener: Listener):
-    with host_mode.client() as client:
-        info = client.get("/info").json()
-        assert info["network"]["mode"] == "host"
-        assert any("--network host" in w for w in info["network"]["warnings"]), info
-        assert "CELLBOX NETWORK: host" in host_mode.read_log()
-        response = client.post("/contexts", json={"network": "public"})
-        assert response.status_code == 400
-        outcome = _connect(client, "python", ["127.0.0.1"], wide_listener.port)
-    assert outcome["127.0.0.1"] == CONNECTED, outcome
-    assert wide_listener.accepted == 1
 
 
 def test_a_host_without_the_mechanism_falls_back_to_off(wide_listener: Listener):

@@ -120,6 +120,8 @@ class BwrapLauncher(Launcher):
         self.network = network
         self.fonts = fonts
         self._args = bwrap_args(caps, layout, limits, network)  # the same for every worker
+        # a worker whose network namespace root made (its own resolv.conf, no --unshare-net)
+        self._own_net_args = bwrap_args(caps, layout, limits, "public")
 
     def namespaces(self, network: str) -> list[str]:
         return namespaces(network == "host")
@@ -131,7 +133,8 @@ class BwrapLauncher(Launcher):
         self, argv: list[str], *, setup: UnitSetup, workdir: Path, env: dict[str, str]
     ) -> tuple[list[str], dict[str, str]]:
         binds = ["--bind", str(workdir), str(workdir)]
-        return self.chain(argv, setup=setup, args=self._args, binds=binds, chdir=workdir, env=env)
+        args = self._own_net_args if setup.net_namespace else self._args
+        return self.chain(argv, setup=setup, args=args, binds=binds, chdir=workdir, env=env)
 
     def chain(
         self,
