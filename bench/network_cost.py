@@ -4,7 +4,9 @@ One sample is ``POST /contexts`` (with the policy) plus ``POST /execute`` ``1`` 
 ``DELETE`` and a pause (so the warm pool refills) stay outside the timing. The policies
 are sampled in interleaved order on the benchmarked server (default ``public``); the same
 samples on a second server started with ``--network host`` (no namespace, no rules: the
-pre-isolation behaviour) give the cost of the isolation itself.
+pre-isolation behaviour) give the cost of the isolation itself, and the policies asked for
+on that server (``under_host``: spawned with a namespace of their own, never warm) what a
+context pays there for asking for less.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ def figure(
         host.start()
         host_api = client(host.url, host.api_key)
         try:
-            out["host"] = _sampled(host_api, plan, {"host": None})["host"]
+            under_host = _sampled(host_api, plan, {"host": None, **POLICIES})
+            out["host"] = under_host.pop("host")
+            out["under_host"] = under_host
         finally:
             host_api.close()
     finally:

@@ -135,8 +135,7 @@ def parse(value: Any) -> Policy:
 
 
 # How much each mode or policy may reach; a context may ask for what its server gives or less.
-# An allowlist counts as ``public``: it may name a private range, which only the context's
-# own namespace can reach through (never the host's loopback).
+# An allowlist counts as ``public``: a server that filters for a context can filter to a list.
 _REACH = {OFF: 0, "allow": 1, PUBLIC: 1, HOST: 2}
 
 
