@@ -29,7 +29,10 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
+import baseline_figures  # noqa: E402
 import cluster  # noqa: E402
+import concurrency  # noqa: E402
+import context_memory  # noqa: E402
 import figures  # noqa: E402
 import files_bench  # noqa: E402
 import network_cost  # noqa: E402
@@ -222,7 +225,7 @@ class Bench:
 
     def baseline_scipy(self) -> dict:
         if self._baseline_scipy is None:
-            self._baseline_scipy = figures.baseline_scipy(self.baseline, self.plan)
+            self._baseline_scipy = baseline_figures.baseline_scipy(self.baseline, self.plan)
         return self._baseline_scipy
 
     def run(self) -> None:
@@ -237,9 +240,11 @@ class Bench:
             "new_py": lambda: self.record(
                 "new_py",
                 lambda: figures.new_context_latency(api, plan, "1", "1"),
-                lambda: figures.baseline_cold_start(self.baseline, plan),
+                lambda: baseline_figures.baseline_cold_start(self.baseline, plan),
             ),
-            "burst": lambda: self.record("burst", lambda: figures.burst(concurrent_client, plan)),
+            "burst": lambda: self.record(
+                "burst", lambda: concurrency.burst(concurrent_client, plan)
+            ),
             "new_scipy": lambda: self.record(
                 "new_scipy",
                 lambda: figures.new_context_latency(
@@ -253,7 +258,7 @@ class Bench:
             ),
             "pss": lambda: self.record(
                 "pss",
-                lambda: figures.context_pss(api, plan, self.server_pid),
+                lambda: context_memory.context_pss(api, plan, self.server_pid),
                 lambda: self.baseline_scipy()["pss"],
             ),
             "warm_ts": lambda: self.warm("warm_ts", "typescript", with_baseline=False),
@@ -272,7 +277,8 @@ class Bench:
                 lambda: figures.async_first_event(self.new_client("stdlib"), plan),
             ),
             "throughput": lambda: self.record(
-                "throughput", lambda: figures.throughput(concurrent_client, plan, self.server_pid)
+                "throughput",
+                lambda: concurrency.throughput(concurrent_client, plan, self.server_pid),
             ),
             "files": lambda: self.record(
                 "files", lambda: files_bench.transfer(self.url, self.api_key, self.server_pid)

@@ -1,23 +1,21 @@
-"""Measurements of cellbox through its HTTP API, and of the ipykernel baseline.
+"""Measurements of one client against cellbox (and the ipykernel baseline): warm latency,
+new contexts, the first SSE event, TypeScript history; the plan and helpers they share.
 
 Every function here measures one thing and returns a JSON-ready dict; the caller
-(bench.py) decides targets, pass/fail and presentation.
+(bench.py) decides targets, pass/fail and presentation. Figures of many clients are in
+concurrency.py, a context's memory in context_memory.py, the baseline alone in
+baseline_figures.py.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import resource
-import secrets
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import procmem
-from baseline import Baseline, Kernel
+from baseline import Kernel
 from server import Api, ApiError, StdlibApi, primary_text
 from stats import summarize_ns, summarize_rounds
 
@@ -80,7 +78,7 @@ class Plan:
         )
 
 
-def _expect(data: dict, expected: str | None) -> None:
+def expect_answer(data: dict, expected: str | None) -> None:
     if expected is not None and primary_text(data) != expected:
         raise ApiError(f"unexpected result {primary_text(data)!r}, wanted {expected!r}", 200, data)
 
@@ -89,7 +87,7 @@ class BaselineFailure(RuntimeError):
     """The baseline side of a measurement failed (not cellbox)."""
 
 
-def _timed_kernel(kernel: Kernel, code: str, expected: str | None) -> int:
+def timed_kernel(kernel: Kernel, code: str, expected: str | None) -> int:
     t0 = time.perf_counter_ns()
     try:
         result = kernel.execute(code)
@@ -139,14 +137,14 @@ def interleaved_rounds(sides: dict[str, Sampler], plan: Plan) -> tuple[dict, dic
 def execute_sampler(api: Api, context_id: str, code: str, expected: str) -> Sampler:
     def sample() -> int:
         elapsed, data = api.timed_execute(code, context_id=context_id)
-        _expect(data, expected)
+        expect_answer(data, expected)
         return elapsed
 
     return sample
 
 
 def kernel_sampler(kernel: Kernel, code: str, expected: str) -> Sampler:
-    return lambda: _timed_kernel(kernel, code, expected)
+    return lambda: timed_kernel(kernel, code, expected)
 
 
 def warm_latency(
@@ -222,7 +220,7 @@ def new_context_latency(
     stopped_early = False
     for i in range(plan.new_warmup + wanted):
         elapsed, data = api.timed_execute(code, language)
-        _expect(data, expected)
+        expect_answer(data, expected)
         if data.get("execution_count") not in (None, 1):
             raise ApiError(f"new context has execution_count {data.get('execution_count')}")
         api.delete(data["context_id"])
@@ -239,163 +237,6 @@ def new_context_latency(
     return out
 
 
-def _connected_clients(make_client: ClientFactory, count: int) -> list[Api]:
-    """``count`` clients, each with its connection already open (``GET /healthz``)."""
-    clients = [make_client() for _ in range(count)]
-    for client in clients:
-        client.timed_get("/healthz")
-    return clients
-
-
-def _burst_once(make_client: ClientFactory, size: int, code: str) -> dict:
-    """``size`` threads, released together, each sending one new-context execute."""
-    clients = _connected_clients(make_client, size)
-    gate = threading.Barrier(size + 1)
-    outcomes: list[tuple[int, int, dict | Exception]] = [(0, 0, RuntimeError("no answer"))] * size
-
-    def one(index: int) -> None:
-        gate.wait()
-        t0 = time.perf_counter_ns()
-        try:
-            _, data = clients[index].timed_execute(code)
-            outcome: dict | Exception = data
-        except Exception as exc:  # noqa: BLE001 - every failure is counted, none raised
-            outcome = exc
-        end = time.perf_counter_ns()
-        outcomes[index] = (end, end - t0, outcome)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(size)]
-    for thread in threads:
-        thread.start()
-    gate.wait()
-    start = time.perf_counter_ns()
-    for thread in threads:
-        thread.join()
-    context_ids = [o[2]["context_id"] for o in outcomes if isinstance(o[2], dict)]
-    errors = [
-        f"{type(o[2]).__name__}: {o[2]}"[:300] for o in outcomes if isinstance(o[2], Exception)
-    ]
-    for context_id in context_ids:
-        clients[0].delete(context_id)
-    for client in clients:
-        client.close()
-    return {
-        "wall_ns": max(o[0] for o in outcomes) - start,
-        "answered": len(context_ids),
-        "errors": errors,
-        "latencies_ns": [o[1] for o in outcomes],
-        "kind": clients[0].kind,
-    }
-
-
-def burst(make_client: ClientFactory, plan: Plan) -> dict:
-    """``burst_size`` concurrent new contexts; wall time until all are answered."""
-    walls: list[int] = []
-    latencies: list[int] = []
-    all_answered = True
-    errors: list[str] = []
-    kind = "?"
-    for i in range(plan.burst_repeats):
-        if i:
-            time.sleep(plan.burst_pause_s)
-        once = _burst_once(make_client, plan.burst_size, plan.burst_code)
-        kind = once["kind"]
-        walls.append(once["wall_ns"])
-        latencies.extend(once["latencies_ns"])
-        if once["answered"] != plan.burst_size:
-            all_answered = False
-            errors.extend(once["errors"])
-    out = {
-        "size": plan.burst_size,
-        "code": plan.burst_code,
-        "client": f"{kind}: one thread and one keep-alive connection per request, "
-        "all released together",
-        "repeats": len(walls),
-        "pause_between_repeats_s": plan.burst_pause_s,
-        "all_answered": all_answered,
-        "errors": errors[:20],
-        "wall": summarize_ns(walls),
-        "walls_ms": [round(w / 1e6, 2) for w in walls],
-        "per_request": summarize_ns(latencies),
-    }
-    out["value_ms"] = out["wall"]["p50_ms"]
-    return out
-
-
-# --- memory ---------------------------------------------------------------------------
-
-
-def _pid_fields(value: object, key: str = "") -> list[int]:
-    """Integers found under any key containing 'pid' anywhere in a JSON value."""
-    found: list[int] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found.extend(_pid_fields(v, str(k)))
-    elif isinstance(value, list):
-        for v in value:
-            found.extend(_pid_fields(v, key))
-    elif isinstance(value, int) and not isinstance(value, bool) and "pid" in key.lower():
-        found.append(value)
-    return found
-
-
-def _context_processes(api: Api, context_id: str) -> tuple[list[int], str]:
-    """Host pids of a context's worker process(es) and how they were found."""
-    info = api.get_context(context_id)
-    pids = [p for p in _pid_fields(info) if os.path.exists(f"/proc/{p}")]
-    if pids:
-        return pids, "pid field(s) of GET /contexts/{id}"
-    # The worker holds a uniquely named file open; find it through /proc/*/fd.
-    marker = f"cellbox-bench-marker-{secrets.token_hex(8)}"
-    api.execute(
-        "import os as _bench_os, tempfile as _bench_tempfile\n"
-        "try:\n"
-        f"    _bench_marker = open({marker!r}, 'w')\n"
-        "except OSError:\n"
-        "    _bench_marker = open(_bench_os.path.join("
-        f"_bench_tempfile.gettempdir(), {marker!r}), 'w')\n",
-        context_id=context_id,
-    )
-    pids = procmem.pids_holding_file(marker)
-    if pids:
-        return pids, "process holding a marker file opened by the context (/proc/*/fd)"
-    cwd = info.get("cwd")
-    if cwd:
-        pids = procmem.pids_with_cwd(cwd)
-        if pids:
-            return pids, "processes whose /proc/<pid>/cwd equals the context's cwd"
-    raise RuntimeError("could not find the context's process (need root to read /proc?)")
-
-
-def context_pss(api: Api, plan: Plan, server_pid: int | None) -> dict:
-    """PSS of new contexts after the numpy/pandas/matplotlib cell, median over samples."""
-    samples = []
-    for i in range(plan.pss_samples):
-        if i:
-            time.sleep(plan.settle_s)
-        data = api.execute(SCIPY_CELL)
-        _expect(data, SCIPY_EXPECTED)
-        context_id = data["context_id"]
-        try:
-            pids, method = _context_processes(api, context_id)
-            time.sleep(0.5)
-            memory = procmem.subtree_memory(pids, helper_stop=server_pid)
-            memory["found_by"] = method
-            if server_pid is not None:
-                memory["server_tree_processes"] = len(procmem.tree(server_pid))
-            samples.append(memory)
-        finally:
-            api.delete(context_id)
-    values = [s["pss_kb"] / 1024 for s in samples]
-    return {
-        "value_mb": round(statistics.median(values), 2),
-        "samples_mb": [round(v, 2) for v in values],
-        "summed": "the context's worker process and all its descendants; "
-        "ancestors below the server (sandbox helpers, zygote) are listed, not summed",
-        "samples": samples,
-    }
-
-
 # --- TypeScript history ---------------------------------------------------------------
 
 
@@ -410,18 +251,18 @@ def ts_history(api: Api, plan: Plan) -> dict:
         fill: list[int] = []
         for i in range(plan.ts_cells):
             elapsed, data = api.timed_execute(f"let v{i} = {i}; v{i}", context_id=old)
-            _expect(data, str(i))
+            expect_answer(data, str(i))
             fill.append(elapsed)
         fresh = api.execute("0", "typescript")["context_id"]
         for _ in range(plan.warm_warmup):
-            _expect(api.execute("1+1", context_id=old), "2")
-            _expect(api.execute("1+1", context_id=fresh), "2")
+            expect_answer(api.execute("1+1", context_id=old), "2")
+            expect_answer(api.execute("1+1", context_id=fresh), "2")
         old_ns: list[int] = []
         fresh_ns: list[int] = []
         for _ in range(plan.ts_drift_samples):
             for context_id, bucket in ((old, old_ns), (fresh, fresh_ns)):
                 elapsed, data = api.timed_execute("1+1", context_id=context_id)
-                _expect(data, "2")
+                expect_answer(data, "2")
                 bucket.append(elapsed)
         api.delete(old)
         api.delete(fresh)
@@ -439,135 +280,3 @@ def ts_history(api: Api, plan: Plan) -> dict:
             }
         )
     return {"value": statistics.median(r["ratio"] for r in repeats), "repeats": repeats}
-
-
-# --- throughput -----------------------------------------------------------------------
-
-
-def _throughput_once(clients: list[Api], context_ids: list[str], seconds: float) -> dict:
-    """One thread per client, each running ``1+1`` on its own context until time is up."""
-    gate = threading.Barrier(len(clients) + 1)
-    results: list[dict] = [{}] * len(clients)
-    until = [0.0]
-
-    def run(index: int) -> None:
-        client, context_id = clients[index], context_ids[index]
-        done = errors = 0
-        latencies: list[int] = []
-        gate.wait()
-        while time.perf_counter() < until[0]:
-            try:
-                elapsed, data = client.timed_execute("1+1", context_id=context_id)
-                _expect(data, "2")
-                latencies.append(elapsed)
-                done += 1
-            except Exception:  # noqa: BLE001 - counted, the load goes on
-                errors += 1
-        results[index] = {"done": done, "errors": errors, "latencies": latencies}
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(clients))]
-    for thread in threads:
-        thread.start()
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
-    until[0] = t0 + seconds
-    gate.wait()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - t0
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    done = sum(r["done"] for r in results)
-    client_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    return {
-        "exec_per_s": round(done / wall, 1),
-        "completed": done,
-        "errors": sum(r["errors"] for r in results),
-        "wall_s": round(wall, 3),
-        "per_request": summarize_ns([x for r in results for x in r["latencies"]]),
-        "bench_client_cpu_cores": round(client_cpu / wall, 3),
-    }
-
-
-def throughput(make_client: ClientFactory, plan: Plan, server_pid: int | None) -> dict:
-    """``throughput_clients`` concurrent clients, each on its own context, ``1+1`` in a loop."""
-    clients = _connected_clients(make_client, plan.throughput_clients)
-    context_ids = [client.execute("0")["context_id"] for client in clients]
-    runs = []
-    try:
-        for i in range(plan.throughput_repeats):
-            time.sleep(plan.settle_s if i else 0)
-            for client, context_id in zip(clients, context_ids, strict=True):
-                for _ in range(3):
-                    _expect(client.execute("1+1", context_id=context_id), "2")
-            server_pids = procmem.tree(server_pid) if server_pid else []
-            ticks0 = procmem.cpu_ticks(server_pids)
-            once = _throughput_once(clients, context_ids, plan.throughput_seconds)
-            if server_pids:
-                ticks1 = procmem.cpu_ticks(server_pids)
-                used = sum(ticks1[p] - ticks0[p] for p in ticks1 if p in ticks0)
-                hz = os.sysconf("SC_CLK_TCK")
-                once["server_tree_cpu_cores"] = round(used / hz / once["wall_s"], 3)
-            runs.append(once)
-    finally:
-        for context_id in context_ids:
-            clients[0].delete(context_id)
-        for client in clients:
-            client.close()
-    return {
-        "value": statistics.median(r["exec_per_s"] for r in runs),
-        "clients": plan.throughput_clients,
-        "client": f"{clients[0].kind}, one thread and one keep-alive connection per client, "
-        "in the benchmark process (its CPU use is reported: it shares the machine's cores)",
-        "seconds_per_run": plan.throughput_seconds,
-        "runs": runs,
-    }
-
-
-# --- baseline-only measurements --------------------------------------------------------
-
-
-def baseline_cold_start(baseline: Baseline, plan: Plan) -> dict:
-    """start_kernel() -> ready, and -> first cell ``1`` answered (the new-context analogue)."""
-    ready: list[int] = []
-    first: list[int] = []
-    for _ in range(plan.baseline_cold_samples):
-        kernel, elapsed = baseline.start()
-        try:
-            cell = _timed_kernel(kernel, "1", "1")
-        finally:
-            kernel.stop()
-        ready.append(elapsed)
-        first.append(elapsed + cell)
-    out = {"start_to_ready": summarize_ns(ready), "start_to_first_result": summarize_ns(first)}
-    out["value_ms"] = out["start_to_first_result"]["p50_ms"]
-    return out
-
-
-def baseline_scipy(baseline: Baseline, plan: Plan) -> dict:
-    """The numpy/pandas/matplotlib cell as first cell of fresh kernels; PSS afterwards."""
-    cells: list[int] = []
-    totals: list[int] = []
-    memory = []
-    for _ in range(plan.baseline_scipy_samples):
-        kernel, started = baseline.start()
-        try:
-            cell = _timed_kernel(kernel, SCIPY_CELL, SCIPY_EXPECTED)
-            time.sleep(0.5)
-            memory.append(procmem.subtree_memory([kernel.pid], helper_stop=os.getpid()))
-        finally:
-            kernel.stop()
-        cells.append(cell)
-        totals.append(started + cell)
-    pss = [m["pss_kb"] / 1024 for m in memory]
-    out = {
-        "first_cell_on_ready_kernel": summarize_ns(cells),
-        "kernel_start_plus_first_cell": summarize_ns(totals),
-        "pss": {
-            "value_mb": round(statistics.median(pss), 2),
-            "samples_mb": [round(v, 2) for v in pss],
-            "summed": "the ipykernel process and its descendants",
-            "samples": memory,
-        },
-    }
-    out["value_ms"] = out["first_cell_on_ready_kernel"]["p50_ms"]
-    return out
