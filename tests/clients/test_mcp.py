@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -94,8 +93,14 @@ def test_tools_state_images_errors_and_contexts(server):
 
 @pytest.mark.slow
 def test_starts_its_own_server_when_none_is_configured(tmp_path):
-    env = {"CELLBOX_STATE_DIR": str(tmp_path / "unused"), "CELLBOX_POOL_TYPESCRIPT": "0"}
-    temp = Path(tempfile.gettempdir())
+    # A temporary directory of its own: other suites on the machine start servers too.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {
+        "CELLBOX_STATE_DIR": str(tmp_path / "unused"),
+        "CELLBOX_POOL_TYPESCRIPT": "0",
+        "TMPDIR": str(temp),
+    }
     before = set(temp.glob("cellbox-mcp-*"))
 
     async def scenario():
