@@ -58,11 +58,17 @@ class Worker:
         self.figures = Figures(self)
         self.tracebacks: Tracebacks = None  # type: ignore[assignment]  # set in prepare()
         self._running = False
+        # An interrupt that arrives after an ``execute`` but before its code runs is kept
+        # for that execute (the server may interrupt the moment it has sent it): executes
+        # are numbered as they arrive, and an early interrupt names the last one.
+        self._gate = threading.Lock()  # orders _running, _received and _interrupt_for
+        self._received = 0
+        self._interrupt_for = 0
         self._shield = 0
         self._error_sent = False
         self._cell = 0
         self._names_in_cell = 0
-        self._requests: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[int, dict[str, Any]]] = queue.SimpleQueue()
         self._libc_fflush: Any = None
 
     # -- one-time setup (no threads, no fd changes) ----------------------------------
@@ -122,12 +128,12 @@ class Worker:
         reader.start()
 
         while True:
-            request = self._requests.get()
+            number, request = self._requests.get()
             if request.get("op") == "chdir":
                 self._chdir(request.get("path"))
                 continue
             try:
-                self._execute(request)
+                self._execute(number, request)
             except BaseException as exc:  # never let the loop die
                 self._running = False
                 self.log.write(f"execution machinery failed: {exc!r}")
@@ -157,10 +163,17 @@ class Worker:
                     continue
                 op = message.get("op") if isinstance(message, dict) else None
                 if op == "interrupt":
-                    if self._running and main_ident is not None:
-                        signal.pthread_kill(main_ident, signal.SIGINT)
+                    with self._gate:
+                        if self._running and main_ident is not None:
+                            signal.pthread_kill(main_ident, signal.SIGINT)
+                        else:  # for the last execute, if its code has not started yet
+                            self._interrupt_for = self._received
                 elif op == "execute" or op == "chdir":
-                    self._requests.put(message)  # handled in order by the main thread
+                    with self._gate:
+                        if op == "execute":
+                            self._received += 1
+                        number = self._received
+                    self._requests.put((number, message))  # in order, by the main thread
                 else:
                     self.log.write(f"unknown message {op!r}")
         except Exception as exc:
@@ -188,7 +201,7 @@ class Worker:
 
     # -- one execution -----------------------------------------------------------------
 
-    def _execute(self, request: dict[str, Any]) -> None:
+    def _execute(self, number: int, request: dict[str, Any]) -> None:
         code = request.get("code")
         env = request.get("env") or {}
         self._cell += 1
@@ -212,7 +225,11 @@ class Worker:
         result = None
         try:
             try:
-                self._running = True  # from here on an interrupt raises KeyboardInterrupt
+                with self._gate:  # from here on an interrupt raises KeyboardInterrupt
+                    self._running = True
+                    interrupted = self._interrupt_for == number
+                if interrupted:
+                    raise KeyboardInterrupt
                 result = self.shell.run_cell(code, store_history=True)
                 self.figures.flush()
             except BaseException as exc:  # an interrupt outside the user's code, or a bug
