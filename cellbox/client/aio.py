@@ -132,7 +132,6 @@ class AsyncExecutionStream(core.EventLog):
         super().__init__()
         self._client = client
         self._call = call
-        self._response: httpx.Response | None = None
 
     async def __aenter__(self) -> AsyncExecutionStream:
         await self._open()

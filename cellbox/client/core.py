@@ -204,6 +204,12 @@ class EventLog:
     def __init__(self) -> None:
         self._events: list[Event] = []
         self.execution: Execution | None = None
+        self._response: httpx.Response | None = None  # the stream, once the server answered
+
+    @property
+    def started(self) -> bool:
+        """True once the server answered the stream, which it does when the code starts."""
+        return self._response is not None
 
     def _read(self, data: str) -> Event:
         """One SSE ``data:`` payload as an event, kept for the fold."""

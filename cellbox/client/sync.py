@@ -137,7 +137,6 @@ class ExecutionStream(core.EventLog):
         super().__init__()
         self._client = client
         self._call = call
-        self._response: httpx.Response | None = None
 
     def __enter__(self) -> ExecutionStream:
         self._open()

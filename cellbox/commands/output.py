@@ -113,7 +113,7 @@ def show_stream(
     client: Client, context_id: str, stream: ExecutionStream, printer: LivePrinter
 ) -> Execution:
     """Print a cell's events live; Ctrl-C meanwhile interrupts the cell instead of the CLI."""
-    with _ctrl_c_interrupts(client, context_id):
+    with _ctrl_c_interrupts(client, context_id, stream):
         for event in stream:
             printer.show(event)
     assert stream.execution is not None
@@ -121,8 +121,13 @@ def show_stream(
 
 
 @contextmanager
-def _ctrl_c_interrupts(client: Client, context_id: str) -> Iterator[None]:
+def _ctrl_c_interrupts(client: Client, context_id: str, stream: ExecutionStream) -> Iterator[None]:
     def on_sigint(signum: int, frame: object) -> None:
+        if not stream.started:
+            # The code is not running yet (the server answers the stream when it starts),
+            # so an interrupt would find nothing to stop: drop the request instead, which
+            # cancels the cell wherever it is.
+            raise KeyboardInterrupt
         # The main thread is blocked reading the stream: ask from another thread and connection.
         threading.Thread(target=_interrupt, args=(client, context_id), daemon=True).start()
 

@@ -139,7 +139,12 @@ def _loop(client: Client, context: Context, args: argparse.Namespace) -> int:
                 continue
             if not code.strip():
                 continue
-            if args.json:
-                print_json(client.execute(code, context=context).to_json())
-                continue
-            show_stream(client, context.id, client.stream(code, context=context), printer)
+            try:
+                if args.json:
+                    print_json(client.execute(code, context=context).to_json())
+                else:
+                    show_stream(client, context.id, client.stream(code, context=context), printer)
+            except KeyboardInterrupt:
+                # Ctrl-C before the stream's own handler was in place (the cell was not sent
+                # yet), or during a --json cell (its request is dropped, which stops it).
+                print("\nKeyboardInterrupt", file=sys.stderr)

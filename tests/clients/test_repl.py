@@ -46,7 +46,7 @@ def test_repl_multiline_interrupt_history_and_cleanup(server, tmp_path):
 
         # Ctrl-C interrupts the running cell; the session and its state stay.
         repl.sendline("import time; print('sleeping', flush=True); time.sleep(60)")
-        repl.expect_exact("sleeping")
+        repl.expect_exact("sleeping\r\n")  # the cell's output (the echoed line has "sleeping'")
         repl.sendintr()
         repl.expect("KeyboardInterrupt")
         repl.expect_exact(">>> ")
