@@ -33,6 +33,7 @@ def make_shell_class(worker: Worker) -> Any:
 
     class ResultHook(DisplayHook):
         plain: PlainValues  # set by create_shell, once the formatters are configured
+        exec_result = None  # a plain attribute (see Shell's)
 
         def compute_format_data(self, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             text = self.plain.text(result)
@@ -104,6 +105,12 @@ def make_shell_class(worker: Worker) -> Any:
     class Shell(InteractiveShell):
         displayhook_class = Type(ResultHook)
         display_pub_class = Type(Publisher)
+        # Plain attributes instead of IPython's traits: run_cell sets each of them once or
+        # twice per cell, and a trait's validation and change notification (which nothing
+        # here observes) cost more than half of what running ``1+1`` costs.
+        execution_count = 1
+        last_execution_succeeded = True
+        last_execution_result = None
 
         def transform_cell(self, raw_cell: str) -> str:
             # A cell with no IPython syntax at all (no magics, shell escapes, help, prompts,
@@ -264,4 +271,8 @@ def create_shell(worker: Worker) -> Any:
         formatter.enabled = True
     display.active_types = list(display.formatters)
     shell.displayhook.plain = PlainValues(display)
+    # Entered once for good: the worker runs nothing but cells, and every run_cell would
+    # otherwise add and remove ``get_ipython``/``exit``/``quit`` and swap sys.displayhook.
+    shell.builtin_trap.__enter__()
+    shell.display_trap.__enter__()
     return shell
