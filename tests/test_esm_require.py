@@ -1,5 +1,6 @@
 """require() and import() of packages whose ``exports`` offer only an "import" condition,
-in TypeScript contexts over the real API. The local packages are written into the
+from cells and from CommonJS packages' own require(), in TypeScript contexts over the
+real API. The local packages are written into the
 context's ``node_modules`` through the files API; one real npm package of that kind is
 installed with ``npm install`` from a cell."""
 
@@ -36,6 +37,43 @@ PACKAGES = {
         },
         "esm.mjs": "export const kind = 'esm';\n",
         "cjs.cjs": "exports.kind = 'cjs';\n",
+    },
+    # CommonJS packages whose own require() names an import-only package; one is loaded
+    # by require(), the other by import, so neither finds the other's work cached
+    "cjsreq": {
+        "package.json": {"name": "cjsreq", "main": "lib.js"},
+        "lib.js": (
+            "const m = require('imponly');\n"
+            "exports.v = m.default() + m.x;\n"
+            "exports.sub = require('imponly/sub').sub;\n"
+            "exports.dual = require('dual').kind;\n"
+            "exports.file = require.resolve('imponly');\n"
+        ),
+    },
+    "cjsimp": {
+        "package.json": {"name": "cjsimp", "main": "lib.js"},
+        "lib.js": "exports.sub = require('imponly/sub').sub + '!';\n",
+    },
+    # a chain: CommonJS -> import-only ES module -> CommonJS -> import-only ES module
+    "outer": {
+        "package.json": {"name": "outer"},
+        "index.js": "exports.got = require('middle').got;\n",
+    },
+    "middle": {
+        "package.json": {"name": "middle", "type": "module", "exports": {"import": "./m.js"}},
+        "m.js": (
+            "import inner from 'inner';\nimport { kind } from 'dual';\n"
+            "export const got = [inner.v, kind];\n"
+        ),
+    },
+    "inner": {
+        "package.json": {"name": "inner"},
+        "index.js": "exports.v = require('imponly').x;\n",
+    },
+    # a CommonJS package requiring an import-only package that uses top-level await
+    "tlauser": {
+        "package.json": {"name": "tlauser"},
+        "index.js": "exports.v = require('tla').v;\n",
     },
 }
 
@@ -89,6 +127,35 @@ def test_top_level_await_is_a_clear_require_error_and_import_works(ts):
     err = error(ts, 'require("tla")')
     assert "top-level await" in err["value"] and "await import('tla')" in err["value"], err
     assert value(ts, 'return (await import("tla")).v') == 7
+
+
+def test_a_commonjs_package_requires_an_import_only_package(ts):
+    got = value(ts, 'const p = require("cjsreq"); return [p.v, p.sub, p.dual, p.file]')
+    assert got[:3] == ["hi42", "sub", "cjs"]
+    assert got[3].endswith("/node_modules/imponly/index.js")
+
+
+def test_a_commonjs_package_importing_one_works_with_import(ts):
+    client, context_id = ts
+    result = client.run('import { sub } from "cjsimp"\nsub', context_id=context_id)
+    assert result["error"] is None, result["error"]
+    assert result["items"][0]["text"] == "'sub!'", result
+    assert value(ts, 'return (await import("cjsimp")).sub') == "sub!"
+
+
+def test_a_chain_of_commonjs_and_import_only_packages_loads(ts):
+    # the ES module in the middle imports the dual package's ES side, as before
+    assert value(ts, 'return require("outer").got') == [42, "esm"]
+    assert value(ts, 'return (await import("outer")).got') == [42, "esm"]
+
+
+def test_top_level_await_below_a_commonjs_package_keeps_nodes_error(ts):
+    # import("tlauser") would fail the same way, so the error does not suggest it
+    err = error(ts, 'require("tlauser")')
+    assert "ERR_REQUIRE_ASYNC_MODULE" in err["traceback"], err
+    assert "top-level await" in err["value"], err
+    assert "/node_modules/tla/index.js" in err["value"], err
+    assert "import('tlauser')" not in err["value"], err
 
 
 def test_ordinary_packages_and_missing_subpaths_are_unchanged(ts):

@@ -17,12 +17,9 @@ class TypeScriptRuntime(Runtime):
         # V8's heap cap sits below the context's hard memory limit, leaving room for
         # buffers, typed arrays and the runtime itself.
         heap_mb = max(64, (memory_limit_bytes >> 20) * 3 // 4)
-        # --experimental-import-meta-resolve: import.meta.resolve(spec, parent) resolves
-        # packages with import-only exports from the working directory (globals.mjs).
         return [
             node_binary(),
             f"--max-old-space-size={heap_mb}",
-            "--experimental-import-meta-resolve",
             str(WORKER),
             "--fd",
             str(fd),

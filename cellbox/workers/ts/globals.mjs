@@ -1,12 +1,13 @@
 // What user code finds in its global scope beyond Node's: display(), a require() and
-// dynamic import() that resolve from the working directory, and timers whose callbacks
-// can be interrupted safely.
+// dynamic import() that resolve from the working directory (with packages that export
+// only for import, see esm_hooks.mjs), and timers whose callbacks can be interrupted safely.
 
 import { createRequire, isBuiltin, syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import util from 'node:util';
 
+import { installEsmHooks } from './esm_hooks.mjs';
 import { enqueue, resolved } from './output.mjs';
 import { mimeBundle } from './render.mjs';
 import { IMPORT_HELPER } from './tokenizer.mjs';
@@ -39,57 +40,30 @@ function currentRequire() {
   return requireFn;
 }
 
-// Packages whose `exports` offer only an "import" condition have no entry for require's
-// conditions (ERR_PACKAGE_PATH_NOT_EXPORTED). For those, require() and import() take the
-// file that ES module resolution from the working directory finds. Resolving from
-// another parent than this module needs --experimental-import-meta-resolve (worker argv).
-const NOT_EXPORTED = 'ERR_PACKAGE_PATH_NOT_EXPORTED';
-function importOnlyFile(request) {
-  // Resolved again: a require() error may come from inside the module it loaded.
-  try {
-    currentRequire().resolve(request);
-    return null;
-  } catch (err) {
-    if (err?.code !== NOT_EXPORTED) return null;
-  }
-  try {
-    return fileURLToPath(import.meta.resolve(request, pathToFileURL(cellParent()).href));
-  } catch {
-    return null;
-  }
-}
-
-// require() of an ES module works (Node's require(esm)) unless its graph has top-level await.
-function requireImportOnly(request, file) {
-  try {
-    return currentRequire()(file);
-  } catch (err) {
-    if (err?.code !== 'ERR_REQUIRE_ASYNC_MODULE') throw err;
-    const message =
-      `require('${request}') cannot load ${file}: it is an ES module whose graph uses ` +
-      `top-level await, which require() cannot wait for; use \`await import('${request}')\``;
-    throw Object.assign(new Error(message, { cause: err }), { code: err.code });
-  }
-}
-
+// require() of an ES module works (Node's require(esm); esm_hooks.mjs finds packages that
+// export only for import) unless the module's graph has top-level await. When the module
+// the cell asked for is that ES module, the error names what works instead. When the
+// failing require() is a package's own, Node's error stands: it names both files, and
+// import() of the package would fail the same way.
 function userRequire(id) {
   try {
     return currentRequire()(id);
   } catch (err) {
-    const file = err?.code === NOT_EXPORTED ? importOnlyFile(id) : null;
-    if (file === null) throw err;
-    return requireImportOnly(id, file);
+    if (err?.code !== 'ERR_REQUIRE_ASYNC_MODULE' || !requiredByCell(err)) throw err;
+    const file = currentRequire().resolve(id);
+    const message =
+      `require('${id}') cannot load ${file}: it is an ES module whose graph uses ` +
+      `top-level await, which require() cannot wait for; use \`await import('${id}')\``;
+    throw Object.assign(new Error(message, { cause: err }), { code: err.code });
   }
 }
-userRequire.resolve = (request, options) => {
-  try {
-    return currentRequire().resolve(request, options);
-  } catch (err) {
-    const file = err?.code === NOT_EXPORTED && !options ? importOnlyFile(request) : null;
-    if (file === null) throw err;
-    return file;
-  }
-};
+
+// Node's message has a line naming the requiring module ("From <file>"): here, the cell's.
+function requiredByCell(err) {
+  const from = `From ${cellParent()}`;
+  return String(err.message).split('\n').some((line) => line.trim() === from);
+}
+userRequire.resolve = (request, options) => currentRequire().resolve(request, options);
 userRequire.resolve.paths = (request) => currentRequire().resolve.paths(request);
 userRequire.cache = currentRequire().cache;
 
@@ -165,6 +139,7 @@ function wrapTimer(original) {
 }
 
 export function installGlobals() {
+  installEsmHooks();
   const hidden = (value) => ({ value, writable: true, configurable: true, enumerable: false });
   Object.defineProperty(globalThis, 'display', hidden(display));
   Object.defineProperty(globalThis, 'require', hidden(userRequire));

@@ -1,6 +1,6 @@
 // cellbox TypeScript/JavaScript worker.
 //
-// Launch:  node [--max-old-space-size=N] --experimental-import-meta-resolve main.mjs --fd N
+// Launch:  node [--max-old-space-size=N] main.mjs --fd N
 // where N is an inherited, connected UNIX stream socket. Frames: 4-byte big-endian
 // length + UTF-8 JSON; see cellbox/protocol.py for the message set (execute, chdir,
 // interrupt -> ready, stdout, stderr, display, result, error, done, chdir).
@@ -75,7 +75,7 @@
 // Modules: main.mjs (this: startup, the protocol, executions) · io_thread.mjs · output.mjs
 // (the ordered outgoing queue) · console.mjs (capture) · inspector.mjs (evaluation) ·
 // tokenizer.mjs (statements, import rewrite) · typescript.mjs · render.mjs (values,
-// errors, bundles) · globals.mjs (display, require, import, timers).
+// errors, bundles) · globals.mjs (display, require, import, timers) · esm_hooks.mjs.
 
 import util from 'node:util';
 
