@@ -32,7 +32,7 @@ from cellbox.packages.pip_args import (
 )
 from cellbox.packages.pip_config import pip_config, uv_source_args
 from cellbox.packages.python_path import SITE_VAR
-from cellbox.packages.reach import index_url, unreachable
+from cellbox.packages.reach import Reach, check, index_url
 
 WHEELHOUSE_VAR = "CONTEXT_WHEEL_CACHE"
 UV_VAR = "CONTEXT_UV"
@@ -46,29 +46,29 @@ def shared_distributions() -> set[str]:
 
 def install_argv(
     uv: str, command: str, args: list[str], site: str, environ: Mapping[str, str], home: str
-) -> tuple[list[str], set[str], str | None]:
+) -> tuple[list[str], set[str], Reach]:
     """The uv command for ``uv pip <command> <args>``; the names to exclude for installs;
-    why the package index is out of reach (then uv runs offline), or None."""
+    what the check of the package index found (out of reach: then uv runs offline)."""
     argv = [uv, "pip", command, *args]
     layered = not {split_option(a)[0] for a in args} & OWN_DESTINATION  # else: the user's
     if layered:
         argv += ["--target", site]
     if command != "install":
-        return argv, set(), None
+        return argv, set(), Reach()
     if layered:
         argv += ["--python", sys.executable]
         argv += uv_source_args(pip_config(environ, home), args)
     no_index = {"--offline", "--no-index"} & set(argv)
-    cut_off = None if no_index else unreachable(index_url(argv))
-    if cut_off is not None:
+    reach = Reach() if no_index else check(index_url(argv))
+    if reach.cut_off is not None:
         # uv says so at once (and can still use the wheel cache) instead of retrying
         argv.append("--offline")
     if not layered:
-        return argv, set(), cut_off
+        return argv, set(), reach
     wheelhouse = environ.get(WHEELHOUSE_VAR)
     if wheelhouse and os.path.isdir(wheelhouse):
         argv += ["--find-links", wheelhouse]
-    return argv, shared_distributions() - named_requirements(args), cut_off
+    return argv, shared_distributions() - named_requirements(args), reach
 
 
 def run_uv(command: str, args: list[str]) -> int:
@@ -79,7 +79,7 @@ def run_uv(command: str, args: list[str]) -> int:
         sys.stderr.write("cellbox: this context has no package directory configured\n")
         return 1
     home = os.environ.get("HOME", "/")
-    argv, excluded, cut_off = install_argv(uv, command, args, site, os.environ, home)
+    argv, excluded, reach = install_argv(uv, command, args, site, os.environ, home)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="cellbox-excludes-") as f:
         if excluded:
             f.write("\n".join(sorted(excluded)) + "\n")
@@ -89,12 +89,9 @@ def run_uv(command: str, args: list[str]) -> int:
         code = subprocess.call(argv)
     if code == 0 and command == "install":
         _note_shadowed(_listing(site) - before)
-    if code != 0 and cut_off is not None:
-        sys.stderr.write(
-            f"cellbox: no network access to the package index: {cut_off}. This context's "
-            "network policy does not reach it, so only wheels already in the shared cache "
-            "can be installed\n"
-        )
+    said = reach.cut_off or reach.doubt
+    if code != 0 and said is not None:
+        sys.stderr.write(f"cellbox: {said}\n")
     return code
 
 

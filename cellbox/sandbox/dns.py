@@ -3,9 +3,11 @@
 The server binds a UDP socket to ``127.0.0.53:53`` inside the namespace (port 53 is out of
 reach for the unprivileged code there) and serves it from its own event loop; queries go
 on to the host's resolvers from the host's side, which the context itself cannot reach.
-Under an allowlist only the names it lists are answered (the rest get REFUSED at once),
-and the addresses of each answer are added to the namespace's allowed set *before* the
-answer is sent, so the connection that follows the lookup is let through.
+Under an allowlist only the names it lists are answered (the rest get REFUSED at once,
+with the extended error *Prohibited* for a client that speaks EDNS, so the context can
+tell the policy's no from a resolver's failure), and the addresses of each answer are
+added to the namespace's allowed set *before* the answer is sent, so the connection that
+follows the lookup is let through.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 
 import dns.asyncquery
+import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
@@ -88,7 +91,7 @@ class Forwarder(asyncio.DatagramProtocol):
             return _error(query, dns.rcode.NOTIMP)
         name = query.question[0].name.to_text(omit_final_dot=True)
         if not self.policy.allows_name(name):
-            return _error(query, dns.rcode.REFUSED)
+            return policy_refusal(query)
         response = await self._ask_upstream(query)
         if response is None:
             return _error(query, dns.rcode.SERVFAIL)
@@ -122,6 +125,15 @@ class Forwarder(asyncio.DatagramProtocol):
 def _error(query: dns.message.Message, rcode: dns.rcode.Rcode) -> dns.message.Message:
     response = dns.message.make_response(query)
     response.set_rcode(rcode)
+    return response
+
+
+def policy_refusal(query: dns.message.Message) -> dns.message.Message:
+    """REFUSED, and why (RFC 8914) when the query allows options (EDNS)."""
+    response = _error(query, dns.rcode.REFUSED)
+    if query.edns >= 0:
+        reason = dns.edns.EDEOption(dns.edns.EDECode.PROHIBITED, "not in the network allowlist")
+        response.use_edns(0, payload=query.payload, options=[reason])
     return response
 
 
