@@ -2,8 +2,9 @@
 
 ``probe`` (host → frozen capabilities) · ``policy`` (the isolation rules, pure) · ``cgroups``
 (v1/v2 behind one interface) · ``launchers/`` (bubblewrap, uid-only, direct, zygote) ·
-``workdirs`` · ``cleanup`` · ``mount_helper`` · ``font_cache`` · ``report`` (``GET /info``) ·
-``sandbox`` (the one object the server holds).
+``launcher_choice`` (which launcher works here) · ``units`` (a unit's set-up, release, OOM
+record, leftovers) · ``workdirs`` · ``cleanup`` · ``mount_helper`` · ``font_cache`` ·
+``report`` (``GET /info``) · ``sandbox`` (the one object the server holds).
 
 The names below load on first use: the zygote imports ``policy`` alone, and what it imports
 before forking is in every context's memory.
