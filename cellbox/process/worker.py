@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +65,7 @@ class WorkerProcess:
         self.process = process
         self.frames = stream.frames
         self.owner = "the warm pool"  # who holds it, for the log: a context id once taken
+        self.on_death: Callable[[], None] | None = None  # told once if it dies
         self._died = False
         self._sandbox = sandbox
         self.network: Link | None = None  # its own namespace's link, when it has one
@@ -159,6 +161,8 @@ class WorkerProcess:
         if not self._killed and not self._died:
             self._died = True
             self._burying = asyncio.create_task(self._bury())
+            if self.on_death is not None:
+                self.on_death()
 
     async def _bury(self) -> None:
         await self.death()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections import deque
@@ -44,6 +45,7 @@ class WorkerPool:
         self._warm_policy = network.default()  # warm workers are ready for the default
         self._ready: deque[tuple[WorkerProcess, Workspace]] = deque()
         self._refilling: asyncio.Task[None] | None = None
+        self._discarding: set[asyncio.Task[None]] = set()
         self._closed = False
         self.warmed = size <= 0  # the pool was full once: the node is ready for traffic
         self._zygote = self._make_zygote()
@@ -120,6 +122,7 @@ class WorkerPool:
         """
         while self._ready and not self._network.departs(policy):
             worker, workspace = self._ready.popleft()
+            worker.on_death = None  # its death is the taker's to handle from now on
             if worker.alive:
                 self.refill()
                 try:
@@ -162,7 +165,20 @@ class WorkerPool:
                 await self._discard(worker, workspace)
                 return
             self._ready.append((worker, workspace))
+            worker.on_death = functools.partial(self._lost, worker, workspace)
             self.warmed = self.warmed or len(self._ready) >= self.size
+
+    def _lost(self, worker: WorkerProcess, workspace: Workspace) -> None:
+        """A warm worker died while it waited: out of the pool, and another one started
+        (the pool would otherwise stay short until the next take)."""
+        try:
+            self._ready.remove((worker, workspace))
+        except ValueError:
+            return
+        task = asyncio.create_task(self._discard(worker, workspace))
+        self._discarding.add(task)
+        task.add_done_callback(self._discarding.discard)
+        self.refill()
 
     async def _discard(self, worker: WorkerProcess, workspace: Workspace) -> None:
         await worker.kill()
@@ -176,6 +192,9 @@ class WorkerPool:
                 await self._refilling
         while self._ready:
             await self._discard(*self._ready.popleft())
+        for task in list(self._discarding):
+            with contextlib.suppress(BaseException):
+                await task
         if self._zygote is not None:
             await self._zygote.close()
 
