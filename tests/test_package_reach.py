@@ -11,7 +11,6 @@ import ast
 import os
 import random
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from cellbox.packages import lookup
 from cellbox.sandbox.dns import policy_refusal
 from tests.conftest import Client, Server
+from tests.dns_server import DnsServer
 from tests.security.conftest import HostServer
 
 INSTALL_MS = 60_000
@@ -35,38 +35,6 @@ done = subprocess.run([sys.executable, '-m', 'pip', 'install', {spec!r}], captur
                       text=True, timeout=50, env={{**os.environ, **{env!r}}})
 (done.returncode, done.stdout + done.stderr)
 """
-
-
-class Resolver:
-    """A DNS server of this test on a loopback address: every answer is ``answer(query)``."""
-
-    def __init__(self, host: str, port: int, answer) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, port))
-        self.sock.settimeout(0.2)
-        self.address = self.sock.getsockname()
-        self.answer = answer
-        self.asked: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = self.sock.recvfrom(65535)
-                query = dns.message.from_wire(data)
-            except (OSError, dns.exception.DNSException):
-                continue
-            self.asked.append(query.question[0].name.to_text(omit_final_dot=True))
-            reply = self.answer(query)
-            if reply is not None:
-                self.sock.sendto(reply.to_wire(), peer)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 def _rcode(rcode: dns.rcode.Rcode):
@@ -86,7 +54,7 @@ def test_the_resolver_is_asked_directly_and_its_answer_told_apart():
         "nxdomain": _rcode(dns.rcode.NXDOMAIN),
         "silent": lambda query: None,
     }.items():
-        resolver = Resolver("127.0.0.1", 0, answer)
+        resolver = DnsServer(answer)
         try:
             kinds[name] = lookup.ask_resolver(FILES, "127.0.0.1", resolver.address[1])
             assert resolver.asked == [FILES], name
@@ -159,10 +127,10 @@ def test_an_allowlist_without_the_file_host_fails_at_once_and_says_what_to_add(
 
 
 @pytest.fixture
-def failing_resolver(tmp_path: Path) -> Iterator[Resolver]:
+def failing_resolver(tmp_path: Path) -> Iterator[DnsServer]:
     """The host's resolver for one server: SERVFAIL for everything, as when upstream is down."""
     address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-    resolver = Resolver(address, 53, _rcode(dns.rcode.SERVFAIL))
+    resolver = DnsServer(_rcode(dns.rcode.SERVFAIL), address, 53)
     yield resolver
     resolver.close()
 
@@ -170,7 +138,7 @@ def failing_resolver(tmp_path: Path) -> Iterator[Resolver]:
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a server its own resolv.conf needs root")
 def test_a_resolver_failure_that_may_pass_lets_uv_try_and_says_so(
-    failing_resolver: Resolver, tmp_path: Path
+    failing_resolver: DnsServer, tmp_path: Path
 ):
     conf = tmp_path / "resolv.conf"
     conf.write_text(f"nameserver {failing_resolver.address[0]}\n")
