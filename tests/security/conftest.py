@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from tests.conftest import SERVE, Client, Server
+from tests.serving import Serving
 
 MiB = 1 << 20
 
@@ -312,36 +312,27 @@ def alive(pid: int) -> bool:
 # --------------------------------------------------------------------------- a listener
 
 
-class Listener:
+class Listener(Serving):
     """A TCP listener on 127.0.0.1 that greets and counts every connection it accepts."""
 
     GREETING = b"hello-from-the-host"
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.sock = socket.socket()
-        self.sock.bind((host, 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
+        sock = socket.socket()
+        sock.bind((host, 0))
+        sock.listen(16)
+        self.port = sock.getsockname()[1]
         self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(sock)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            with conn:
-                conn.sendall(self.GREETING)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
+    def serve_once(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        self.accepted += 1
+        with conn:
+            conn.sendall(self.GREETING)
 
 
 # --------------------------------------------------------------------------- servers with a
