@@ -8,11 +8,12 @@
 //   traceback lines/columns match the user's code); when the code uses syntax that
 //   needs code generation (enum, namespace, parameter properties, `<T>x`), "transform"
 //   mode. Code without any character or keyword that TypeScript-only syntax needs
-//   (`1+1`, `f(x)`) skips the transform (~0.1 ms). Then a small tokenizer rewrites what
-//   a REPL script cannot contain: static `import` declarations become `const ... = await import(...)`, `export` keywords are
-//   dropped, and `import(...)` is routed through a helper (code evaluated through the
-//   inspector has no module referrer, so Node's own dynamic import would fail).
-//   The same tokenizer finds the cell's last statement: a result is reported only
+//   (`1+1`, `f(x)`) skips the transform (~0.1 ms). Then import_rewrite.mjs rewrites
+//   what a REPL script cannot contain: static `import` declarations become
+//   `const ... = await import(...)`, `export` keywords are dropped, and `import(...)` is
+//   routed through a helper (code evaluated through the inspector has no module
+//   referrer, so Node's own dynamic import would fail). The tokenizer it works on
+//   (tokenizer.mjs) also finds the cell's last statement: a result is reported only
 //   when that statement is an expression (V8's completion value of `1; let x = 2` or of
 //   `for (...) { x }` would otherwise leak out).
 // * Results: the completion value is fetched with `Runtime.callFunctionOn` (so we hold
@@ -22,16 +23,11 @@
 
 import util from 'node:util';
 
+import { rewrite } from './import_rewrite.mjs';
 import { releaseGroup, remoteValue, replEvaluate } from './inspector.mjs';
 import { INTERRUPT, S } from './output.mjs';
 import { errorFields, mimeBundle, plain } from './render.mjs';
-import {
-  isNonExpressionStatement,
-  matchingClose,
-  rewrite,
-  statementHeads,
-  tokenize,
-} from './tokenizer.mjs';
+import { isNonExpressionStatement, matchingClose, statementHeads, tokenize } from './tokenizer.mjs';
 import { syntaxErrorFromTs, toJavaScript, warmUpTypeScript } from './typescript.mjs';
 
 // Runs a cell's path once at startup (without evaluating), so the first cell is not the

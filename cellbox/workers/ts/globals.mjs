@@ -8,9 +8,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import util from 'node:util';
 
 import { installEsmHooks } from './esm_hooks.mjs';
+import { IMPORT_HELPER } from './import_rewrite.mjs';
 import { enqueue, resolved } from './output.mjs';
 import { mimeBundle } from './render.mjs';
-import { IMPORT_HELPER } from './tokenizer.mjs';
 
 // The module that calls import() for a cell: Node names it in errors.
 const IMPORTER_FILE = fileURLToPath(import.meta.url);

@@ -62,8 +62,9 @@
 // Modules: main.mjs (this: startup, the protocol) · cell.mjs (one execution's cell:
 // env, REPL script, evaluation, outcome) · io_thread.mjs · output.mjs (the ordered
 // outgoing queue) · console.mjs (capture) · inspector.mjs (evaluation) · tokenizer.mjs
-// (statements, import rewrite) · typescript.mjs · render.mjs (values, errors, bundles) ·
-// globals.mjs (display, require, import, timers) · esm_hooks.mjs.
+// (statements) · import_rewrite.mjs (imports, exports) · typescript.mjs · render.mjs
+// (values, errors, bundles) · globals.mjs (display, require, import, timers) ·
+// esm_hooks.mjs.
 
 import {
   lastStatementIsExpression,

@@ -2,13 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import {
-  IMPORT_HELPER,
-  isNonExpressionStatement,
-  rewrite,
-  statementHeads,
-  tokenize,
-} from '../../../cellbox/workers/ts/tokenizer.mjs';
+import { IMPORT_HELPER, rewrite } from '../../../cellbox/workers/ts/import_rewrite.mjs';
+import { isNonExpressionStatement, statementHeads, tokenize } from '../../../cellbox/workers/ts/tokenizer.mjs';
 
 const kinds = (src) => tokenize(src).map((t) => t.k).join(',');
 const lastIsExpression = (src) => {
