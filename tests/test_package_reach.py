@@ -12,7 +12,6 @@ import os
 import random
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dns.exception
@@ -24,7 +23,7 @@ from cellbox.packages import lookup
 from cellbox.sandbox.dns import policy_refusal
 from tests.conftest import Client, Server
 from tests.dns_server import DnsServer
-from tests.security.conftest import HostServer
+from tests.security.conftest import HostServer, skip_unless_full
 
 INSTALL_MS = 60_000
 FILES = "files.pythonhosted.org"
@@ -126,29 +125,25 @@ def test_an_allowlist_without_the_file_host_fails_at_once_and_says_what_to_add(
             client.delete(f"/contexts/{context_id}")
 
 
-@pytest.fixture
-def failing_resolver(tmp_path: Path) -> Iterator[DnsServer]:
-    """The host's resolver for one server: SERVFAIL for everything, as when upstream is down."""
-    address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-    resolver = DnsServer(_rcode(dns.rcode.SERVFAIL), address, 53)
-    yield resolver
-    resolver.close()
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving a server its own resolv.conf needs root")
-def test_a_resolver_failure_that_may_pass_lets_uv_try_and_says_so(
-    failing_resolver: DnsServer, tmp_path: Path
-):
+def test_a_resolver_failure_that_may_pass_lets_uv_try_and_says_so(tmp_path: Path):
+    # The host's resolver for this one server answers SERVFAIL for everything, as when
+    # upstream is down: a resolv.conf of its own, bound in the server's mount namespace.
+    address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
     conf = tmp_path / "resolv.conf"
-    conf.write_text(f"nameserver {failing_resolver.address[0]}\n")
+    conf.write_text(f"nameserver {address}\n")
     server: Server = HostServer(f"mount --bind {conf} /etc/resolv.conf", pool_typescript=0)
     server.start()
     try:
-        with server.client() as client:
-            client.timeout = INSTALL_MS / 1000 + 30
-            context_id = _new(client, "public")
-            code, output = _install(client, context_id, "pyfiglet", UV_HTTP_RETRIES="0")
+        skip_unless_full(server)  # the binding and the resolver's port 53 need the root it has
+        failing_resolver = DnsServer(_rcode(dns.rcode.SERVFAIL), address, 53)
+        try:
+            with server.client() as client:
+                client.timeout = INSTALL_MS / 1000 + 30
+                context_id = _new(client, "public")
+                code, output = _install(client, context_id, "pyfiglet", UV_HTTP_RETRIES="0")
+        finally:
+            failing_resolver.close()
     finally:
         server.stop()
         server.cleanup()

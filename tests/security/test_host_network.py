@@ -11,12 +11,14 @@ the package registries; every other denial is checked in the rules installed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
 
+from cellbox.sandbox.netpolicy import DENIED_V4, DENIED_V6
 from tests.conftest import Client, Server
-from tests.security.conftest import Contexts, Listener, py_value, start_server, worker_host_pid
+from tests.security.conftest import Listener, py_value, start_server, worker_host_pid
 from tests.security.test_network import (
     CHEAP,
     CONNECTED,
@@ -79,6 +81,16 @@ def _connect(client: Client, context_id: str, hosts: list[str], port: int) -> di
     return py_value(client, PY_CONNECT.format(hosts=hosts, port=port), context_id=context_id)
 
 
+@contextlib.contextmanager
+def _context(client: Client, network: object = None) -> Iterator[dict]:
+    """A new Python context (asking for ``network``), deleted when the block ends."""
+    context = _new(client, "python", network)
+    try:
+        yield context
+    finally:
+        client.delete(f"/contexts/{context['id']}")
+
+
 def test_a_context_without_a_policy_shares_the_host_and_nothing_is_set_up(
     host_server: Server, listener: Listener
 ):
@@ -89,14 +101,9 @@ def test_a_context_without_a_policy_shares_the_host_and_nothing_is_set_up(
         info = client.get("/info").json()["network"]
         assert any("--network host" in w for w in info["warnings"]), info
         assert "CELLBOX NETWORK: host" in host_server.read_log()
-        made = Contexts(client)
-        try:
-            context = _new(client, "python")
-            made.ids.append(context["id"])
+        with _context(client) as context:
             assert context["network"] == "host"
             outcome = _connect(client, context["id"], ["127.0.0.1"], listener.port)
-        finally:
-            made.close()
         assert outcome["127.0.0.1"] == CONNECTED, outcome
         assert listener.accepted == 1
         assert _context_policies(client)["state"].startswith("not checked yet")
@@ -108,18 +115,13 @@ def test_an_off_context_gets_an_empty_namespace_also_after_a_restart(
 ):
     hosts = ["127.0.0.1", host_address()]
     with host_server.client() as client:
-        made = Contexts(client)
-        try:
-            context = _new(client, "python", "off")
-            made.ids.append(context["id"])
+        with _context(client, "off") as context:
             assert context["network"] == "off"
             before = _connect(client, context["id"], hosts, listener.port)
             response = client.post(f"/contexts/{context['id']}/restart")
             assert response.status_code == 200, response.text
             after = _connect(client, context["id"], hosts, listener.port)
             assert client.get(f"/contexts/{context['id']}").json()["network"] == "off"
-        finally:
-            made.close()
         assert _context_policies(client)["state"] == "available"
     for outcome in (before, after):
         assert outcome["interfaces"] == ["lo"], outcome
@@ -133,32 +135,27 @@ def test_a_public_context_reaches_neither_the_host_nor_internal_ranges(
 ):
     host = host_address()
     with host_server.client() as client:
-        made = Contexts(client)
-        try:
-            context = _new(client, "python", "public")
-            made.ids.append(context["id"])
+        with _context(client, "public") as context:
             assert context["network"] == "public"
             outcome = _connect(client, context["id"], ["127.0.0.1", host], listener.port)
             rules = _ruleset(worker_host_pid(client, context["id"]))
             resolved = py_value(
                 client, "__import__('socket').gethostbyname('pypi.org')", context_id=context["id"]
             )
-        finally:
-            made.close()
     for target in ("127.0.0.1", host):
         assert _denied_fast(outcome[target]), (target, outcome)
     assert listener.accepted == 0
     assert "tap0" in outcome["interfaces"], outcome
     assert resolved  # DNS through the forwarder, as under a public server
+    # the same rules as a public server's (whose ranges test_network checks against the
+    # contract): every range the policy denies, and this host's own address
     v4 = next(line for line in rules.splitlines() if "ip daddr" in line)
     v6 = next(line for line in rules.splitlines() if "ip6 daddr" in line)
-    for denied in ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
+    for denied in (*DENIED_V4, f"{host}/32"):
         assert _covered(v4, denied), denied
-    for denied in ("100.64.0.0/10", "127.0.0.0/8", f"{host}/32"):
-        assert _covered(v4, denied), denied
-    for denied in ("fe80::/10", "fc00::/7"):
+    for denied in DENIED_V6:
         assert _covered(v6, denied), denied
-    assert "policy drop;" in rules and "goto deny" in v4
+    assert "policy drop;" in rules and "goto deny" in v4 and "goto deny" in v6
 
 
 def test_an_allowlist_context_reaches_only_what_it_names(host_server: Server, listener: Listener):
@@ -168,14 +165,9 @@ def test_an_allowlist_context_reaches_only_what_it_names(host_server: Server, li
             response = client.post("/contexts", json={"network": bad})
             assert response.status_code == 400, (bad, response.text)
             assert [e["field"] for e in response.json()["errors"]] == ["network"]
-        made = Contexts(client)
-        try:
-            context = _new(client, "python", {"allow": [f"{host}/32"]})
-            made.ids.append(context["id"])
+        with _context(client, {"allow": [f"{host}/32"]}) as context:
             assert context["network"] == {"allow": [f"{host}/32"]}
             outcome = _connect(client, context["id"], ["127.0.0.1", host], listener.port)
-        finally:
-            made.close()
     assert outcome[host] == CONNECTED, outcome
     assert _denied_fast(outcome["127.0.0.1"]), outcome  # its own loopback, never the host's
     assert listener.accepted == 1
@@ -184,14 +176,9 @@ def test_an_allowlist_context_reaches_only_what_it_names(host_server: Server, li
 def test_installs_without_the_registry_in_reach_fail_at_once_and_say_why(host_server: Server):
     """pip, uv pip and %pip: no retries against a registry the policy leaves out."""
     with host_server.client() as client:
-        made = Contexts(client)
-        try:
-            context = _new(client, "python", {"allow": ["*.example.org"]})
-            made.ids.append(context["id"])
+        with _context(client, {"allow": ["*.example.org"]}) as context:
             results = py_value(client, PY_INSTALLS, context_id=context["id"], timeout_ms=60000)
             magic = client.run("%pip install pyfiglet", context_id=context["id"], timeout_ms=60000)
-        finally:
-            made.close()
     for name, (code, output) in results.items():
         assert code != 0, (name, output)
         assert NO_INDEX in output and "pypi.org does not resolve here" in output, (name, output)
