@@ -106,9 +106,7 @@ def check(url: str) -> Reach:
         return Reach()
     failure = probe(*index)
     if failure is not None:
-        if failure.denied:
-            return Reach(cut_off=index_out_of_reach(failure.reason))
-        return Reach(doubt=temporary(failure.reason))
+        return _found(failure, index_out_of_reach(failure.reason))
     files = files_url(url)
     target = endpoint(files, proxies) if files else None
     if files is None or target is None or target == index:  # the same host or proxy: done
@@ -116,11 +114,14 @@ def check(url: str) -> Reach:
     failure = probe(*target)
     if failure is None:
         return Reach()
-    if failure.denied:
-        index_host = urllib.parse.urlsplit(url).hostname or url
-        files_host = urllib.parse.urlsplit(files).hostname or files
-        return Reach(cut_off=files_out_of_reach(index_host, files_host, failure))
-    return Reach(doubt=temporary(failure.reason))
+    index_host = urllib.parse.urlsplit(url).hostname or url
+    files_host = urllib.parse.urlsplit(files).hostname or files
+    return _found(failure, files_out_of_reach(index_host, files_host, failure))
+
+
+def _found(failure: Failure, cut_off: str) -> Reach:
+    """A denial cuts the install off (``cut_off`` says why); anything else is a doubt."""
+    return Reach(cut_off=cut_off) if failure.denied else Reach(doubt=temporary(failure.reason))
 
 
 def probe(host: str, port: int) -> Failure | None:
