@@ -49,23 +49,10 @@ class AsyncSandbox:
     async def remove_workdir(self, unit: str) -> None:
         await asyncio.to_thread(self.sandbox.remove_workdir, unit)
 
-    async def command(
-        self,
-        argv: list[str],
-        *,
-        unit: str,
-        workdir: Path,
-        env: dict[str, str],
-        own_network: bool | None = None,
-    ) -> tuple[list[str], dict[str, str]]:
-        return await asyncio.to_thread(
-            self.sandbox.command,
-            argv,
-            unit=unit,
-            workdir=workdir,
-            env=env,
-            own_network=own_network,
-        )
+    async def command(self, argv: list[str], **options: Any) -> tuple[list[str], dict[str, str]]:
+        """:meth:`Sandbox.command <cellbox.sandbox.Sandbox.command>` off the loop (the same
+        keyword options: ``unit``, ``workdir``, ``env``, ``own_network``)."""
+        return await asyncio.to_thread(self.sandbox.command, argv, **options)
 
     async def zygote_command(
         self, argv: list[str], *, unit: str, env: dict[str, str]
