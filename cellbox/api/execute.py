@@ -23,6 +23,9 @@ from cellbox.sessions.registry import ContextRegistry
 
 # Most executions end within milliseconds: only those that last watch for a disconnect.
 _WATCH_AFTER_S = 0.05
+# An execution that tells of lost state looks this long for a client that left just before
+# the end: that client never heard of the loss, so the next execution tells it again.
+_HEARD_S = 0.05
 
 
 class ExecuteEndpoints:
@@ -125,7 +128,8 @@ def routes(endpoints: ExecuteEndpoints) -> APIRouter:
 
 
 async def _until_disconnect(receive: Receive, execution: Execution, work: Awaitable[Any]) -> Any:
-    """Await ``work``; if the client goes away meanwhile, stop the execution."""
+    """Await ``work``; if the client goes away meanwhile, stop the execution (which then
+    keeps a loss of state it told of for the next execution: the client did not hear it)."""
 
     async def watch(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -137,7 +141,12 @@ async def _until_disconnect(receive: Receive, execution: Execution, work: Awaita
         _WATCH_AFTER_S, lambda: watcher.append(asyncio.create_task(watch(receive)))
     )
     try:
-        return await work
+        result = await work
+        if execution.lost is not None:
+            if not watcher:
+                watcher.append(asyncio.create_task(watch(receive)))
+            await asyncio.wait(watcher, timeout=_HEARD_S)
+        return result
     finally:
         later.cancel()
         for task in watcher:

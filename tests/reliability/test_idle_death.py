@@ -118,3 +118,20 @@ def test_a_death_told_to_a_client_that_left_is_told_to_the_next(server: Server, 
     _assert_died(client, ctx, "exited with code 3 while it ran code for a client that had gone")
     _assert_fresh(client, ctx)
     client.delete(f"/contexts/{ctx}")
+
+
+def test_a_client_that_left_just_before_the_death_is_not_taken_for_told(
+    server: Server, client: Client
+):
+    # The death comes before the server watches for a disconnect (that starts after 50 ms):
+    # the stream's end says ContextDied to nobody, so the next execution must say it.
+    ctx = client.context()
+    client.run("x = 1", context_id=ctx)
+    code = "import os, time\nprint('started', flush=True)\ntime.sleep(0.02)\nos._exit(3)"
+    with client.stream_events(code, context_id=ctx) as events:
+        assert next(events)["type"] == "stdout"  # then the client goes away
+    assert wait_until(lambda: _log_says(server, ctx, "exited with code 3"), timeout=10)
+    time.sleep(0.2)  # the stream has ended on the server
+    _assert_died(client, ctx, "exited with code 3 while it ran code for a client that had gone")
+    _assert_fresh(client, ctx)
+    client.delete(f"/contexts/{ctx}")
