@@ -56,6 +56,7 @@ def serve(settings: config.Settings) -> None:
         http="httptools",
         log_level=settings.log_level.lower(),
         access_log=settings.log_level.lower() == "debug",
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=5,  # after the drain: only final answers are in flight
     )
     registry = app.state.registry

@@ -64,6 +64,11 @@ class Settings:
     shutdown_grace_s: float = _setting(
         10.0, "on SIGTERM/SIGINT: time accepted executions get to finish before they are stopped"
     )
+    keep_alive_s: float = _setting(
+        75.0,
+        "idle HTTP connections are closed after this; longer than clients keep idle "
+        "connections, so none is closed under a request a client just sent",
+    )
     pool_python: int = _setting(2, "warm Python workers kept ready")
     pool_typescript: int = _setting(2, "warm TypeScript workers kept ready")
     sandbox: bool = _setting(True, "run workers in the sandbox (on|off)", parse=_on_off)

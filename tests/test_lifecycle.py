@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
 import signal
+import socket
 import time
 
 import httpx
@@ -196,6 +198,29 @@ def test_max_contexts_gives_429():
             assert response.status_code == 429
             assert "message" in response.json()
             assert c.post("/execute", json={"code": "1"}).status_code == 429
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
+def _healthz(sock: socket.socket) -> int:
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: cellbox\r\n\r\n")
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    response.read()
+    return response.status
+
+
+def test_idle_connections_are_kept_for_the_keep_alive_then_closed():
+    srv = Server(keep_alive_s=1.5, pool_python=0, pool_typescript=0).start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+            assert _healthz(sock) == 200
+            time.sleep(0.5)
+            assert _healthz(sock) == 200  # the same connection, still open
+            time.sleep(2.5)
+            sock.settimeout(0.5)
+            assert sock.recv(1) == b""  # closed by the server a while ago
     finally:
         srv.stop()
         srv.cleanup()

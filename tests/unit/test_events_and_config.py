@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cellbox import config
@@ -75,6 +76,12 @@ def test_flags_win_over_variables_which_win_over_defaults():
     assert settings.port == 9001 and settings.pool_python == 5
     assert settings.pool_size("python") == 5 and settings.pool_size("cobol") == 0
     assert parse().max_contexts == config.Settings().max_contexts
+
+
+def test_idle_connections_outlive_the_clients_pools():
+    # a client lets an idle connection go before the server closes it, so it never sends a
+    # request on a connection that is being closed (httpx keeps one 5 s, aiohttp 15 s)
+    assert config.Settings().keep_alive_s > max(httpx.Limits().keepalive_expiry or 0, 15)
 
 
 def test_settings_parse_their_types():
