@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cellbox.api.responses import JSON
 from cellbox.process.worker import WorkerStartError
 from cellbox.sandbox.files import FileError
-from cellbox.sandbox.network import NetworkError
+from cellbox.sandbox.link import NetworkError
 from cellbox.sessions.execution import ContextGone
 from cellbox.sessions.registry import ContextNotFound, ShuttingDown, TooManyContexts
 

@@ -19,7 +19,7 @@ from cellbox.process.frame_stream import FrameStream
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.process.zygote_client import Zygote
 from cellbox.runtimes import Runtime
-from cellbox.sandbox.network import Link
+from cellbox.sandbox.link import Link
 
 log = logging.getLogger("cellbox.worker")
 
