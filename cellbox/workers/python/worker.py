@@ -15,32 +15,31 @@ Split so that a fork server (zygote) can reuse it:
   until the socket reaches EOF, at which point the process exits.
 - :func:`main` parses ``--fd N`` and runs ``prepare()`` then ``serve(N)``.
 
-Threads (all started in :func:`serve`): a socket reader (turns ``interrupt`` into SIGINT for
-the main thread, queues ``execute`` and ``chdir``), one sender (the only writer of the socket
-during executions; coalesces output chunks), and one reader for the pipes behind fds 1 and 2.
-User code runs on the main thread.
+Threads (all started in :func:`serve`): a socket reader (:mod:`.inbox`: turns ``interrupt``
+into SIGINT for the main thread, queues ``execute`` and ``chdir``), one sender (:mod:`.outbox`:
+the only writer of the socket during executions; coalesces output chunks), and one reader for
+the pipes behind fds 1 and 2. User code runs on the main thread.
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-import queue
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 from cellbox.ansi import strip_ansi
 from cellbox.packages import python_path
-from cellbox.protocol import HEADER, decode, encode
+from cellbox.protocol import encode
 from cellbox.workers.python import capture, shell
 from cellbox.workers.python.capture import FdCapture, NoStdin, TextSink
 from cellbox.workers.python.figures import Figures, patch_pyplot
 from cellbox.workers.python.frames import clean_bundle, encode_lenient
-from cellbox.workers.python.outbox import STDERR, STDOUT, Log, Outbox, block_sigint
+from cellbox.workers.python.inbox import Inbox
+from cellbox.workers.python.outbox import STDERR, STDOUT, Log, Outbox
 from cellbox.workers.python.tracebacks import Tracebacks
 
 _WORKER: Worker | None = None
@@ -57,18 +56,11 @@ class Worker:
         self.shell: Any = None
         self.figures = Figures(self)
         self.tracebacks: Tracebacks = None  # type: ignore[assignment]  # set in prepare()
-        self._running = False
-        # An interrupt that arrives after an ``execute`` but before its code runs is kept
-        # for that execute (the server may interrupt the moment it has sent it): executes
-        # are numbered as they arrive, and an early interrupt names the last one.
-        self._gate = threading.Lock()  # orders _running, _received and _interrupt_for
-        self._received = 0
-        self._interrupt_for = 0
+        self.inbox = Inbox(self.log)
         self._shield = 0
         self._error_sent = False
         self._cell = 0
         self._names_in_cell = 0
-        self._requests: queue.SimpleQueue[tuple[int, dict[str, Any]]] = queue.SimpleQueue()
         self._libc_fflush: Any = None
 
     # -- one-time setup (no threads, no fd changes) ----------------------------------
@@ -122,20 +114,18 @@ class Worker:
 
         self.outbox.start()
         self.capture.start()
-        reader = threading.Thread(target=self._read_loop, args=(sock,), name="cellbox-reader")
-        reader.daemon = True
         self.outbox.send_now(encode({"type": "ready"}))
-        reader.start()
+        self.inbox.start(sock)
 
         while True:
-            number, request = self._requests.get()
+            number, request = self.inbox.next()
             if request.get("op") == "chdir":
                 self._chdir(request.get("path"))
                 continue
             try:
                 self._execute(number, request)
             except BaseException as exc:  # never let the loop die
-                self._running = False
+                self.inbox.running = False
                 self.log.write(f"execution machinery failed: {exc!r}")
                 try:
                     if not self._error_sent:
@@ -143,43 +133,6 @@ class Worker:
                     self._finish()
                 except BaseException as again:
                     self.log.write(f"could not finish the execution: {again!r}")
-
-    def _read_loop(self, sock: socket.socket) -> None:
-        block_sigint()
-        main_ident = threading.main_thread().ident
-        try:
-            while True:
-                header = _recv_exact(sock, HEADER.size)
-                if header is None:
-                    break
-                (length,) = HEADER.unpack(header)
-                payload = _recv_exact(sock, length)
-                if payload is None:
-                    break
-                try:
-                    message = decode(payload)
-                except Exception as exc:
-                    self.log.write(f"undecodable frame: {exc!r}")
-                    continue
-                op = message.get("op") if isinstance(message, dict) else None
-                if op == "interrupt":
-                    with self._gate:
-                        if self._running and main_ident is not None:
-                            signal.pthread_kill(main_ident, signal.SIGINT)
-                        else:  # for the last execute, if its code has not started yet
-                            self._interrupt_for = self._received
-                elif op == "execute" or op == "chdir":
-                    with self._gate:
-                        if op == "execute":
-                            self._received += 1
-                        number = self._received
-                    self._requests.put((number, message))  # in order, by the main thread
-                else:
-                    self.log.write(f"unknown message {op!r}")
-        except Exception as exc:
-            self.log.write(f"socket reader failed: {exc!r}")
-        finally:
-            os._exit(0)  # the server closed the connection: this context is over
 
     def _chdir(self, path: Any) -> None:
         """``chdir`` (between executions): answered at once, not held back like output."""
@@ -196,7 +149,7 @@ class Worker:
             os._exit(0)  # the server went away
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self._running and not self._shield:
+        if self.inbox.running and not self._shield:
             raise KeyboardInterrupt
 
     # -- one execution -----------------------------------------------------------------
@@ -225,22 +178,14 @@ class Worker:
         result = None
         try:
             try:
-                with self._gate:  # from here on an interrupt raises KeyboardInterrupt
-                    self._running = True
-                    interrupted = self._interrupt_for == number
-                if interrupted:
+                if self.inbox.enter(number):  # from here on an interrupt raises there
                     raise KeyboardInterrupt
                 result = self.shell.run_cell(code, store_history=True)
                 self.figures.flush()
             except BaseException as exc:  # an interrupt outside the user's code, or a bug
                 self.report_exception(type(exc), exc, exc.__traceback__)
         finally:
-            while True:  # leave the interruptible state even if an interrupt lands here
-                try:
-                    self._running = False
-                    break
-                except KeyboardInterrupt:
-                    pass
+            self.inbox.leave()
 
         try:
             if result is not None and not self._error_sent:
@@ -330,23 +275,6 @@ class Worker:
         if self._names_in_cell == 1:
             return f"<cell {self._cell}>"
         return f"<cell {self._cell}.{self._names_in_cell - 1}>"
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
-    if size == 0:
-        return b""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        try:
-            n = sock.recv_into(view[got:], size - got)
-        except InterruptedError:
-            continue
-        if n == 0:
-            return None
-        got += n
-    return bytes(buffer)
 
 
 def _apply_env(env: dict[Any, Any], saved: dict[str, str | None]) -> None:
