@@ -53,6 +53,16 @@ class ExecuteRequest(BaseModel):
 
     _language = field_validator("language")(_canonical_language)
 
+    @field_validator("env_vars")
+    @classmethod
+    def _environment_entries(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, text in (value or {}).items():
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if "\0" in text:
+                raise ValueError(f"{name}: a value cannot contain a NUL character")
+        return value
+
     @field_validator("timeout_ms")
     @classmethod
     def _timeout_in_range(cls, value: int | None) -> int | None:

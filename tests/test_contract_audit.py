@@ -1,0 +1,23 @@
+"""Edges of the contract an outside client meets: bad environment entries, 405's Allow, HEAD."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Client
+
+
+@pytest.mark.parametrize("language", ["python", "typescript"])
+@pytest.mark.parametrize(
+    "env_vars",
+    [{"A=B": "x"}, {"": "x"}, {"A\u0000B": "x"}, {"A": "x\u0000y"}],
+    ids=["equals-in-name", "empty-name", "nul-in-name", "nul-in-value"],
+)
+def test_environment_entries_a_process_cannot_have_are_400(
+    client: Client, language: str, env_vars: dict[str, str]
+) -> None:
+    before = {c["id"] for c in client.get("/contexts").json()["items"]}
+    got = client.post("/execute", json={"code": "1", "language": language, "env_vars": env_vars})
+    assert got.status_code == 400, got.text
+    assert [e["field"] for e in got.json()["errors"]] == ["env_vars"]
+    assert {c["id"] for c in client.get("/contexts").json()["items"]} == before  # none made
