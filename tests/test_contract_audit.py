@@ -21,3 +21,15 @@ def test_environment_entries_a_process_cannot_have_are_400(
     assert got.status_code == 400, got.text
     assert [e["field"] for e in got.json()["errors"]] == ["env_vars"]
     assert {c["id"] for c in client.get("/contexts").json()["items"]} == before  # none made
+
+
+def test_405_names_the_allowed_methods(client: Client) -> None:
+    for method, path, allowed in [
+        ("GET", "/execute", {"POST"}),
+        ("DELETE", "/contexts", {"GET", "POST"}),
+        ("POST", "/healthz", {"GET", "HEAD"}),
+    ]:
+        got = client.request(method, path)
+        assert got.status_code == 405, (method, path, got.text)
+        assert got.json() == {"message": "Method Not Allowed"}
+        assert {m.strip() for m in got.headers["allow"].split(",")} == allowed

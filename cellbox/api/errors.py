@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -10,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from cellbox.api.responses import JSON
 from cellbox.process.worker import WorkerStartError
@@ -69,8 +71,8 @@ def parse_body(model: type[M], body: bytes) -> M:
         raise InvalidRequest(_field_errors(exc.errors(include_url=False))) from None
 
 
-def _message(status: int, message: str) -> JSON:
-    return JSON({"message": message}, status_code=status)
+def _message(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSON:
+    return JSON({"message": message}, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -120,10 +122,28 @@ def install(app: FastAPI) -> None:
         return _message(500, f"internal error: {type(exc).__name__}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSON:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
         if exc.status_code == 400:
             return JSON(
                 {"message": "Invalid request", "errors": [{"field": "body", "error": exc.detail}]},
                 400,
             )
-        return _message(exc.status_code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first route of the path
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return _message(exc.status_code, str(exc.detail), headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (405's ``Allow``)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
