@@ -33,3 +33,17 @@ def test_405_names_the_allowed_methods(client: Client) -> None:
         assert got.status_code == 405, (method, path, got.text)
         assert got.json() == {"message": "Method Not Allowed"}
         assert {m.strip() for m in got.headers["allow"].split(",")} == allowed
+
+
+def test_head_of_health_and_of_a_file(client: Client, ctx: str) -> None:
+    health = client.head("/healthz")
+    assert health.status_code == 200 and health.content == b""
+    client.put(f"/contexts/{ctx}/files/data/t.csv", content=b"a,b\n1,2\n")
+    whole = client.head(f"/contexts/{ctx}/files/data/t.csv")
+    assert whole.status_code == 200 and whole.content == b""
+    assert whole.headers["content-length"] == "8"
+    assert whole.headers["content-type"].startswith("text/csv")
+    part = client.head(f"/contexts/{ctx}/files/data/t.csv", headers={"Range": "bytes=0-3"})
+    assert part.status_code == 206 and part.headers["content-range"] == "bytes 0-3/8"
+    assert part.headers["content-length"] == "4"
+    assert client.head(f"/contexts/{ctx}/files/nope.csv").status_code == 404

@@ -181,6 +181,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         response_class=Response,
         summary="Download a file (Range supported)",
     )
+    @router.head("/contexts/{context_id}/files/{path:path}", include_in_schema=False)
     async def download(context_id: str, path: str, request: Request) -> Response:
         root, parts = locate(context_id, path, need_file=True)
         try:
@@ -216,6 +217,9 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
                 reader.close()
 
         status = 206 if span is not None else 200
+        if request.method == "HEAD":  # the same headers, no body: nothing is read
+            reader.close()
+            return Response(status_code=status, media_type=media, headers=headers)
         return StreamingResponse(body(), status_code=status, media_type=media, headers=headers)
 
     @router.delete(
