@@ -250,6 +250,8 @@ class Upload:
                 raise bad_path(f"{shown(parts)} is a directory, not a file")
             if stat.S_ISLNK(existing.st_mode):  # never written through; delete it first
                 raise bad_path(f"{shown(parts)} is a symbolic link")
+            if not stat.S_ISREG(existing.st_mode):  # a FIFO, socket or device: not a file
+                raise bad_path(f"{shown(parts)} is neither a regular file nor a directory")
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             self._fd = os.open(self._temp, flags, 0o644, dir_fd=self._dir)
         except FileNotFoundError:

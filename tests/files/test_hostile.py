@@ -136,9 +136,12 @@ def test_fifo_socket_and_device_do_not_hang(client: Client, ctx: str) -> None:
     archive = c.get(f"/contexts/{ctx}/archive")
     with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
         assert "fifo" not in tar.getnames() and "plain.txt" in tar.getnames()
-    assert c.put(f"/contexts/{ctx}/files/fifo", content=b"f").status_code == 200  # replaced
+    for name in ("fifo", "sock"):  # not a file to replace: refused, left as it is
+        assert field_errors(c.put(f"/contexts/{ctx}/files/{name}", content=b"f")) == ["path"]
+    assert py(client, ctx, "import os, stat; stat.S_ISFIFO(os.lstat('fifo').st_mode)")
+    assert c.delete(f"/contexts/{ctx}/files/fifo").status_code == 204  # removed on request
+    assert c.put(f"/contexts/{ctx}/files/fifo", content=b"f").status_code == 200
     assert c.get(f"/contexts/{ctx}/files/fifo").content == b"f"
-    assert not py(client, ctx, "import os, stat; stat.S_ISFIFO(os.lstat('fifo').st_mode)")
 
 
 def test_hard_links(client: Client, ctx: str, untouched: None) -> None:
