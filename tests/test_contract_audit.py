@@ -47,3 +47,20 @@ def test_head_of_health_and_of_a_file(client: Client, ctx: str) -> None:
     assert part.status_code == 206 and part.headers["content-range"] == "bytes 0-3/8"
     assert part.headers["content-length"] == "4"
     assert client.head(f"/contexts/{ctx}/files/nope.csv").status_code == 404
+
+
+def test_names_that_are_not_utf8_are_listed(client: Client, ctx: str) -> None:
+    made = client.run(
+        "import os\nopen(b'bad\\xff.txt', 'wb').write(b'x')\nos.makedirs(b'd\\xfe')\n"
+        "open(b'd\\xfe/in.txt', 'wb').write(b'yy')",
+        context_id=ctx,
+    )
+    assert made["error"] is None, made
+    top = client.get(f"/contexts/{ctx}/files")
+    assert top.status_code == 200, top.text
+    assert [(i["path"], i["type"]) for i in top.json()["items"]] == [
+        ("bad\ufffd.txt", "file"),
+        ("d\ufffd", "dir"),
+    ]
+    below = client.get(f"/contexts/{ctx}/files", params={"recursive": "true"}).json()["items"]
+    assert ("d\ufffd/in.txt", 2) in [(i["path"], i["size"]) for i in below]

@@ -327,7 +327,13 @@ def _item(path: str, st: os.stat_result) -> dict[str, Any] | None:
         return None  # FIFOs, sockets, devices: nothing the API can serve
     modified = datetime.fromtimestamp(int(st.st_mtime), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     size = 0 if kind == "dir" else st.st_size
-    return {"path": path, "type": kind, "size": size, "modified": modified}
+    return {"path": _printable(path), "type": kind, "size": size, "modified": modified}
+
+
+def _printable(name: str) -> str:
+    """A name as JSON can carry it: bytes that are not UTF-8 (the code may make such names)
+    become U+FFFD instead of failing the whole answer."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def listing(root: int, parts: tuple[str, ...], recursive: bool) -> list[dict[str, Any]]:
