@@ -65,22 +65,32 @@ class ExecuteEndpoints:
             for batch in execution.queued():
                 fold.add(batch)
 
-        await _until_disconnect(receive, execution, collect())
-        await send_json(send, 200, fold.response())
+        whole = False
+        try:
+            await _until_disconnect(receive, execution, collect())
+            await send_json(send, 200, fold.response())
+            whole = True
+        finally:
+            execution.answered(whole)
 
     async def execute_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         execution = await self.start(receive)
-        await _until_disconnect(receive, execution, execution.started)
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
 
         async def stream() -> None:
             async for batch in execution.batches():
                 chunk = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in batch)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
-        # A client that leaves stops the execution; what it has left is read and dropped.
-        await _until_disconnect(receive, execution, stream())
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        whole = False
+        try:
+            await _until_disconnect(receive, execution, execution.started)
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            # A client that leaves stops the execution; what it has left is read and dropped.
+            await _until_disconnect(receive, execution, stream())
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            whole = True
+        finally:
+            execution.answered(whole)
 
 
 _SSE_HEADERS = [

@@ -14,6 +14,10 @@ from cellbox.sandbox.netpolicy import Policy
 from cellbox.sessions.execution import WHILE_IDLE, Execution
 from cellbox.sessions.pools import WorkerPool, Workspace
 
+# How long an execution waits for the answer of the one before it, which told of a loss of
+# state, to reach its client; past that the loss counts as untold and is told again.
+ANSWER_WAIT_S = 5.0
+
 
 class Context:
     """One persistent REPL. What an :class:`Execution` needs of it is its ``Session``."""
@@ -41,6 +45,7 @@ class Context:
         self.lock = asyncio.Lock()  # FIFO: asyncio.Lock wakes waiters in arrival order
         self.running: Execution | None = None
         self.untold: tuple[Death, str] | None = None  # a loss of state no client heard of
+        self.telling: asyncio.Future[None] | None = None  # an answer that tells of it is sent
         self.closed = False
         self.last_used = time.monotonic()
 
@@ -61,6 +66,9 @@ class Context:
         process ended by itself while idle, or during an execution whose client had gone
         away. The caller must tell it (the process is discarded, the counter reset).
         """
+        telling, self.telling = self.telling, None
+        if telling is not None:  # did the client of the execution before hear of its loss?
+            await asyncio.wait([telling], timeout=ANSWER_WAIT_S)
         untold, self.untold = self.untold, None
         worker = self.worker
         # Every told loss discards the worker, so a context that still holds one that is

@@ -56,6 +56,7 @@ class Session(Protocol):
     running: Execution | None
     execution_count: int
     untold: tuple[Death, str] | None  # a loss of state no client has heard of yet
+    telling: asyncio.Future[None] | None  # the answer that tells of ``untold`` is on its way
 
     def touch(self) -> None: ...
 
@@ -121,6 +122,9 @@ class Execution:
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stop_reason: str | None = None
         self.lost: Death | None = None  # the context's state was lost during this execution
+        self.client_left = False
+        self._untold: tuple[Death, str] | None = None  # the loss this execution tells of
+        self._answered: asyncio.Future[None] | None = None
         self.execution_count = 0
         self.error_name: str | None = None
         self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
@@ -146,8 +150,8 @@ class Execution:
 
     def stop(self, reason: str) -> None:
         """Ask the running code to stop: interrupt now, kill after the grace period."""
-        if reason == DISCONNECT and self.lost is not None:
-            self.context.untold = (self.lost, UNSEEN)  # its client left before hearing of it
+        if reason == DISCONNECT:
+            self.client_left = True
         if self.stop_reason is None or reason in (DELETED, RESTARTED):
             self.stop_reason = reason
         worker = self._worker
@@ -206,7 +210,7 @@ class Execution:
     async def _execute(self, context: Session) -> None:
         untold = await context.lost_process()
         if untold is not None:  # never run code on a silently fresh process
-            self.lost = untold[0]  # told again if this client leaves before hearing it
+            self._tell_loss(untold[0])
             self.started.set_result(None)
             self._emit(_died_untold(*untold))
             self._emit(self._exit_event(failed=True))
@@ -253,7 +257,7 @@ class Execution:
                 if kind == "wake":
                     if self._must_kill:
                         deaths.record(context.runtime.name, _STUBBORN, context.id, worker.pid)
-                        self._lose_state(_STUBBORN)
+                        self._tell_loss(_STUBBORN)
                         await context.discard_worker(worker)
                         self._flush(lines)
                         self._emit(self._stubborn_error())
@@ -314,7 +318,7 @@ class Execution:
                 "ContextRestarted", "the context was restarted while the code ran; state cleared"
             )
         death = await worker.death()
-        self._lose_state(death)
+        self._tell_loss(death)
         await context.discard_worker(worker)
         return error_event(
             "ContextDied",
@@ -322,11 +326,22 @@ class Execution:
             "have started): its state was lost; the next execution starts on a fresh process",
         )
 
-    def _lose_state(self, death: Death) -> None:
-        """This execution tells of the loss, unless its client is gone: then the next one."""
+    def _tell_loss(self, death: Death) -> None:
+        """This execution tells of a loss of state. Until its answer is known to have
+        reached its client (:meth:`answered`) the loss counts as untold: the next execution
+        waits a moment for that answer, and tells of the loss itself if it is not heard."""
         self.lost = death
-        if self.stop_reason == DISCONNECT:
-            self.context.untold = (death, UNSEEN)
+        self._untold = self.context.untold = (death, UNSEEN)
+        self._answered = self.context.telling = asyncio.get_running_loop().create_future()
+
+    def answered(self, whole: bool) -> None:
+        """The endpoint is done with this execution's answer (called once, whatever
+        happened): ``whole`` if all of it was sent. A loss it told is heard if so and the
+        client was not seen leaving."""
+        if whole and not self.client_left and self.context.untold is self._untold:
+            self.context.untold = None  # heard
+        if self._answered is not None and not self._answered.done():
+            self._answered.set_result(None)
 
     def _exit_event(self, failed: bool) -> dict[str, Any]:
         return {

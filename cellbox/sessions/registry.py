@@ -151,7 +151,7 @@ class ContextRegistry:
         if context.worker is not None:
             await context.discard_worker(context.worker)
         context.execution_count = 0
-        context.untold = None  # the caller asked for a fresh state
+        context.untold = context.telling = None  # the caller asked for a fresh state
         context.touch()
         return context
 

@@ -123,15 +123,36 @@ def test_a_death_told_to_a_client_that_left_is_told_to_the_next(server: Server, 
 def test_a_client_that_left_just_before_the_death_is_not_taken_for_told(
     server: Server, client: Client
 ):
-    # The death comes before the server watches for a disconnect (that starts after 50 ms):
-    # the stream's end says ContextDied to nobody, so the next execution must say it.
+    # The death may come before the server watches for a disconnect (that starts after
+    # 50 ms): the stream's end says ContextDied to nobody, so the next execution must say
+    # it. That one is sent at once: it must not run before the server knows whether the
+    # client heard. (SIGINT is ignored: when the server sees the client leave first, its
+    # interrupt must not stop the death either.)
     ctx = client.context()
     client.run("x = 1", context_id=ctx)
-    code = "import os, time\nprint('started', flush=True)\ntime.sleep(0.02)\nos._exit(3)"
+    code = (
+        "import os, signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('started', flush=True)\ntime.sleep(0.02)\nos._exit(3)"
+    )
     with client.stream_events(code, context_id=ctx) as events:
         assert next(events)["type"] == "stdout"  # then the client goes away
-    assert wait_until(lambda: _log_says(server, ctx, "exited with code 3"), timeout=10)
-    time.sleep(0.2)  # the stream has ended on the server
     _assert_died(client, ctx, "exited with code 3 while it ran code for a client that had gone")
+    _assert_fresh(client, ctx)
+    client.delete(f"/contexts/{ctx}")
+
+
+def test_a_client_that_left_after_a_timeout_is_not_told_of_the_kill(client: Client):
+    # The timeout comes first, then the client leaves, then the code that ignores its
+    # interrupt is killed: the loss is told to nobody, so the next execution must say it.
+    ctx = client.context()
+    client.run("x = 1", context_id=ctx)
+    code = (
+        "import time\nprint('started', flush=True)\nwhile True:\n    try:\n"
+        "        time.sleep(10)\n    except KeyboardInterrupt:\n"
+        "        print('interrupted', flush=True)"
+    )
+    with client.stream_events(code, context_id=ctx, timeout_ms=300) as events:
+        assert [next(events)["data"] for _ in range(2)] == ["started", "interrupted"]
+    _assert_died(client, ctx, "ignored its interrupt while it ran code for a client that had gone")
     _assert_fresh(client, ctx)
     client.delete(f"/contexts/{ctx}")
