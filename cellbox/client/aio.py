@@ -149,11 +149,15 @@ class AsyncExecutionStream(core.EventLog):
         response = await self._open()
         try:
             with core.transport_errors(self._client.config.url):
-                async for sse in EventSource(response).aiter_sse():
+                events = EventSource(response).aiter_sse()
+                async for sse in events:
                     event = self._read(sse.data)
-                    yield event
                     if self._finished(event):
+                        async for _ in events:  # the rest: see core.EventLog
+                            pass
+                        yield event
                         return
+                    yield event
             raise ConnectionFailed(core.STREAM_CUT)
         finally:
             await self.aclose()

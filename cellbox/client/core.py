@@ -199,7 +199,12 @@ STREAM_CUT = "the event stream ended before the execution finished"
 
 
 class EventLog:
-    """The events of one execution stream so far; ``execution`` once the exit event arrived."""
+    """The events of one execution stream so far; ``execution`` once the exit event arrived.
+
+    Both faces read the stream to its end before they hand out the exit event: the server
+    takes a client that hangs up before the end for one that left, and then tells a loss of
+    state reported on this stream to the next execution again (instead of running its code).
+    """
 
     def __init__(self) -> None:
         self._events: list[Event] = []

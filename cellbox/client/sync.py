@@ -156,11 +156,15 @@ class ExecutionStream(core.EventLog):
         response = self._open()
         try:
             with core.transport_errors(self._client.config.url):
-                for sse in EventSource(response).iter_sse():
+                events = EventSource(response).iter_sse()
+                for sse in events:
                     event = self._read(sse.data)
-                    yield event
                     if self._finished(event):
+                        for _ in events:  # the rest: see core.EventLog
+                            pass
+                        yield event
                         return
+                    yield event
             raise ConnectionFailed(core.STREAM_CUT)
         finally:
             self.close()

@@ -198,3 +198,14 @@ def test_stream_cut_short_raises_connection_failed(misbehaving):
 def test_health_and_info(sdk):
     assert sdk.health() is True
     assert "isolation" in sdk.info()
+
+
+def test_a_loss_told_on_a_stream_is_heard_and_the_next_cell_runs(sdk):
+    # The stream that tells of the lost state is read to its end, so the server knows the
+    # client heard it (a client that hangs up at the exit event looks like one that left).
+    with sdk.contexts.create() as ctx:
+        died = ctx.stream("import os; os.kill(os.getpid(), 9)").result()
+        assert died.error is not None and died.error.name == "ContextDied"
+        for _ in range(2):
+            after = ctx.stream("1 + 1").result()
+            assert (after.error, after.text) == (None, "2")

@@ -108,3 +108,15 @@ def test_errors(server, misbehaving):
                 await client.contexts.list()
 
     run(scenario())
+
+
+def test_a_loss_told_on_a_stream_is_heard(server):
+    async def scenario():
+        async with AsyncClient(server.url, server.token) as client:
+            async with client.contexts.create() as ctx:
+                died = await ctx.stream("import os; os.kill(os.getpid(), 9)").result()
+                assert died.error is not None and died.error.name == "ContextDied"
+                after = await ctx.stream("1 + 1").result()
+                assert (after.error, after.text) == (None, "2")
+
+    run(scenario())
