@@ -198,8 +198,6 @@ def list_files(context: str | HasId, path: str, recursive: bool) -> Call[list[Fi
 
 
 def file_path(context: str | HasId, path: str) -> str:
-    if not path:
-        raise ValueError("a file path is needed")
     # Dot segments are escaped so that no URL normalisation on the way drops them: the server
     # judges the path as given (and refuses one that leaves the work directory).
     segments = [quote(part, safe="") for part in path.split("/")]

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from cellbox.client.errors import ConnectionFailed, RequestTimeout, error_for
+from cellbox.client.errors import ConfigurationError, ConnectionFailed, RequestTimeout, error_for
 from cellbox.client.models import ContextInfo, Event, Execution, Exit, fold_events, parse_event
 
 URL_VAR = "CELLBOX_URL"
@@ -40,6 +40,7 @@ class Config:
     url: str
     api_key: str | None
     timeout: float = 30.0
+    key_source: str = ""  # "argument", KEY_VAR or the token file's path; "" when there is no key
 
     @classmethod
     def resolve(
@@ -51,11 +52,26 @@ class Config:
     ) -> Config:
         """Arguments first, then ``CELLBOX_URL``/``CELLBOX_API_KEY``, then a local server's token file."""
         environ = os.environ if environ is None else environ
-        url = (url or environ.get(URL_VAR) or DEFAULT_URL).rstrip("/")
-        key = api_key or environ.get(KEY_VAR, "").strip() or None
-        if key is None and is_local(url):
-            key = read_token_file(token_file(environ))
-        return cls(url, key, timeout)
+        url = check_url((url or environ.get(URL_VAR) or DEFAULT_URL).rstrip("/"))
+        if api_key:
+            return cls(url, api_key, timeout, "argument")
+        if key := environ.get(KEY_VAR, "").strip():
+            return cls(url, key, timeout, KEY_VAR)
+        path = token_file(environ)
+        if is_local(url) and (key := read_token_file(path)):
+            return cls(url, key, timeout, str(path))
+        return cls(url, None, timeout)
+
+
+def check_url(url: str) -> str:
+    """``url`` if it names an HTTP server; else a clear error now, not a puzzling one later."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"the cellbox server URL must look like {DEFAULT_URL} (http:// or https://, then the "
+            f"host), got {url!r}: check --url or {URL_VAR}"
+        )
+    return url
 
 
 def is_local(url: str) -> bool:

@@ -12,6 +12,10 @@ class CellboxError(Exception):
     """Base of every error this client raises."""
 
 
+class ConfigurationError(CellboxError, ValueError):
+    """The client was given a server URL it cannot use (e.g. one without ``http://``)."""
+
+
 class ConnectionFailed(CellboxError, ConnectionError):
     """The server could not be reached, or the connection dropped mid-answer."""
 
@@ -78,7 +82,7 @@ class ContextNotFound(NotFound):
 
 
 class FileNotFound(NotFound):
-    """404: the context exists, the file does not."""
+    """404: the context exists, the file (or directory) does not."""
 
 
 class PayloadTooLarge(APIError):
@@ -122,9 +126,11 @@ def error_for(status: int, content: bytes) -> APIError:
     if not isinstance(message, str):
         message = content.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
     if status == 404:
-        kind: type[APIError] = FileNotFound if message.startswith("file not found") else NotFound
+        kind: type[APIError] = NotFound
         if message.startswith("context "):
             kind = ContextNotFound
+        elif message.startswith(("file not found", "directory not found")):
+            kind = FileNotFound
     else:
         kind = _BY_STATUS.get(status, APIError)
     return kind(message, status, body)

@@ -8,6 +8,7 @@ import pytest
 
 from cellbox.client import (
     APIError,
+    ConfigurationError,
     ContextNotFound,
     Error,
     Execution,
@@ -82,6 +83,7 @@ def test_events_fold_into_the_execution():
         (403, "permission denied: a.txt", Forbidden),
         (404, "context ctx_x not found", ContextNotFound),
         (404, "file not found: a.txt", FileNotFound),
+        (404, "directory not found: d", FileNotFound),
         (404, "Not Found", NotFound),
         (413, "too large", PayloadTooLarge),
         (429, "too many contexts", TooManyContexts),
@@ -115,13 +117,29 @@ def test_config_order_and_token_file(tmp_path):
     assert not is_local("http://192.0.2.2:8000")
 
 
+def test_config_says_where_the_key_came_from(tmp_path):
+    (tmp_path / "api-token").write_text("from-file\n")
+    env = {"CELLBOX_STATE_DIR": str(tmp_path)}
+    assert Config.resolve(environ=env).key_source == str(tmp_path / "api-token")
+    assert Config.resolve(environ={**env, "CELLBOX_API_KEY": "k"}).key_source == "CELLBOX_API_KEY"
+    assert Config.resolve(api_key="k", environ=env).key_source == "argument"
+    assert Config.resolve(environ={"CELLBOX_STATE_DIR": str(tmp_path / "no")}).key_source == ""
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "localhost:8000", "ftp://host/", "http://"])
+def test_a_url_that_is_not_http_is_refused_at_once(url):
+    with pytest.raises(ConfigurationError, match="must look like http://127.0.0.1:8000"):
+        Config.resolve(url, "k", environ={})
+    with pytest.raises(ConfigurationError, match="CELLBOX_URL"):
+        Config.resolve(environ={"CELLBOX_URL": url})
+
+
 def test_request_shapes():
     body = execute_body("1", None, "ctx_1", {"A": "b"}, 1.5)
     assert body == {"code": "1", "context_id": "ctx_1", "env_vars": {"A": "b"}, "timeout_ms": 1500}
     assert file_path("ctx_1", "dir/a b#.txt") == "/contexts/ctx_1/files/dir/a%20b%23.txt"
     assert file_path("ctx_1", "../x") == "/contexts/ctx_1/files/%2E%2E/x"
-    with pytest.raises(ValueError):
-        file_path("ctx_1", "")
+    assert file_path("ctx_1", "") == "/contexts/ctx_1/files/"  # the server says what is wrong
 
 
 def test_file_info_parses_the_timestamp():
