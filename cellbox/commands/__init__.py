@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
 
 from cellbox.client import CellboxError, Client, InvalidRequest, Unauthorized
-from cellbox.client.core import KEY_VAR, URL_VAR, token_file
+from cellbox.client.core import KEY_VAR, URL_VAR, Config, token_file
 
 # Exit statuses: the user's code failed / cellbox could not do what was asked.
 CODE_FAILED = 1
@@ -17,6 +18,19 @@ CELLBOX_FAILED = 2
 
 class UsageError(Exception):
     """A command given the wrong inputs (reported like cellbox's own errors, status 2)."""
+
+
+def source_text(data: bytes | str, where: str) -> str:
+    """Code as the server takes it (UTF-8 text), or a clear error naming where it came from."""
+    try:
+        # A str from argv or a terminal holds undecodable bytes as surrogates.
+        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8-sig")
+    except UnicodeError as exc:
+        raise UsageError(
+            f"{where} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): cellbox runs UTF-8 source, so convert it first (e.g. with iconv)"
+        ) from exc
 
 
 def connection_options() -> argparse.ArgumentParser:
@@ -45,6 +59,8 @@ def run(handler: Callable[[argparse.Namespace], int | None], args: argparse.Name
     """Run a command; turn cellbox's errors into one helpful line and exit status 2."""
     try:
         return handler(args) or 0
+    except BrokenPipeError:
+        return _reader_gone()
     except Unauthorized as exc:
         _fail(f"the server rejected the API token ({exc.message}). {_token_hint(args)}")
     except InvalidRequest as exc:
@@ -57,13 +73,29 @@ def run(handler: Callable[[argparse.Namespace], int | None], args: argparse.Name
     return CELLBOX_FAILED
 
 
+def _reader_gone() -> int:
+    """What is read of our output was closed early (``cellbox exec … | head``): stop quietly,
+    with the status a shell gives a command that SIGPIPE ended."""
+    # Output still buffered would fail again when Python flushes it at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
+
+
 def _token_hint(args: argparse.Namespace) -> str:
     """Where the token came from, and where the right one is."""
     right = f"the token `cellbox serve` printed at start (a local server keeps it in {token_file(os.environ)})"
-    if args.api_key:
+    source = Config.resolve(args.url, args.api_key).key_source
+    if source == "argument":
         return f"Check the --api-key value: it must be {right}."
-    if os.environ.get(KEY_VAR):
+    if source == KEY_VAR:
         return f"{KEY_VAR} is set but does not match: set it to {right}."
+    if source:
+        return (
+            f"The token was read from {source}, which belongs to another server (or an earlier "
+            f"run): set {KEY_VAR} or --api-key to {right}."
+        )
     return f"No token was found: set {KEY_VAR} or --api-key to {right}."
 
 

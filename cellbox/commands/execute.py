@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from cellbox.client import Client, Context, Execution
-from cellbox.commands import CODE_FAILED, UsageError, client_for, run
+from cellbox.commands import CODE_FAILED, UsageError, client_for, run, source_text
 from cellbox.commands.output import LivePrinter, print_json, save_all, show_stream
 
 EXTENSIONS = {
@@ -48,10 +48,12 @@ def read_code(args: argparse.Namespace) -> str:
     if args.file is not None:
         if args.code is not None:
             raise UsageError("give the code or --file, not both")
-        return args.file.read_text()
+        return source_text(args.file.read_bytes(), str(args.file))
     if args.code is None:
         raise UsageError("no code given (a string, -f FILE, or - for stdin)")
-    return sys.stdin.read() if args.code == "-" else args.code
+    if args.code == "-":
+        return source_text(sys.stdin.buffer.read(), "standard input")
+    return source_text(args.code, "the code argument")
 
 
 def language_of(args: argparse.Namespace) -> str | None:

@@ -17,7 +17,11 @@ def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentPars
     put = actions.add_parser("put", parents=[parent], help="upload a local file")
     put.add_argument("context", metavar="CONTEXT")
     put.add_argument("local", help="local file ('-' for standard input)")
-    put.add_argument("remote", nargs="?", help="path in the context (default: the file's name)")
+    put.add_argument(
+        "remote",
+        nargs="?",
+        help="path in the context; ending in '/': a directory (default: the name)",
+    )
     put.set_defaults(handler=lambda args: run(put_file, args))
     get = actions.add_parser("get", parents=[parent], help="download a file")
     get.add_argument("context", metavar="CONTEXT")
@@ -38,9 +42,11 @@ def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentPars
 
 
 def put_file(args: argparse.Namespace) -> None:
-    if args.local == "-" and not args.remote:
-        raise UsageError("give the remote path when reading standard input")
+    if args.local == "-" and (args.remote or "/").endswith("/"):
+        raise UsageError("give the remote file's path (with its name) when reading standard input")
     remote = args.remote or Path(args.local).name
+    if remote.endswith("/"):  # a directory, as for cp: the file keeps its name in it
+        remote += Path(args.local).name
     source = sys.stdin.buffer if args.local == "-" else Path(args.local)
     with client_for(args) as client:
         uploaded = client.contexts.get(args.context).files.upload(remote, source)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cellbox.client import Client, Context
-from cellbox.commands import client_for, run
+from cellbox.commands import UsageError, client_for, run, source_text
 from cellbox.commands.output import LivePrinter, print_json, show_stream
 
 HISTORY_VAR = "CELLBOX_HISTORY"
@@ -130,12 +130,15 @@ def _loop(client: Client, context: Context, args: argparse.Namespace) -> int:
     with _history():
         while True:
             try:
-                code = read_cell(context.language)
+                code = source_text(read_cell(context.language), "that cell")
             except EOFError:
                 print(file=sys.stderr)
                 return 0
             except KeyboardInterrupt:
                 print("\nKeyboardInterrupt", file=sys.stderr)
+                continue
+            except (UnicodeDecodeError, UsageError) as exc:  # a terminal not sending UTF-8
+                print(f"cellbox: {exc}", file=sys.stderr)
                 continue
             if not code.strip():
                 continue

@@ -18,8 +18,9 @@ CELLBOX = str(Path(sys.executable).parent / "cellbox")
 
 def cli(server, *args, stdin=None, key=None, url=None, timeout=60):
     env = {**os.environ, "CELLBOX_URL": url or server.url, "CELLBOX_API_KEY": key or server.token}
+    text = not isinstance(stdin, bytes)  # bytes in, bytes out
     return subprocess.run(
-        [CELLBOX, *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout
+        [CELLBOX, *args], input=stdin, capture_output=True, text=text, env=env, timeout=timeout
     )
 
 
@@ -133,3 +134,62 @@ def test_helpful_errors(server):
 def test_serve_still_parses():
     done = subprocess.run([CELLBOX, "serve", "--help"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "--port" in done.stdout
+
+
+def test_a_stale_token_file_and_a_url_without_scheme_are_named(server, tmp_path):
+    (tmp_path / "api-token").write_text("stale\n")
+    env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_STATE_DIR": str(tmp_path)}
+    env.pop("CELLBOX_API_KEY", None)
+    stale = subprocess.run(
+        [CELLBOX, "contexts", "ls"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert stale.returncode == 2 and stale.stderr.count("\n") == 1, stale.stderr
+    assert f"read from {tmp_path / 'api-token'}" in stale.stderr
+    no_scheme = cli(server, "exec", "1", url=server.url.removeprefix("http://"))
+    assert no_scheme.returncode == 2 and no_scheme.stderr.count("\n") == 1, no_scheme.stderr
+    assert "must look like http://" in no_scheme.stderr and "CELLBOX_URL" in no_scheme.stderr
+
+
+def test_output_read_by_a_reader_that_stops_early(server):
+    # `cellbox exec … | head -1`: the reader goes away; cellbox stops quietly, as SIGPIPE would
+    # stop another command, and still deletes the context it made.
+    env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token}
+    with Client(server.url, server.token) as client:
+        before = {c.id for c in client.contexts.list()}
+        process = subprocess.Popen(
+            [CELLBOX, "exec", "for i in range(10**6): print(i)"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None and process.stdout.readline() == b"0\n"
+        process.stdout.close()
+        assert process.wait(60) == 141
+        assert process.stderr is not None and process.stderr.read() == b""
+        assert {c.id for c in client.contexts.list()} == before
+
+
+def test_files_put_into_a_directory_and_an_empty_path(server, tmp_path):
+    local = tmp_path / "notes.txt"
+    local.write_text("n")
+    with Client(server.url, server.token) as client, client.contexts.create() as ctx:
+        put = cli(server, "files", "put", ctx.id, str(local), "docs/")
+        assert put.returncode == 0 and put.stdout.startswith("docs/notes.txt"), put.stderr
+        assert ctx.files.download("docs/notes.txt") == b"n"
+        empty = cli(server, "files", "get", ctx.id, "", str(tmp_path / "x"))
+        assert empty.returncode == 2 and "path is empty" in empty.stderr, empty.stderr
+        assert "Traceback" not in empty.stderr
+
+
+def test_code_that_is_not_utf8_is_named(server, tmp_path):
+    script = tmp_path / "latin1.py"
+    script.write_bytes(b'print("caf\xe9")\n')
+    by_file = cli(server, "exec", "-f", str(script), stdin=b"")
+    by_stdin = cli(server, "exec", "-", stdin=b'print("caf\xe9")')
+    for done, where in ((by_file, str(script)), (by_stdin, "standard input")):
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count(b"\n") == 1, done.stderr
+        assert f"{where} is not UTF-8 text (byte 0xe9".encode() in done.stderr
+    with_bom = tmp_path / "bom.py"
+    with_bom.write_bytes(b'\xef\xbb\xbfprint("caf\xc3\xa9")\n')
+    assert cli(server, "exec", "-f", str(with_bom)).stdout == "café\n"
