@@ -21,7 +21,8 @@ from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, T
 from pydantic import Field
 
 from cellbox import __version__
-from cellbox.client import AsyncClient, CellboxError, ContextNotFound, Execution
+from cellbox.client import AsyncClient, CellboxError, ContextNotFound, Execution, FileInfo
+from cellbox.client.models import is_placeholder
 
 # Files larger than this are not returned inline (a model's context is small); say so instead.
 MAX_INLINE_BYTES = 4 << 20
@@ -30,8 +31,9 @@ IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 INSTRUCTIONS = """\
 cellbox runs Python and TypeScript code in persistent, sandboxed REPL contexts.
 Variables, imports, functions and files persist within a context between run_code calls.
-Without context_id, run_code uses this session's default context for its language, so state
-carries over there too. Create separate contexts with create_context to keep work apart.
+Without context_id, run_code uses this server's default context for its language, so state
+carries over there too (if it is gone, a new one is made and the result says so). Create
+separate contexts with create_context to keep work apart.
 Files: each context has its own work directory (the code's current directory); use
 upload_file / list_files / download_file to move files in and out.
 """
@@ -47,6 +49,7 @@ Path = Annotated[str, Field(description="Path relative to the context's work dir
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _api_errors(tool: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -76,6 +79,31 @@ class Tools:
             self.defaults[language] = (await self.client.contexts.create(language)).id
         return self.defaults[language]
 
+    async def in_context(
+        self, context_id: str | None, language: str, action: Callable[[str], Awaitable[T]]
+    ) -> tuple[T, str]:
+        """``action`` on the given context, else on the default one, and a note for the model:
+        a default context that is gone (deleted, or idle too long) is replaced, and the note
+        says that what it held is lost."""
+        context = await self.context_for(context_id, language)
+        try:
+            return await action(context), ""
+        except ContextNotFound:
+            if context_id:
+                raise
+        if self.defaults.get(language) == context:
+            del self.defaults[language]
+        fresh = await self.context_for(None, language)
+        note = (
+            f"note: the default {language} context {context} was gone (deleted, or idle too "
+            f"long), so this ran in a new one, {fresh}: variables, imports and files from "
+            "before are lost\n"
+        )
+        try:
+            return await action(fresh), note
+        except CellboxError as exc:
+            raise ToolError(note + str(exc)) from exc
+
     async def run_code(
         self,
         code: Annotated[str, Field(description="The source to run, as one cell.")],
@@ -91,18 +119,12 @@ class Tools:
             float, Field(description="Seconds before the code is interrupted.", gt=0, le=600)
         ] = 60,
     ) -> CallToolResult:
-        context = await self.context_for(context_id, language)
-        kwargs: dict[str, Any] = {"context": context, "timeout": timeout_s}
-        try:
-            execution = await self.client.execute(code, **kwargs)
-        except ContextNotFound:
-            if context_id:
-                raise
-            # The default context was deleted or expired: start a new one, and say so.
-            del self.defaults[language]
-            kwargs["context"] = await self.context_for(None, language)
-            execution = await self.client.execute(code, **kwargs)
-        return execution_result(execution)
+        execution, note = await self.in_context(
+            context_id,
+            language,
+            lambda context: self.client.execute(code, context=context, timeout=timeout_s),
+        )
+        return execution_result(execution, note)
 
     async def create_context(
         self,
@@ -138,15 +160,22 @@ class Tools:
         context_id: ContextId = None,
     ) -> str:
         data = base64.b64decode(content) if encoding == "base64" else content.encode()
-        context = await self.context_for(context_id, "python")
-        uploaded = await (await self.client.contexts.get(context)).files.upload(path, data)
-        return f"wrote {uploaded.path} ({uploaded.size} bytes) in context {context}"
+
+        async def upload(context: str) -> str:
+            uploaded = await (await self.client.contexts.get(context)).files.upload(path, data)
+            return f"wrote {uploaded.path} ({uploaded.size} bytes) in context {context}"
+
+        text, note = await self.in_context(context_id, "python", upload)
+        return note + text
 
     async def download_file(self, path: Path, context_id: ContextId = None) -> CallToolResult:
-        context = await self.client.contexts.get(await self.context_for(context_id, "python"))
-        buffer = _CappedBuffer(path)
-        await context.files.download(path, buffer)
-        return file_result(path, buffer.getvalue())
+        async def download(context: str) -> bytes:
+            buffer = _CappedBuffer(path)
+            await (await self.client.contexts.get(context)).files.download(path, buffer)
+            return buffer.getvalue()
+
+        data, note = await self.in_context(context_id, "python", download)
+        return file_result(path, data, note)
 
     async def list_files(
         self,
@@ -154,10 +183,13 @@ class Tools:
         recursive: Annotated[bool, Field(description="Include subdirectories' contents.")] = False,
         context_id: ContextId = None,
     ) -> str:
-        context = await self.client.contexts.get(await self.context_for(context_id, "python"))
-        entries = await context.files.list(path, recursive=recursive)
+        async def listing(context: str) -> list[FileInfo]:
+            files = (await self.client.contexts.get(context)).files
+            return await files.list(path, recursive=recursive)
+
+        entries, note = await self.in_context(context_id, "python", listing)
         lines = [f"{entry.type:<7} {entry.size:>10}  {entry.path}" for entry in entries]
-        return "\n".join(lines) or "(empty)"
+        return note + ("\n".join(lines) or "(empty)")
 
 
 DESCRIPTIONS = {
@@ -202,9 +234,9 @@ def build_server(client: AsyncClient) -> MCPServer:
     return server
 
 
-def execution_result(execution: Execution) -> CallToolResult:
+def execution_result(execution: Execution, note: str = "") -> CallToolResult:
     """Text of the whole execution, plus an image block per PNG or JPEG item."""
-    parts = [f"[context {execution.context_id}, execution {execution.execution_count}]"]
+    parts = [f"{note}[context {execution.context_id}, execution {execution.execution_count}]"]
     if execution.logs.stdout:
         parts.append("stdout:\n" + execution.stdout.rstrip("\n"))
     if execution.logs.stderr:
@@ -218,7 +250,9 @@ def execution_result(execution: Execution) -> CallToolResult:
             )
             images.append(ImageContent(type="image", data=_b64(data), mime_type=mime))
             label += f" ({mime} attached)"
-        text = item.text if item.text is not None else item.markdown or item.html
+        text = item.readable
+        if item.html is not None and (text is None or is_placeholder(text)):
+            text = item.html
         if text is not None:
             parts.append(f"{label}: {text}")
     if execution.error is not None:
@@ -228,18 +262,18 @@ def execution_result(execution: Execution) -> CallToolResult:
     return CallToolResult(content=[text, *images], is_error=execution.error is not None)
 
 
-def file_result(path: str, data: bytes) -> CallToolResult:
+def file_result(path: str, data: bytes, note: str = "") -> CallToolResult:
     mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
     if mime in IMAGE_TYPES:
-        note = TextContent(type="text", text=f"{path}: {mime}, {len(data)} bytes")
+        about = TextContent(type="text", text=f"{note}{path}: {mime}, {len(data)} bytes")
         return CallToolResult(
-            content=[note, ImageContent(type="image", data=_b64(data), mime_type=mime)]
+            content=[about, ImageContent(type="image", data=_b64(data), mime_type=mime)]
         )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = f"{path}: {mime}, {len(data)} bytes, base64:\n{_b64(data)}"
-    return CallToolResult(content=[TextContent(type="text", text=text)])
+    return CallToolResult(content=[TextContent(type="text", text=note + text)])
 
 
 class _CappedBuffer(io.BytesIO):

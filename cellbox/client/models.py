@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +12,8 @@ from typing import Any, Literal
 # Representations an item may carry, in the API's names; binary ones arrive base64-encoded.
 BINARY_FORMATS = ("png", "jpeg", "pdf")
 TEXT_FORMATS = ("text", "html", "markdown", "svg", "latex", "javascript")
+# Python's default repr (``<IPython.core.display.HTML object>``): a text that says nothing.
+_PLACEHOLDER = re.compile(r"<[\w.]+ object( at 0x[0-9a-f]+)?>")
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,23 @@ class Item:
         return out
 
     @property
+    def readable(self) -> str | None:
+        """The item as text for a reader: ``text``, unless that is only the default
+        ``<… object>`` repr of a display object whose Markdown or LaTeX form says more."""
+        if self.text is not None and not is_placeholder(self.text):
+            return self.text
+        return self.markdown or self.latex or self.text
+
+    @property
     def formats(self) -> list[str]:
         """The representations present, e.g. ``["text", "png"]``."""
         names = [*TEXT_FORMATS, *BINARY_FORMATS, "json"]
         return [name for name in names if getattr(self, name) is not None] + list(self.extra)
+
+
+def is_placeholder(text: str) -> bool:
+    """Whether ``text`` is only Python's default repr of an object (it says nothing)."""
+    return _PLACEHOLDER.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,8 @@ class LivePrinter:
             for path in save_item(item, self.save_dir):
                 self._write(self.out, f"saved {path}")
             return
-        if item.text is not None:
-            self._write(self.out, item.text)
+        if item.readable is not None:
+            self._write(self.out, item.readable)
         elif item.json is not None:
             self._write(self.out, orjson.dumps(item.json).decode())
         if visual:

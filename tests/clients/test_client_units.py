@@ -142,6 +142,24 @@ def test_request_shapes():
     assert file_path("ctx_1", "") == "/contexts/ctx_1/files/"  # the server says what is wrong
 
 
+@pytest.mark.parametrize(
+    ("fields", "readable"),
+    [
+        ({"text": "42"}, "42"),
+        ({"text": "<IPython.core.display.Markdown object>", "markdown": "**b**"}, "**b**"),
+        ({"text": "<Foo object at 0x7f3a>", "latex": "$x$"}, "$x$"),
+        (
+            {"text": "<IPython.core.display.HTML object>", "html": "<b>"},
+            "<IPython.core.display.HTML object>",
+        ),
+        ({"text": "<svg object>"}, "<svg object>"),
+        ({"png": b"x"}, None),
+    ],
+)
+def test_readable_text_skips_default_reprs(fields, readable):
+    assert Item(**fields).readable == readable
+
+
 def test_file_info_parses_the_timestamp():
     info = FileInfo.from_json(
         {"path": "a", "type": "file", "size": 3, "modified": "2026-11-30T10:00:00Z"}

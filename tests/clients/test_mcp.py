@@ -146,3 +146,26 @@ def test_streamable_http_transport(server):
     finally:
         process.terminate()
         assert process.wait(30) == 0, process.stderr.read() if process.stderr else ""
+
+
+def test_a_default_context_that_is_gone_is_replaced_and_said_so(server):
+    from cellbox.client import Client as SDK
+
+    async def scenario():
+        async with Client(configured(server)) as client:
+            first = text_of(await client.call_tool("run_code", {"code": "kept = 1"}))
+            gone = first.split("[context ")[1].split(",")[0]
+            with SDK(server.url, server.token) as sdk:
+                sdk.contexts.delete(gone)
+            listed = await client.call_tool("list_files", {})
+            assert not listed.is_error, text_of(listed)
+            assert f"default python context {gone} was gone" in text_of(listed)
+            again = await client.call_tool("run_code", {"code": "'kept' in globals()"})
+            assert "result: False" in text_of(again) and "was gone" not in text_of(again)
+            # A display object's HTML or Markdown, not its "<… object>" repr.
+            code = "from IPython.display import HTML, Markdown, display\n"
+            code += "display(Markdown('**md**'))\nHTML('<b>x</b>')"
+            shown = text_of(await client.call_tool("run_code", {"code": code}))
+            assert "output: **md**" in shown and "result: <b>x</b>" in shown, shown
+
+    asyncio.run(scenario())
