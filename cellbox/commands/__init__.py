@@ -33,13 +33,14 @@ def source_text(data: bytes | str, where: str) -> str:
         ) from exc
 
 
-def connection_options() -> argparse.ArgumentParser:
-    """Options every client command takes (a parent parser)."""
+def connection_options(json_output: bool = True) -> argparse.ArgumentParser:
+    """Options every client command takes (a parent parser); ``--json`` where output is printed."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("server")
     group.add_argument("--url", help=f"server URL (env {URL_VAR}, default http://127.0.0.1:8000)")
     group.add_argument("--api-key", help=f"API token (env {KEY_VAR}; a local server's token file)")
-    group.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    if json_output:
+        group.add_argument("--json", action="store_true", help="print machine-readable JSON")
     return parent
 
 
@@ -47,8 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     from cellbox.commands import contexts, execute, files, mcp, repl
 
     parent = connection_options()
-    for module in (execute, contexts, files, repl, mcp):
+    for module in (execute, contexts, files, repl):
         module.register(commands, parent)
+    mcp.register(commands, connection_options(json_output=False))
 
 
 def client_for(args: argparse.Namespace) -> Client:

@@ -86,8 +86,9 @@ class LivePrinter:
             traceback = error.traceback.rstrip("\n")
             if traceback:
                 self._write(self.err, traceback)
-            # A timeout's traceback ends in the interrupt that stopped the code: say what it was.
-            if not traceback.splitlines()[-1:] == [str(error)]:
+            # Python's traceback ends with the error and Node's stack starts with it; a
+            # timeout's ends in the interrupt that stopped the code: say what it was.
+            if str(error) not in traceback.splitlines():
                 self._write(self.err, str(error))
 
     def show_item(self, item: Item) -> None:
