@@ -26,6 +26,8 @@ from cellbox.client.models import is_placeholder
 
 # Files larger than this are not returned inline (a model's context is small); say so instead.
 MAX_INLINE_BYTES = 4 << 20
+# Longer output is cut in the middle (its start and end kept), so one print cannot fill it.
+MAX_TEXT_CHARS = 40_000
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 INSTRUCTIONS = """\
@@ -197,8 +199,8 @@ DESCRIPTIONS = {
     "value of the last expression, rich results (PNG images are returned as images; "
     "matplotlib figures are captured automatically) and the error with its traceback. "
     "State (variables, imports, files) persists in the context between calls. Python has "
-    "numpy, pandas, matplotlib and pillow; `%pip install x` adds packages. Output is capped "
-    "at 10 MiB per call; standard input is not available.",
+    "numpy, pandas, matplotlib and pillow; `%pip install x` adds packages. Output longer than "
+    f"{MAX_TEXT_CHARS} characters is cut in the middle; standard input is not available.",
     "create_context": "Create a new, empty context (its own process, state and work "
     "directory) and return its id, language and working directory.",
     "list_contexts": "List the live contexts with their id, language and working directory.",
@@ -238,9 +240,9 @@ def execution_result(execution: Execution, note: str = "") -> CallToolResult:
     """Text of the whole execution, plus an image block per PNG or JPEG item."""
     parts = [f"{note}[context {execution.context_id}, execution {execution.execution_count}]"]
     if execution.logs.stdout:
-        parts.append("stdout:\n" + execution.stdout.rstrip("\n"))
+        parts.append("stdout:\n" + clipped(execution.stdout.rstrip("\n")))
     if execution.logs.stderr:
-        parts.append("stderr:\n" + execution.stderr.rstrip("\n"))
+        parts.append("stderr:\n" + clipped(execution.stderr.rstrip("\n")))
     images: list[ContentBlock] = []
     for item in execution.results:
         label = "result" if item.is_primary else "output"
@@ -254,12 +256,23 @@ def execution_result(execution: Execution, note: str = "") -> CallToolResult:
         if item.html is not None and (text is None or is_placeholder(text)):
             text = item.html
         if text is not None:
-            parts.append(f"{label}: {text}")
+            parts.append(f"{label}: {clipped(text)}")
     if execution.error is not None:
         error = execution.error
-        parts.append(f"error: {error}\n{error.traceback}".rstrip("\n"))
+        parts.append(f"error: {error}\n{clipped(error.traceback)}".rstrip("\n"))
     text = TextContent(type="text", text="\n".join(parts))
     return CallToolResult(content=[text, *images], is_error=execution.error is not None)
+
+
+def clipped(text: str) -> str:
+    """``text``, or its start and end with what was cut in between said."""
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    half = MAX_TEXT_CHARS // 2
+    return (
+        f"{text[:half]}\n[… {len(text) - 2 * half} characters cut here; to see them, write the "
+        f"output to a file and read parts of it …]\n{text[-half:]}"
+    )
 
 
 def file_result(path: str, data: bytes, note: str = "") -> CallToolResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 
 import pytest
 
@@ -12,6 +13,7 @@ from cellbox.client import (
     ContextNotFound,
     Error,
     Execution,
+    ExecutionError,
     Exit,
     FileNotFound,
     Forbidden,
@@ -31,7 +33,9 @@ from cellbox.client.calls import execute_body, file_path
 from cellbox.client.core import Config, is_local
 from cellbox.client.errors import error_for
 from cellbox.client.models import FileInfo, fold_events, parse_event
+from cellbox.commands.output import LivePrinter
 from cellbox.commands.repl import is_complete, read_cell
+from cellbox.mcp_server import MAX_TEXT_CHARS, clipped
 
 
 def test_item_round_trip_decodes_binary_formats():
@@ -198,3 +202,36 @@ def test_read_cell_continues_until_an_empty_line():
 
     assert read_cell("python", ask) == "if True:\n    x = 1\n    y = 2"
     assert prompts == [">>> ", "... ", "... ", "... "]
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        # Node's stack starts with the error, Python's traceback ends with it: said once.
+        (
+            ExecutionError("Error", "boom", "Error: boom\n    at cell-1:1:7\n"),
+            "Error: boom\n    at",
+        ),
+        (
+            ExecutionError("KeyError", "'k'", "Traceback …\nKeyError: 'k'\n"),
+            "Traceback …\nKeyError",
+        ),
+        # A timeout's traceback ends in the interrupt that stopped the code: the error follows.
+        (
+            ExecutionError("TimeoutError", "timed out", "Traceback …\nKeyboardInterrupt\n"),
+            "Traceback …\nKeyboardInterrupt\nTimeoutError: timed out\n",
+        ),
+    ],
+)
+def test_live_printer_says_the_error_once(error, shown):
+    out, err = io.StringIO(), io.StringIO()
+    LivePrinter(None, out, err).show(Error(error))
+    assert err.getvalue().startswith(shown) and err.getvalue().count(str(error)) == 1
+
+
+def test_mcp_output_is_cut_in_the_middle():
+    assert clipped("short") == "short"
+    long = "a" * MAX_TEXT_CHARS + "b" * 1000
+    cut = clipped(long)
+    assert len(cut) < MAX_TEXT_CHARS + 200 and "1000 characters cut" in cut
+    assert cut.startswith("a" * (MAX_TEXT_CHARS // 2)) and cut.endswith("b" * 1000)
