@@ -100,7 +100,8 @@ class ExecutionError:
         return {"name": self.name, "value": self.value, "traceback": self.traceback}
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.value}"
+        # As Python says it: a bare KeyboardInterrupt has no ": " after its name.
+        return f"{self.name}: {self.value}" if self.value else self.name
 
 
 @dataclass(frozen=True)
