@@ -78,6 +78,10 @@ class ExecuteEndpoints:
 
         async def stream() -> None:
             async for batch in execution.batches():
+                if batch[-1]["type"] == "exit" and execution.lost is not None:
+                    # Look for a client that left before it could hear of the loss now, not
+                    # after the exit event: a client may hang up as soon as it has read it.
+                    await asyncio.sleep(_WATCH_AFTER_S + _HEARD_S)
                 chunk = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in batch)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
@@ -86,7 +90,7 @@ class ExecuteEndpoints:
             await _until_disconnect(receive, execution, execution.started)
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             # A client that leaves stops the execution; what it has left is read and dropped.
-            await _until_disconnect(receive, execution, stream())
+            await _until_disconnect(receive, execution, stream(), look_after=False)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             whole = True
         finally:
@@ -137,9 +141,13 @@ def routes(endpoints: ExecuteEndpoints) -> APIRouter:
     return router
 
 
-async def _until_disconnect(receive: Receive, execution: Execution, work: Awaitable[Any]) -> Any:
+async def _until_disconnect(
+    receive: Receive, execution: Execution, work: Awaitable[Any], look_after: bool = True
+) -> Any:
     """Await ``work``; if the client goes away meanwhile, stop the execution (which then
-    keeps a loss of state it told of for the next execution: the client did not hear it)."""
+    keeps a loss of state it told of for the next execution: the client did not hear it).
+    ``look_after``: the answer is sent after ``work``, so a client that leaves just after it
+    has not heard of a loss either."""
 
     async def watch(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -152,7 +160,7 @@ async def _until_disconnect(receive: Receive, execution: Execution, work: Awaita
     )
     try:
         result = await work
-        if execution.lost is not None:
+        if look_after and execution.lost is not None:
             if not watcher:
                 watcher.append(asyncio.create_task(watch(receive)))
             await asyncio.wait(watcher, timeout=_HEARD_S)
