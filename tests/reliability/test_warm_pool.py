@@ -25,30 +25,39 @@ def pool_level(client: Client, language: str) -> tuple[float, float]:
     )
 
 
-def warm_workspaces(server: Server, client: Client, language: str) -> dict[str, list[int]]:
-    """The work directories of the server's warm workers of ``language``, with their pids."""
+def work_root(client: Client, language: str) -> str:
+    """The directory that holds the work directory of every context and warm worker."""
     context_id = client.context(language)
-    contexts_dir = os.path.dirname(client.get(f"/contexts/{context_id}").json()["cwd"])
+    root = os.path.dirname(client.get(f"/contexts/{context_id}").json()["cwd"])
     assert client.delete(f"/contexts/{context_id}").status_code == 204
+    return root
+
+
+def warm_workspaces(server: Server, client: Client, language: str) -> dict[str, list[int]]:
+    """The work directories of the server's warm workers of ``language``, with their pids,
+    once its pool is full (taking a context to learn where they are made it refill)."""
+    root = work_root(client, language)
+    assert wait_until(lambda: full(client, language), timeout=30), pool_level(client, language)
     taken = {item["cwd"] for item in client.get("/contexts").json()["items"]}
     marker = b"main.mjs" if language == "typescript" else b"cellbox.workers"
     assert server.process is not None
     found: dict[str, list[int]] = {}
     for pid in descendants(server.process.pid):
         cwd = cwd_of(pid)
-        if cwd and os.path.dirname(cwd) == contexts_dir and cwd not in taken:
+        if cwd and os.path.dirname(cwd) == root and cwd not in taken:
             if marker in cmdline(pid):
                 found.setdefault(cwd, []).append(pid)
     return found
 
 
+def full(client: Client, language: str) -> bool:
+    ready, target = pool_level(client, language)
+    return ready == target >= 1
+
+
 @pytest.mark.parametrize("language", ["python", "typescript"])
 def test_a_dead_warm_worker_is_replaced(server: Server, client: Client, language: str):
-    assert wait_until(lambda: pool_level(client, language)[0] >= 1, timeout=30)
-    ready, target = pool_level(client, language)
-    assert ready == target >= 1
     before = warm_workspaces(server, client, language)
-    assert wait_until(lambda: pool_level(client, language)[0] == target, timeout=30)
     victim, pids = next(iter(before.items()))
     for pid in pids:  # the worker and its sandbox's helper processes
         with contextlib.suppress(ProcessLookupError):
@@ -56,8 +65,7 @@ def test_a_dead_warm_worker_is_replaced(server: Server, client: Client, language
     assert wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10)
 
     def replaced() -> bool:
-        ready, _ = pool_level(client, language)
-        return ready == target and not os.path.exists(victim)
+        return full(client, language) and not os.path.exists(victim)
 
     # Nothing takes from the pool meanwhile: only the death itself can bring it back to full.
     assert wait_until(replaced, timeout=30), (pool_level(client, language), victim)
