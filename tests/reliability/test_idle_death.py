@@ -5,7 +5,6 @@ on a fresh process counting from 1."""
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
@@ -48,17 +47,17 @@ def test_killed_from_outside(server: Server, client: Client, sig: signal.Signals
     client.delete(f"/contexts/{ctx}")
 
 
-def test_exit_from_a_background_thread(client: Client):
+def test_exit_from_a_background_thread(server: Server, client: Client):
     ctx = client.context()
     code = "x = 1\nimport os, threading\nthreading.Timer(0.2, os._exit, (3,)).start()"
     assert client.run(code, context_id=ctx)["error"] is None
-    time.sleep(1)
+    assert wait_until(lambda: _log_says(server, ctx, "exited with code 3"), timeout=10)
     _assert_died(client, ctx, "exited with code 3")
     _assert_fresh(client, ctx)
     client.delete(f"/contexts/{ctx}")
 
 
-def test_out_of_memory_in_a_background_thread(client: Client):
+def test_out_of_memory_in_a_background_thread(server: Server, client: Client):
     ctx = client.context()
     code = (
         "x = 1\nimport threading, time\nhog = []\n"
@@ -66,7 +65,7 @@ def test_out_of_memory_in_a_background_thread(client: Client):
         "threading.Thread(target=grow, daemon=True).start()"
     )
     assert client.run(code, context_id=ctx)["error"] is None
-    time.sleep(3)
+    assert wait_until(lambda: _log_says(server, ctx, "out of memory"), timeout=30)
     _assert_died(client, ctx, "out of memory")
     _assert_fresh(client, ctx)
     client.delete(f"/contexts/{ctx}")
