@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ class Server(ServeProcess):
         return Client(self, **kwargs)
 
 
+# A first line for code that a test interrupts, restarts or deletes while it runs: it makes
+# the file ``started`` in the work directory, which ``Client.wait_started`` waits for.
+STARTED = {
+    "python": "open('started', 'w').close()\n",
+    "typescript": "require('fs').writeFileSync('started', '');\n",
+}
+
+
 class Client(httpx.Client):
     """An HTTP client of the server with the token set, plus shortcuts."""
 
@@ -51,6 +60,15 @@ class Client(httpx.Client):
         response = self.post("/contexts", json={"language": language, **fields})
         assert response.status_code == 201, response.text
         return response.json()["id"]
+
+    def wait_started(self, context_id: str, timeout: float = 30) -> None:
+        """Wait until code that begins with ``STARTED`` runs in the context."""
+        path = f"/contexts/{context_id}/files/started"
+        deadline = time.monotonic() + timeout
+        while self.get(path).status_code != 200:
+            assert time.monotonic() < deadline, f"no code started in {context_id} in {timeout} s"
+            time.sleep(0.02)
+        self.delete(path)  # for the next time
 
     def events(self, code: str, **fields: Any) -> list[dict[str, Any]]:
         """All SSE events of one ``/execute/async`` call, parsed."""

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from cellbox import procfs
-from tests.conftest import Client, Server
+from tests.conftest import STARTED, Client, Server
 
 
 def _later(fn, *args, delay: float = 0.0, **kwargs):
@@ -54,8 +54,8 @@ def test_stubborn_code_is_killed_and_the_context_restarts(client: Client, ctx: s
 
 def test_interrupt_stops_the_running_code_and_keeps_state(client: Client, ctx: str):
     client.run("kept = 'yes'", context_id=ctx)
-    running = _later(client.run, "import time\ntime.sleep(60)", context_id=ctx)
-    time.sleep(0.5)
+    running = _later(client.run, STARTED["python"] + "import time\ntime.sleep(60)", context_id=ctx)
+    client.wait_started(ctx)
     response = client.post(f"/contexts/{ctx}/interrupt")
     assert response.status_code == 200
     body = running.result(timeout=10)
@@ -82,9 +82,10 @@ def test_restart_clears_state_and_counter(client: Client, ctx: str):
 
 
 def test_restart_while_running(client: Client, ctx: str):
-    running = _later(client.run, "import time\ntime.sleep(60)", context_id=ctx)
-    queued = _later(client.run, "'queued ran'", context_id=ctx, delay=0.3)
-    time.sleep(0.8)
+    running = _later(client.run, STARTED["python"] + "import time\ntime.sleep(60)", context_id=ctx)
+    client.wait_started(ctx)
+    queued = _later(client.run, "'queued ran'", context_id=ctx)
+    time.sleep(0.3)  # queued meanwhile (if not yet, it comes after the restart: the same answer)
     assert client.post(f"/contexts/{ctx}/restart").status_code == 200
     assert running.result(timeout=10)["error"]["name"] == "ContextRestarted"
     after = queued.result(timeout=30)
@@ -94,9 +95,10 @@ def test_restart_while_running(client: Client, ctx: str):
 
 def test_delete_while_running(client: Client):
     ctx = client.context()
-    running = _later(client.run, "import time\ntime.sleep(60)", context_id=ctx)
-    queued = _later(client.post, "/execute", json={"code": "1", "context_id": ctx}, delay=0.3)
-    time.sleep(0.8)
+    running = _later(client.run, STARTED["python"] + "import time\ntime.sleep(60)", context_id=ctx)
+    client.wait_started(ctx)
+    queued = _later(client.post, "/execute", json={"code": "1", "context_id": ctx})
+    time.sleep(0.3)  # queued meanwhile (if not yet, it comes after the delete: the same answer)
     assert client.delete(f"/contexts/{ctx}").status_code == 204
     assert running.result(timeout=10)["error"]["name"] == "ContextDeleted"
     assert queued.result(timeout=10).status_code == 404

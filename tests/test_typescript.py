@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Client
+from tests.conftest import STARTED, Client
 
 
 @pytest.fixture
@@ -184,8 +184,8 @@ def test_interrupt(client: Client, ts: str):
     import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        running = pool.submit(client.run, "while (true) {}", context_id=ts)
-        time.sleep(0.5)
+        running = pool.submit(client.run, STARTED["typescript"] + "while (true) {}", context_id=ts)
+        client.wait_started(ts)
         assert client.post(f"/contexts/{ts}/interrupt").status_code == 200
         assert running.result(timeout=10)["error"]["name"] == "Interrupted"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import concurrent.futures
 import time
 
 import pytest
@@ -22,7 +22,7 @@ from cellbox.client import (
     Unauthorized,
 )
 from cellbox.serve_process import free_port
-from tests.conftest import Server
+from tests.conftest import STARTED, Server
 
 
 def test_execute_returns_typed_results(sdk):
@@ -108,13 +108,14 @@ def test_context_manager_deletes_even_on_error(sdk):
         gone.delete()  # deleting it inside the block is fine too
 
 
-def test_interrupt_stops_the_running_cell_and_keeps_state(sdk):
-    with sdk.contexts.create() as ctx:
+def test_interrupt_stops_the_running_cell_and_keeps_state(server, sdk):
+    with sdk.contexts.create() as ctx, server.client() as http:
         ctx.execute("kept = 5")
-        timer = threading.Timer(0.5, ctx.interrupt)
-        timer.start()
-        execution = ctx.execute("import time\ntime.sleep(30)")
-        timer.join()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(ctx.execute, STARTED["python"] + "import time\ntime.sleep(30)")
+            http.wait_started(ctx.id)
+            ctx.interrupt()
+            execution = running.result(timeout=30)
         assert execution.error is not None and execution.error.name == "KeyboardInterrupt"
         assert ctx.execute("kept").text == "5"
 

@@ -18,6 +18,7 @@ from cellbox.client import (
     Stdout,
     Unauthorized,
 )
+from tests.conftest import STARTED
 
 
 def run(coroutine):
@@ -73,8 +74,10 @@ def test_context_manager_interrupt_and_cleanup(server):
         async with AsyncClient(server.url, server.token) as client:
             async with client.contexts.create() as ctx:
                 await ctx.execute("kept = 3")
-                running = asyncio.create_task(ctx.execute("import time\ntime.sleep(30)"))
-                await asyncio.sleep(0.5)
+                code = STARTED["python"] + "import time\ntime.sleep(30)"
+                running = asyncio.create_task(ctx.execute(code))
+                with server.client() as http:
+                    await asyncio.to_thread(http.wait_started, ctx.id)
                 await ctx.interrupt()
                 interrupted = await running
                 assert interrupted.error is not None

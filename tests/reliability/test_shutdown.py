@@ -10,11 +10,12 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import Server
+from tests.conftest import STARTED, Server
 from tests.reliability.conftest import descendants, kill, wait_until, zygote_pid
 from tests.security.conftest import SMALL_LIMITS, alive, pids_with_marker, start_server
 
 STUBBORN = "import time\nwhile True:\n    try:\n        time.sleep(10)\n    except KeyboardInterrupt:\n        pass"
+DRAINING = "new executions are refused"  # the server's log line once the signal is handled
 
 
 def _leftovers(server: Server, tree: list[int], marker: str) -> list[str]:
@@ -61,24 +62,19 @@ def test_sigterm_drains_then_leaves_nothing():
                     with own.stream("POST", "/execute/async", json=body) as response:
                         return response.status_code, response.read()
 
-            mark = "open('started', 'w').close()\n"
+            mark, ts_mark = STARTED["python"], STARTED["typescript"]
             finishing = pool.submit(run, "import time; time.sleep(1.5); 'finished'", quick)
             interrupted = pool.submit(run, mark + "import time; time.sleep(60)", slow)
             killed = pool.submit(run, mark + STUBBORN, stubborn)
-            ts_mark = "require('fs').writeFileSync('started', '');\n"
             ts_run = pool.submit(run, ts_mark + "await new Promise(r => setTimeout(r, 60000))", ts)
-
-            def started(ctx: str) -> bool:
-                return client.get(f"/contexts/{ctx}/files/started").status_code == 200
-
-            # all running before the signal (a loaded host may take a while to start them)
-            assert wait_until(lambda: all(started(c) for c in (slow, stubborn, ts)), timeout=30)
+            for ctx in (slow, stubborn, ts):  # all running before the signal
+                client.wait_started(ctx)
             streamed = pool.submit(stream, "import time; print('a'); time.sleep(60)", slow)
             time.sleep(0.5)  # accepted: queued behind the slow one
             assert srv.process is not None
             tree = descendants(srv.process.pid)
             srv.process.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
+            assert wait_until(lambda: DRAINING in srv.read_log(), timeout=10)
 
             # new work is refused while the accepted executions drain
             assert (
@@ -148,12 +144,15 @@ def test_a_second_signal_cuts_the_grace_short():
         with srv.client() as client:
             ctx = client.context()
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                code = {"code": "import time; time.sleep(60)", "context_id": ctx}
+                code = {
+                    "code": STARTED["python"] + "import time; time.sleep(60)",
+                    "context_id": ctx,
+                }
                 running = pool.submit(lambda: srv.client().post("/execute", json=code))
-                time.sleep(0.5)
+                client.wait_started(ctx)
                 assert srv.process is not None
                 srv.process.send_signal(signal.SIGTERM)
-                time.sleep(0.5)
+                assert wait_until(lambda: DRAINING in srv.read_log(), timeout=10)
                 started = time.monotonic()
                 srv.process.send_signal(signal.SIGINT)
                 response = running.result(timeout=30)
