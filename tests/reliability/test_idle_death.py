@@ -104,15 +104,22 @@ def test_a_death_during_an_execution_is_told_by_that_execution(client: Client):
     client.delete(f"/contexts/{ctx}")
 
 
-def test_a_death_told_to_a_client_that_left_is_told_to_the_next(server: Server, client: Client):
+def _left_before_its_death(client: Client, dies_after_s: float) -> str:
+    """A context whose code (deaf to interrupts) exits with code 3 ``dies_after_s`` after it
+    started; its stream's client goes away as soon as the code has started."""
     ctx = client.context()
     client.run("x = 1", context_id=ctx)
     code = (
         "import os, signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-        "print('started', flush=True)\ntime.sleep(0.5)\nos._exit(3)"
+        f"print('started', flush=True)\ntime.sleep({dies_after_s})\nos._exit(3)"
     )
     with client.stream_events(code, context_id=ctx) as events:
         assert next(events)["type"] == "stdout"  # then the client goes away
+    return ctx
+
+
+def test_a_death_told_to_a_client_that_left_is_told_to_the_next(server: Server, client: Client):
+    ctx = _left_before_its_death(client, 0.5)
     assert wait_until(lambda: _log_says(server, ctx, "exited with code 3"), timeout=10)
     _assert_died(client, ctx, "exited with code 3 while it ran code for a client that had gone")
     _assert_fresh(client, ctx)
@@ -127,14 +134,7 @@ def test_a_client_that_left_just_before_the_death_is_not_taken_for_told(
     # it. That one is sent at once: it must not run before the server knows whether the
     # client heard. (SIGINT is ignored: when the server sees the client leave first, its
     # interrupt must not stop the death either.)
-    ctx = client.context()
-    client.run("x = 1", context_id=ctx)
-    code = (
-        "import os, signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-        "print('started', flush=True)\ntime.sleep(0.02)\nos._exit(3)"
-    )
-    with client.stream_events(code, context_id=ctx) as events:
-        assert next(events)["type"] == "stdout"  # then the client goes away
+    ctx = _left_before_its_death(client, 0.02)
     _assert_died(client, ctx, "exited with code 3 while it ran code for a client that had gone")
     _assert_fresh(client, ctx)
     client.delete(f"/contexts/{ctx}")
