@@ -76,25 +76,30 @@ class ExecuteEndpoints:
     async def execute_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         execution = await self.start(receive)
 
-        async def stream() -> None:
+        async def stream() -> list[dict[str, Any]]:
+            """Send every batch but the last (the one with ``exit``), which it returns."""
             async for batch in execution.batches():
-                if batch[-1]["type"] == "exit" and execution.lost is not None:
-                    # Look for a client that left before it could hear of the loss now, not
-                    # after the exit event: a client may hang up as soon as it has read it.
-                    await asyncio.sleep(_WATCH_AFTER_S + _HEARD_S)
-                chunk = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in batch)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if batch[-1]["type"] == "exit":
+                    return batch
+                await send({"type": "http.response.body", "body": _sse(batch), "more_body": True})
+            raise AssertionError("an execution's events end with exit")
 
         whole = False
         try:
             await _until_disconnect(receive, execution, execution.started)
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             # A client that leaves stops the execution; what it has left is read and dropped.
-            await _until_disconnect(receive, execution, stream(), look_after=False)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # The last batch goes after the look for a client that left before hearing of a
+            # loss: a client may hang up as soon as it has read the exit event.
+            last = await _until_disconnect(receive, execution, stream())
+            await send({"type": "http.response.body", "body": _sse(last), "more_body": False})
             whole = True
         finally:
             execution.answered(whole)
+
+
+def _sse(batch: list[dict[str, Any]]) -> bytes:
+    return b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in batch)
 
 
 _SSE_HEADERS = [
@@ -141,13 +146,11 @@ def routes(endpoints: ExecuteEndpoints) -> APIRouter:
     return router
 
 
-async def _until_disconnect(
-    receive: Receive, execution: Execution, work: Awaitable[Any], look_after: bool = True
-) -> Any:
+async def _until_disconnect(receive: Receive, execution: Execution, work: Awaitable[Any]) -> Any:
     """Await ``work``; if the client goes away meanwhile, stop the execution (which then
     keeps a loss of state it told of for the next execution: the client did not hear it).
-    ``look_after``: the answer is sent after ``work``, so a client that leaves just after it
-    has not heard of a loss either."""
+    The answer that tells of a loss is sent after ``work``: a client that left just before
+    it has not heard of the loss either, so it is looked for first."""
 
     async def watch(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -160,7 +163,7 @@ async def _until_disconnect(
     )
     try:
         result = await work
-        if look_after and execution.lost is not None:
+        if execution.lost is not None:
             if not watcher:
                 watcher.append(asyncio.create_task(watch(receive)))
             await asyncio.wait(watcher, timeout=_HEARD_S)
