@@ -15,7 +15,7 @@ Server -> worker:
   ``{"type": "chdir", "ok": bool, "error": str}``.
 - ``{"op": "interrupt"}``: stop the running execution (Python: ``KeyboardInterrupt``;
   TypeScript: terminate the running script, error name ``Interrupted``). Ignored when
-  idle. The worker must read it even while user code runs (a reader thread).
+  idle. The worker must read it even while user code runs.
 
 Worker -> server:
 

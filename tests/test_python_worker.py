@@ -69,3 +69,58 @@ def test_an_interrupt_while_idle_does_not_reach_the_next_cell(worker: Worker):
     worker.sock.sendall(encode({"op": "interrupt"}))
     worker.sock.sendall(encode({"op": "execute", "code": "41 + 1", "env": {}}))
     assert worker.until_done() == [{"type": "result", "bundle": {"text/plain": "42"}}]
+
+
+def test_an_interrupt_reaches_code_that_is_running(worker: Worker):
+    # Between executions the main thread reads the socket; while code runs, the inbox's
+    # watcher does: a blocking call and a busy loop both stop.
+    for code in ("import time\nprint('go')\ntime.sleep(30)", "print('go')\nwhile True: pass"):
+        worker.sock.sendall(encode({"op": "execute", "code": code, "env": {}}))
+        assert worker.read() == {"type": "stdout", "text": "go\n"}
+        worker.sock.sendall(encode({"op": "interrupt"}))
+        frames = worker.until_done()
+        assert [f["name"] for f in frames if f["type"] == "error"] == ["KeyboardInterrupt"]
+    worker.sock.sendall(encode({"op": "execute", "code": "6 * 7", "env": {}}))
+    assert worker.until_done() == [{"type": "result", "bundle": {"text/plain": "42"}}]
+
+
+def test_interrupts_at_any_moment_lose_no_request(worker: Worker):
+    # Interrupts land before, during and after short cells, so every hand-over of the
+    # socket between the main thread and the watcher is crossed; each cell still answers
+    # once, in order, and the state they share stays whole.
+    worker.sock.sendall(encode({"op": "execute", "code": "n = 0", "env": {}}))
+    assert worker.until_done() == []
+    finished = 0
+    for round_ in range(150):
+        code = f"n += 1\nfor _ in range({round_ % 5 * 2000}): pass\nn"
+        worker.sock.sendall(encode({"op": "execute", "code": code, "env": {}}))
+        if round_ % 3:
+            worker.sock.sendall(encode({"op": "interrupt"}))
+        frames = worker.until_done()
+        kinds = [f["type"] for f in frames]
+        assert kinds in (["result"], ["error"]), frames
+        finished += kinds == ["result"]
+    worker.sock.sendall(encode({"op": "execute", "code": "n", "env": {}}))
+    (result,) = worker.until_done()
+    assert 50 <= finished <= int(result["bundle"]["text/plain"]) <= 150
+
+
+def test_a_request_split_over_many_reads_arrives_whole(worker: Worker):
+    code = "s = %r\nlen(s)" % ("x" * 300_000)  # several times one read of the socket
+    frame = encode({"op": "execute", "code": code, "env": {}})
+    worker.sock.sendall(frame[:3])  # not even a whole length header
+    for start in range(3, len(frame), 100_000):
+        worker.sock.sendall(frame[start : start + 100_000])
+    assert worker.until_done() == [{"type": "result", "bundle": {"text/plain": "300000"}}]
+
+
+def test_the_worker_ends_when_the_server_hangs_up_during_code(worker: Worker):
+    # The main thread is held by user code (which never reads the socket); the watcher
+    # sees the hang-up and ends the process.
+    worker.sock.sendall(
+        encode({"op": "execute", "code": "print('go')\nwhile True: pass", "env": {}})
+    )
+    assert worker.read() == {"type": "stdout", "text": "go\n"}
+    worker.reader.close()
+    worker.sock.close()
+    assert worker.process.wait(10) == 0

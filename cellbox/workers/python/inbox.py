@@ -1,109 +1,152 @@
-"""The worker's incoming frames, read by one thread: interrupts become SIGINT at once,
-``execute`` and ``chdir`` wait in order for the main thread."""
+"""The worker's incoming frames: ``execute`` and ``chdir`` in order for the main thread, and
+an ``interrupt`` as SIGINT for the main thread the moment it arrives.
+
+Between executions the main thread reads the socket itself, so a request reaches the code
+that runs it without a hand-off between threads (a wake-up that cost more than the rest of
+the read). While user code runs, a watcher thread reads it instead: the socket is in the
+watcher's epoll set all along, but asks for input only while code runs, so the watcher
+sleeps through every request and wakes only for what comes during an execution (an
+interrupt) or for the server hanging up.
+"""
 
 from __future__ import annotations
 
 import os
-import queue
+import select
 import signal
 import socket
 import threading
+from collections import deque
 from typing import Any
 
 from cellbox.protocol import HEADER, decode
 from cellbox.workers.python.outbox import Log, block_sigint
 
+_READ_SIZE = 1 << 16
+_HANGUP = select.EPOLLHUP | select.EPOLLERR  # always reported, even while not asked for input
+
 
 class Inbox:
-    """The reader thread and the interruptible state of the code it hands out.
+    """The socket's frames and the interruptible state of the code they ask for.
 
     An interrupt that arrives after an ``execute`` but before its code runs is kept for
     that execute (the server may interrupt the moment it has sent it): executes are
     numbered as they arrive, and an early interrupt names the last one.
+
+    The main thread reads the socket while ``running`` is False; the watcher reads it
+    only while ``running`` is True, and ``_lock`` orders the switches with its reads.
     """
 
     def __init__(self, log: Log) -> None:
         self._log = log
         self.running = False  # the main thread runs user code: an interrupt raises there
-        self._gate = threading.Lock()  # orders running, _received and _interrupt_for
+        self._lock = threading.Lock()  # orders running, the watcher's reads and the gate
         self._received = 0
         self._interrupt_for = 0
-        self._requests: queue.SimpleQueue[tuple[int, dict[str, Any]]] = queue.SimpleQueue()
+        self._requests: deque[tuple[int, dict[str, Any]]] = deque()
+        self._buffer = bytearray()
+        self._sock: socket.socket | None = None
+        self._epoll: select.epoll | None = None  # made in start(): a zygote must not share it
+        self._main = 0
 
     def start(self, sock: socket.socket) -> None:
-        reader = threading.Thread(target=self._read_loop, args=(sock,), name="cellbox-reader")
-        reader.daemon = True
-        reader.start()
+        """Serve ``sock`` from now on (called on the main thread)."""
+        self._sock = sock
+        self._main = threading.get_ident()
+        self._epoll = select.epoll()
+        self._epoll.register(sock.fileno(), 0)
+        watcher = threading.Thread(target=self._watch, name="cellbox-inbox", daemon=True)
+        watcher.start()
 
     def next(self) -> tuple[int, dict[str, Any]]:
         """The next request and its execute number (blocks until one comes)."""
-        return self._requests.get()
+        while not self._requests:
+            self._read(blocking=True)
+        return self._requests.popleft()
 
     def enter(self, number: int) -> bool:
         """Execute ``number`` becomes interruptible; True if it was interrupted already."""
-        with self._gate:
+        with self._lock:
             self.running = True
+            self._ask_for_input(True)
             return self._interrupt_for == number
 
     def leave(self) -> None:
         """Not interruptible any more, even if an interrupt lands right here."""
         while True:
             try:
-                self.running = False
+                with self._lock:
+                    self.running = False
+                    self._ask_for_input(False)
                 break
             except KeyboardInterrupt:
                 pass
 
-    def _read_loop(self, sock: socket.socket) -> None:
+    # -- reading ------------------------------------------------------------------------
+
+    def _ask_for_input(self, on: bool) -> None:
+        if self._epoll is not None and self._sock is not None:
+            self._epoll.modify(self._sock.fileno(), select.EPOLLIN if on else 0)
+
+    def _watch(self) -> None:
         block_sigint()
-        main_ident = threading.main_thread().ident
+        assert self._epoll is not None
+        while True:
+            try:
+                events = self._epoll.poll()
+            except InterruptedError:
+                continue
+            for _fd, mask in events:
+                if mask & _HANGUP:
+                    os._exit(0)  # the server closed the connection: this context is over
+                with self._lock:
+                    if self.running:  # else the main thread reads it
+                        self._read(blocking=False)
+
+    def _read(self, *, blocking: bool) -> None:
+        """Read what the socket has (at least one chunk if ``blocking``); take its frames."""
+        assert self._sock is not None
+        buffer = self._buffer
+        flags = 0 if blocking else socket.MSG_DONTWAIT
+        while True:
+            try:
+                data = self._sock.recv(_READ_SIZE, flags)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                self._log.write(f"socket read failed: {exc!r}")
+                os._exit(0)
+            if not data:
+                os._exit(0)  # the server closed the connection: this context is over
+            buffer += data
+            if blocking:
+                break
+        while len(buffer) >= HEADER.size:
+            (length,) = HEADER.unpack_from(buffer)
+            end = HEADER.size + length
+            if len(buffer) < end:
+                break
+            payload = bytes(buffer[HEADER.size : end])
+            del buffer[:end]
+            self._take(payload)
+
+    def _take(self, payload: bytes) -> None:
         try:
-            while True:
-                header = _recv_exact(sock, HEADER.size)
-                if header is None:
-                    break
-                (length,) = HEADER.unpack(header)
-                payload = _recv_exact(sock, length)
-                if payload is None:
-                    break
-                try:
-                    message = decode(payload)
-                except Exception as exc:
-                    self._log.write(f"undecodable frame: {exc!r}")
-                    continue
-                op = message.get("op") if isinstance(message, dict) else None
-                if op == "interrupt":
-                    with self._gate:
-                        if self.running and main_ident is not None:
-                            signal.pthread_kill(main_ident, signal.SIGINT)
-                        else:  # for the last execute, if its code has not started yet
-                            self._interrupt_for = self._received
-                elif op == "execute" or op == "chdir":
-                    with self._gate:
-                        if op == "execute":
-                            self._received += 1
-                        number = self._received
-                    self._requests.put((number, message))  # in order, by the main thread
-                else:
-                    self._log.write(f"unknown message {op!r}")
+            message = decode(payload)
         except Exception as exc:
-            self._log.write(f"socket reader failed: {exc!r}")
-        finally:
-            os._exit(0)  # the server closed the connection: this context is over
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
-    if size == 0:
-        return b""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        try:
-            n = sock.recv_into(view[got:], size - got)
-        except InterruptedError:
-            continue
-        if n == 0:
-            return None
-        got += n
-    return bytes(buffer)
+            self._log.write(f"undecodable frame: {exc!r}")
+            return
+        op = message.get("op") if isinstance(message, dict) else None
+        if op == "interrupt":
+            if self.running:
+                signal.pthread_kill(self._main, signal.SIGINT)
+            else:  # for the last execute, if its code has not started yet
+                self._interrupt_for = self._received
+        elif op == "execute" or op == "chdir":
+            if op == "execute":
+                self._received += 1
+            self._requests.append((self._received, message))
+        else:
+            self._log.write(f"unknown message {op!r}")

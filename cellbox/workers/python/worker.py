@@ -11,14 +11,16 @@ Split so that a fork server (zygote) can reuse it:
 - :func:`preload` imports extra modules (``numpy``, ``pandas``, ``matplotlib.pyplot`` ...)
   into the prepared process; nothing is preloaded by default.
 - :func:`serve` takes over the process for one context: it redirects fds 0/1/2, starts
-  the reader, sender and output-capture threads, sends ``ready`` and runs the protocol loop
+  the sender, output-capture and inbox threads, sends ``ready`` and runs the protocol loop
   until the socket reaches EOF, at which point the process exits.
 - :func:`main` parses ``--fd N`` and runs ``prepare()`` then ``serve(N)``.
 
-Threads (all started in :func:`serve`): a socket reader (:mod:`.inbox`: turns ``interrupt``
-into SIGINT for the main thread, queues ``execute`` and ``chdir``), one sender (:mod:`.outbox`:
-the only writer of the socket during executions; coalesces output chunks), and one reader for
-the pipes behind fds 1 and 2. User code runs on the main thread.
+User code runs on the main thread, which also reads the socket between executions
+(:mod:`.inbox`). Threads (all started in :func:`serve`): the inbox's watcher (reads the
+socket while code runs: an ``interrupt`` becomes SIGINT for the main thread; ends the
+process when the server hangs up), one sender (:mod:`.outbox`: the only writer of the
+socket during executions; coalesces output chunks), and one reader for the pipes behind
+fds 1 and 2.
 """
 
 from __future__ import annotations
