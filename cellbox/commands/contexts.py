@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from cellbox.client import ContextInfo
-from cellbox.commands import client_for, run
+from cellbox.client import ContextInfo, ContextNotFound
+from cellbox.commands import CELLBOX_FAILED, client_for, run
 from cellbox.commands.output import print_json
 
 
@@ -52,12 +53,23 @@ def create_context(args: argparse.Namespace) -> None:
         _show(client.contexts.create(args.language, cwd=args.cwd).info, args.json)
 
 
-def delete_contexts(args: argparse.Namespace) -> None:
+def delete_contexts(args: argparse.Namespace) -> int:
+    """Delete each context named; like ``rm``, one that is not there does not stop the rest
+    (it is reported, and the status is 2)."""
+    deleted: list[str] = []
+    missing: list[str] = []
     with client_for(args) as client:
         for context_id in args.ids:
-            client.contexts.delete(context_id)
+            try:
+                client.contexts.delete(context_id)
+            except ContextNotFound as exc:
+                print(f"cellbox: error: {exc}", file=sys.stderr)
+                missing.append(context_id)
+            else:
+                deleted.append(context_id)
     if args.json:
-        print_json({"deleted": args.ids})
+        print_json({"deleted": deleted, "not_found": missing})
+    return CELLBOX_FAILED if missing else 0
 
 
 def _action(name: str):  # noqa: ANN202 - returns a command handler

@@ -112,6 +112,14 @@ def test_contexts_commands(server):
     assert cli(server, "contexts", "rm", info["id"]).returncode == 0
     missing = cli(server, "contexts", "rm", info["id"])
     assert missing.returncode == 2 and "not found" in missing.stderr
+    # One id that is not there does not keep the others from being deleted.
+    others = [json.loads(cli(server, "contexts", "create", "--json").stdout)["id"] for _ in "ab"]
+    mixed = cli(server, "contexts", "rm", others[0], info["id"], others[1], "--json")
+    assert mixed.returncode == 2 and info["id"] in mixed.stderr
+    assert json.loads(mixed.stdout) == {"deleted": others, "not_found": [info["id"]]}
+    assert not {c["id"] for c in json.loads(cli(server, "contexts", "ls", "--json").stdout)} & {
+        *others
+    }
     with Client(server.url, server.token) as client, pytest.raises(ContextNotFound):
         client.contexts.get(info["id"])
 
