@@ -26,8 +26,9 @@ def test_environment_entries_a_process_cannot_have_are_400(
 def test_405_names_the_allowed_methods(client: Client) -> None:
     for method, path, allowed in [
         ("GET", "/execute", {"POST"}),
-        ("DELETE", "/contexts", {"GET", "POST"}),
         ("POST", "/healthz", {"GET", "HEAD"}),
+        ("PUT", "/info", {"GET", "HEAD"}),
+        ("PATCH", "/contexts", {"GET", "HEAD", "POST"}),
     ]:
         got = client.request(method, path)
         assert got.status_code == 405, (method, path, got.text)
@@ -47,6 +48,17 @@ def test_head_of_health_and_of_a_file(client: Client, ctx: str) -> None:
     assert part.status_code == 206 and part.headers["content-range"] == "bytes 0-3/8"
     assert part.headers["content-length"] == "4"
     assert client.head(f"/contexts/{ctx}/files/nope.csv").status_code == 404
+
+
+def test_head_is_answered_wherever_get_is(client: Client, ctx: str) -> None:
+    for path in ("/info", "/contexts", f"/contexts/{ctx}", f"/contexts/{ctx}/files", "/metrics"):
+        got, head = client.get(path), client.head(path)
+        assert (head.status_code, head.content) == (200, b""), path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    assert client.head("/contexts/ctx_gone").status_code == 404
+    assert client.head("/info", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    not_get = client.head("/execute")  # POST only: no HEAD either
+    assert not_get.status_code == 405 and not_get.headers["allow"] == "POST"
 
 
 def test_names_that_are_not_utf8_are_listed(client: Client, ctx: str) -> None:

@@ -13,6 +13,7 @@ from cellbox import __version__
 from cellbox.api import contexts, errors, execute, files, info, playground
 from cellbox.api import metrics as metrics_routes
 from cellbox.api.body_limit import BodyLimit
+from cellbox.api.head import HeadAsGet
 from cellbox.api.openapi import document_security
 from cellbox.api.raw_routes import RawRoutes
 from cellbox.api.responses import JSON
@@ -78,7 +79,8 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     endpoints = execute.ExecuteEndpoints(registry, settings)
-    app.add_middleware(RawRoutes, fastapi=app, posts=endpoints.posts)  # innermost of ours
+    app.add_middleware(HeadAsGet, routes=app.router.routes)  # innermost of ours
+    app.add_middleware(RawRoutes, fastapi=app, posts=endpoints.posts)
     # Our own limit answers 413 with the API's JSON body (Starlette's answers plain text).
     app.add_middleware(
         BodyLimit,

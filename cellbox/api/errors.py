@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from cellbox.api.head import with_head
 from cellbox.api.responses import JSON
 from cellbox.process.worker import WorkerStartError
 from cellbox.sandbox.files import FileError
@@ -138,12 +139,13 @@ _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at the request's path (405's ``Allow``)."""
+    """Every method the request's path answers (405's ``Allow``)."""
     routes = request.app.router.routes
-    return [
+    named = [
         method
         for method in _METHODS
         if any(
             route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
         )
     ]
+    return sorted(with_head(named))

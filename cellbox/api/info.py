@@ -20,7 +20,6 @@ def routes(
     router = APIRouter()
 
     @router.get("/healthz", response_model=Health, summary="Liveness; with ?ready=true readiness")
-    @router.head("/healthz", include_in_schema=False)  # monitors that only look at the status
     async def healthz(ready: bool = False) -> Response:
         if ready and not all(pool.warmed for pool in registry.pools.values()):
             return JSON({"status": "starting"}, status_code=503)  # warm pools not filled yet
