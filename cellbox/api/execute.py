@@ -65,13 +65,11 @@ class ExecuteEndpoints:
             for batch in execution.queued():
                 fold.add(batch)
 
-        whole = False
-        try:
+        async def answer() -> None:
             await _until_disconnect(receive, execution, collect())
             await send_json(send, 200, fold.response())
-            whole = True
-        finally:
-            execution.answered(whole)
+
+        await _answering(execution, answer())
 
     async def execute_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         execution = await self.start(receive)
@@ -84,8 +82,7 @@ class ExecuteEndpoints:
                 await send({"type": "http.response.body", "body": _sse(batch), "more_body": True})
             raise AssertionError("an execution's events end with exit")
 
-        whole = False
-        try:
+        async def answer() -> None:
             await _until_disconnect(receive, execution, execution.started)
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             # A client that leaves stops the execution; what it has left is read and dropped.
@@ -93,9 +90,19 @@ class ExecuteEndpoints:
             # loss: a client may hang up as soon as it has read the exit event.
             last = await _until_disconnect(receive, execution, stream())
             await send({"type": "http.response.body", "body": _sse(last), "more_body": False})
-            whole = True
-        finally:
-            execution.answered(whole)
+
+        await _answering(execution, answer())
+
+
+async def _answering(execution: Execution, answer: Awaitable[None]) -> None:
+    """Send ``answer``, then tell the execution whether all of it went out (once, whatever
+    happened: see :meth:`Execution.answered`)."""
+    whole = False
+    try:
+        await answer
+        whole = True
+    finally:
+        execution.answered(whole)
 
 
 def _sse(batch: list[dict[str, Any]]) -> bytes:
