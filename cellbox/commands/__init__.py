@@ -64,14 +64,14 @@ def run(handler: Callable[[argparse.Namespace], int | None], args: argparse.Name
     except BrokenPipeError:
         return _reader_gone()
     except Unauthorized as exc:
-        _fail(f"the server rejected the API token ({exc.message}). {_token_hint(args)}")
+        report_error(f"the server rejected the API token ({exc.message}). {_token_hint(args)}")
     except InvalidRequest as exc:
         details = "\n".join(f"  {e.field}: {e.error}" for e in exc.errors)
-        _fail(f"{exc.message}" + (f"\n{details}" if details else ""))
+        report_error(f"{exc.message}" + (f"\n{details}" if details else ""))
     except (CellboxError, UsageError) as exc:
-        _fail(str(exc))
+        report_error(str(exc))
     except OSError as exc:
-        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        report_error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
     return CELLBOX_FAILED
 
 
@@ -101,5 +101,6 @@ def _token_hint(args: argparse.Namespace) -> str:
     return f"No token was found: set {KEY_VAR} or --api-key to {right}."
 
 
-def _fail(message: str) -> None:
+def report_error(message: str) -> None:
+    """One line on stderr for something cellbox could not do."""
     print(f"cellbox: error: {message}", file=sys.stderr)

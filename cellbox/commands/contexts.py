@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cellbox.client import ContextInfo, ContextNotFound
-from cellbox.commands import CELLBOX_FAILED, client_for, run
+from cellbox.commands import CELLBOX_FAILED, client_for, report_error, run
 from cellbox.commands.output import print_json
 
 
@@ -63,7 +62,7 @@ def delete_contexts(args: argparse.Namespace) -> int:
             try:
                 client.contexts.delete(context_id)
             except ContextNotFound as exc:
-                print(f"cellbox: error: {exc}", file=sys.stderr)
+                report_error(str(exc))
                 missing.append(context_id)
             else:
                 deleted.append(context_id)
