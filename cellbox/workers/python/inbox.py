@@ -85,18 +85,14 @@ class Inbox:
     # -- reading ------------------------------------------------------------------------
 
     def _ask_for_input(self, on: bool) -> None:
-        if self._epoll is not None and self._sock is not None:
-            self._epoll.modify(self._sock.fileno(), select.EPOLLIN if on else 0)
+        assert self._epoll is not None and self._sock is not None  # start() came first
+        self._epoll.modify(self._sock.fileno(), select.EPOLLIN if on else 0)
 
     def _watch(self) -> None:
         block_sigint()
         assert self._epoll is not None
         while True:
-            try:
-                events = self._epoll.poll()
-            except InterruptedError:
-                continue
-            for _fd, mask in events:
+            for _fd, mask in self._epoll.poll():  # EINTR is retried by Python (PEP 475)
                 if mask & _HANGUP:
                     os._exit(0)  # the server closed the connection: this context is over
                 with self._lock:
@@ -113,8 +109,6 @@ class Inbox:
                 data = self._sock.recv(_READ_SIZE, flags)
             except BlockingIOError:
                 break
-            except InterruptedError:
-                continue
             except OSError as exc:
                 self._log.write(f"socket read failed: {exc!r}")
                 os._exit(0)
