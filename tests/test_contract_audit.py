@@ -76,3 +76,13 @@ def test_names_that_are_not_utf8_are_listed(client: Client, ctx: str) -> None:
     ]
     below = client.get(f"/contexts/{ctx}/files", params={"recursive": "true"}).json()["items"]
     assert ("d\ufffd/in.txt", 2) in [(i["path"], i["size"]) for i in below]
+
+
+def test_answers_carry_no_software_banner(client: Client, ctx: str) -> None:
+    for got in (
+        client.get("/healthz"),
+        client.post("/execute", json={"code": "1", "context_id": ctx}),
+        client.get("/contexts/nope"),
+    ):
+        assert "server" not in got.headers, (got.request.url, got.headers)
+        assert "date" in got.headers  # RFC 9110: an origin server with a clock sends Date
