@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,9 @@ import pytest
 from cellbox.serve_process import SERVE, ServeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+# A package no registry publishes, so no cache on this machine can hold it: an install of it
+# that must fail for want of network fails for that reason alone, whatever earlier runs cached.
+UNPUBLISHED = f"cellbox-unpublished-{secrets.token_hex(4)}"
 
 
 class Server(ServeProcess):

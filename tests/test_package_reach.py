@@ -21,7 +21,7 @@ import pytest
 
 from cellbox.packages import lookup
 from cellbox.sandbox.dns import policy_refusal
-from tests.conftest import Client, Server
+from tests.conftest import UNPUBLISHED, Client, Server
 from tests.dns_server import DnsServer
 from tests.security.conftest import HostServer, skip_unless_full
 
@@ -110,8 +110,8 @@ def test_an_allowlist_without_the_file_host_fails_at_once_and_says_what_to_add(
             context_id=allow,
         )
         assert said["items"][0]["text"] == repr(lookup.REFUSED_BY_POLICY), said
-        # pyfiglet: never installed by the suite, so in no cache: uv ran offline, no retries
-        code, output = _install(client, allow, "pyfiglet")
+        # in no cache: uv ran offline, no retries
+        code, output = _install(client, allow, UNPUBLISHED)
         assert code != 0, output
         assert f'Add "{FILES}" to this context\'s allowlist, next to "pypi.org"' in output
         assert "network was disabled" in output and "retries" not in output, output
@@ -141,7 +141,7 @@ def test_a_resolver_failure_that_may_pass_lets_uv_try_and_says_so(tmp_path: Path
             with server.client() as client:
                 client.timeout = INSTALL_MS / 1000 + 30
                 context_id = _new(client, "public")
-                code, output = _install(client, context_id, "pyfiglet", UV_HTTP_RETRIES="0")
+                code, output = _install(client, context_id, UNPUBLISHED, UV_HTTP_RETRIES="0")
         finally:
             failing_resolver.close()
     finally:

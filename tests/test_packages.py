@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import Client, Server
+from tests.conftest import UNPUBLISHED, Client, Server
 
 pytestmark = pytest.mark.slow
 INSTALL_MS = 180_000
@@ -210,20 +210,19 @@ def test_packages_field_is_validated(client):
 
 
 def test_offline_context_fails_fast_with_the_installers_error():
-    # pyfiglet: installed nowhere in the suite, so not in the wheel cache either
     server = Server(network="off").start()
     try:
         with server.client() as client:
             python = new_context(client)
             result = client.run(
                 "import subprocess, sys\n"
-                "subprocess.run([sys.executable, '-m', 'pip', 'install', 'pyfiglet']).returncode",
+                f"subprocess.run([sys.executable, '-m', 'pip', 'install', {UNPUBLISHED!r}]).returncode",
                 context_id=python,
                 timeout_ms=60_000,
             )
             assert result["items"][0]["text"] != "0"
             stderr = "\n".join(result["logs"]["stderr"])
-            assert "pyfiglet" in stderr and "network was disabled" in stderr, stderr
+            assert UNPUBLISHED in stderr and "network was disabled" in stderr, stderr
             typescript = new_context(client, "typescript")
             result = client.run(
                 'require("node:child_process").spawnSync("npm", ["install", "is-odd"], '

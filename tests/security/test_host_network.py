@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from cellbox.sandbox.netpolicy import DENIED_V4, DENIED_V6
-from tests.conftest import Client, Server
+from tests.conftest import UNPUBLISHED, Client, Server
 from tests.security.conftest import Listener, py_value, start_server, worker_host_pid
 from tests.security.test_network import (
     CHEAP,
@@ -31,14 +31,14 @@ from tests.security.test_network import (
     host_address,
 )
 
-PY_INSTALLS = """
+PY_INSTALLS = f"""
 import subprocess, sys
-runs = {
-    'pip': [sys.executable, '-m', 'pip', 'install', 'pyfiglet'],
-    'uv pip': ['uv', 'pip', 'install', 'pyfiglet'],
-}
-{name: (r.returncode, r.stdout + r.stderr) for name, argv in runs.items()
- for r in [subprocess.run(argv, capture_output=True, text=True, timeout=60)]}
+runs = {{
+    'pip': [sys.executable, '-m', 'pip', 'install', {UNPUBLISHED!r}],
+    'uv pip': ['uv', 'pip', 'install', {UNPUBLISHED!r}],
+}}
+{{name: (r.returncode, r.stdout + r.stderr) for name, argv in runs.items()
+ for r in [subprocess.run(argv, capture_output=True, text=True, timeout=60)]}}
 """
 NO_INDEX = "no network access to the package index"
 
@@ -178,10 +178,12 @@ def test_installs_without_the_registry_in_reach_fail_at_once_and_say_why(host_se
     with host_server.client() as client:
         with _context(client, {"allow": ["*.example.org"]}) as context:
             results = py_value(client, PY_INSTALLS, context_id=context["id"], timeout_ms=60000)
-            magic = client.run("%pip install pyfiglet", context_id=context["id"], timeout_ms=60000)
+            magic = client.run(
+                f"%pip install {UNPUBLISHED}", context_id=context["id"], timeout_ms=60000
+            )
     for name, (code, output) in results.items():
         assert code != 0, (name, output)
         assert NO_INDEX in output and "pypi.org does not resolve here" in output, (name, output)
         assert "retries" not in output, (name, output)  # uv ran offline: nothing retried
     magic_output = "\n".join(magic["logs"]["stdout"] + magic["logs"]["stderr"])
-    assert NO_INDEX in magic_output and "pyfiglet" in magic_output, magic
+    assert NO_INDEX in magic_output and UNPUBLISHED in magic_output, magic
