@@ -14,7 +14,7 @@ from cellbox.api import contexts, errors, execute, files, info, playground
 from cellbox.api import metrics as metrics_routes
 from cellbox.api.body_limit import BodyLimit
 from cellbox.api.head import HeadAsGet
-from cellbox.api.openapi import document_security
+from cellbox.api.openapi import document_api
 from cellbox.api.raw_routes import RawRoutes
 from cellbox.api.responses import JSON
 from cellbox.api.token_check import TokenCheck
@@ -91,7 +91,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     if cluster is not None:  # outside BodyLimit: uploads to another node stream through
         app.add_middleware(ClusterRouter, node=cluster, body_limit=settings.body_limit_bytes)
     app.add_middleware(TokenCheck, token=token.value)  # outermost: 401 before reading a body
-    document_security(app)
+    document_api(app)
     errors.install(app)
     app.state.registry = registry
     app.include_router(execute.routes(endpoints))

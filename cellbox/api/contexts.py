@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from cellbox.api.errors import InvalidRequest, parse_body
 from cellbox.api.models import ContextInfo, ContextList, CreateContextRequest, Message
-from cellbox.api.openapi import ERRORS, json_body
+from cellbox.api.openapi import ERRORS, NOT_FOUND, json_body
 from cellbox.api.responses import JSON
 from cellbox.packages.creation import PackageInstallError
 from cellbox.packages.creation import install as install_packages
@@ -17,7 +17,7 @@ from cellbox.sandbox import netpolicy
 from cellbox.sessions.registry import ContextRegistry
 
 # What describe, restart and interrupt answer: the context's description, or a usual error.
-ANSWERS_INFO: dict[str, Any] = {"response_model": ContextInfo, "responses": ERRORS}
+ANSWERS_INFO: dict[str, Any] = {"response_model": ContextInfo, "responses": NOT_FOUND}
 
 
 def routes(registry: ContextRegistry) -> APIRouter:
@@ -27,8 +27,11 @@ def routes(registry: ContextRegistry) -> APIRouter:
         "/contexts",
         status_code=201,
         response_model=ContextInfo,
-        responses={**ERRORS, 429: {"model": Message}},
-        openapi_extra=json_body(CreateContextRequest),
+        responses={
+            429: ERRORS[429],
+            503: {"model": Message, "description": "Shutting down, or no worker could start"},
+        },
+        openapi_extra=json_body(CreateContextRequest, required=False),  # {} when empty
         summary="Create a context",
     )
     async def create_context(request: Request) -> Response:
@@ -56,7 +59,6 @@ def routes(registry: ContextRegistry) -> APIRouter:
     @router.get(
         "/contexts",
         response_model=ContextList,
-        responses={401: ERRORS[401]},
         summary="List live contexts",
     )
     async def list_contexts() -> Response:
@@ -69,7 +71,7 @@ def routes(registry: ContextRegistry) -> APIRouter:
     @router.delete(
         "/contexts/{context_id}",
         status_code=204,
-        responses=ERRORS,
+        responses=NOT_FOUND,
         summary="Delete a context and kill its processes",
     )
     async def delete_context(context_id: str) -> Response:

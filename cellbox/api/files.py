@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from cellbox import metrics
 from cellbox.api.models import InvalidRequest as InvalidRequestBody
 from cellbox.api.models import Message
-from cellbox.api.openapi import ERRORS
+from cellbox.api.openapi import NOT_FOUND
 from cellbox.api.responses import JSON
 from cellbox.api.streams import Pipe, PipeReader
 from cellbox.config import Settings
@@ -61,11 +61,13 @@ class ArchiveWritten(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
     400: {"model": InvalidRequestBody, "description": "Bad path, bad archive member"},
-    401: ERRORS[401],
     403: {"model": Message, "description": "The context itself may not do this"},
     404: {"model": Message, "description": "Unknown context or missing file"},
 }
+# Any bytes: a file's type is guessed from its name, an upload may say any type.
+_BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 _UPLOAD_ERRORS = {
     **_ERRORS,
     413: {"model": Message, "description": "Larger than the upload limit"},
@@ -152,9 +154,8 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         "/contexts/{context_id}/files/{path:path}",
         response_model=FileWritten,
         responses=_UPLOAD_ERRORS,
-        openapi_extra={
-            "requestBody": {"required": True, "content": {"application/octet-stream": {}}}
-        },
+        # No body makes an empty file.
+        openapi_extra={"requestBody": {"required": False, "content": _BYTES}},
         summary="Upload a file (raw body; parent directories are created, a file is replaced)",
     )
     async def upload(context_id: str, path: str, request: Request) -> Response:
@@ -174,9 +175,10 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
     @router.get(
         "/contexts/{context_id}/files/{path:path}",
         responses={
-            200: {"content": {"application/octet-stream": {}}},
-            206: {"description": "Part"},
+            200: {"content": _BYTES, "description": "The file; Content-Type from its name"},
+            206: {"content": _BYTES, "description": "The part a Range header asks for"},
             **_ERRORS,
+            416: {"model": Message, "description": "Range not satisfiable"},
         },
         response_class=Response,
         summary="Download a file (Range supported)",

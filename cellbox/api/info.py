@@ -6,7 +6,6 @@ from fastapi import APIRouter, Response
 
 from cellbox import __version__
 from cellbox.api.models import Health
-from cellbox.api.openapi import ERRORS
 from cellbox.api.responses import JSON
 from cellbox.cluster.node import ClusterNode
 from cellbox.config import Settings
@@ -19,7 +18,12 @@ def routes(
 ) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/healthz", response_model=Health, summary="Liveness; with ?ready=true readiness")
+    @router.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": 'Not ready: {"status": "starting"}'}},
+        summary="Liveness; with ?ready=true readiness (the warm pools are filled)",
+    )
     async def healthz(ready: bool = False) -> Response:
         if ready and not all(pool.warmed for pool in registry.pools.values()):
             return JSON({"status": "starting"}, status_code=503)  # warm pools not filled yet
@@ -27,7 +31,6 @@ def routes(
 
     @router.get(
         "/info",
-        responses={401: ERRORS[401]},
         summary="Version, languages, limits and the isolation this host achieved",
     )
     async def info() -> Response:

@@ -2,27 +2,65 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    field_validator,
+)
 
 from cellbox.runtimes import LANGUAGE_NAMES, resolve
+from cellbox.sandbox.netpolicy import MAX_ALLOW_ENTRIES
 
 MAX_TIMEOUT_MS = 600_000
+MAX_PACKAGE_SPEC = 1000
+# A package spec: no control character, something besides blanks, no leading "-" (an
+# installer option). Written for both Python's re and the JSON Schema (ECMA) dialect.
+PACKAGE_SPEC = r"^[^\S\x00-\x1f]*[^\s\x00-\x1f-][^\x00-\x1f]*$"
+# What a process environment can hold: a name without "=", no NUL anywhere.
+ENV_NAME = r"^[^=\x00]+$"
+ENV_VALUE = r"^[^\x00]*$"
 
-# Checked by cellbox.sandbox.netpolicy (the route answers its errors on field "network").
-NetworkPolicy = Any
+_ALLOWLIST = {
+    "type": "object",
+    "properties": {
+        "allow": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_ALLOW_ENTRIES}
+    },
+    "required": ["allow"],
+    "additionalProperties": False,
+}
+# Checked by cellbox.sandbox.netpolicy (the route answers its errors on field "network");
+# the schemas only document what it accepts and what a context's body shows.
+NetworkPolicy = Annotated[
+    Any, WithJsonSchema({"anyOf": [{"enum": ["off", "public"]}, _ALLOWLIST, {"type": "null"}]})
+]
+NetworkShown = Annotated[
+    Any, WithJsonSchema({"anyOf": [{"enum": ["off", "public", "host"]}, _ALLOWLIST]})
+]
 NETWORK_HELP = (
     '"off", "public", or {"allow": ["api.example.com", "*.example.org", "198.51.100.0/24"]} '
     "(DNS names exact or by *. suffix, address ranges on any port). At most what the "
     "server's --network allows; its default when omitted."
 )
 
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in name)
+
+
 Language = Annotated[
     StrictStr | None,
     Field(
         description="Language runtime; case-insensitive. "
-        f"One of {', '.join(LANGUAGE_NAMES)}. Defaults to python (or the context's language)."
+        f"One of {', '.join(LANGUAGE_NAMES)}. Defaults to python (or the context's language).",
+        # resolve() takes any case and surrounding blanks: the pattern says the same.
+        json_schema_extra={"pattern": rf"^\s*({'|'.join(map(_any_case, LANGUAGE_NAMES))})\s*$"},
     ),
 ]
 
@@ -45,10 +83,17 @@ class ExecuteRequest(BaseModel):
         default=None, description="Run in this existing context; a new one when omitted."
     )
     env_vars: dict[str, StrictStr] | None = Field(
-        default=None, description="Environment variables visible to this execution only."
+        default=None,
+        description="Environment variables visible to this execution only.",
+        json_schema_extra={  # _environment_entries
+            "propertyNames": {"pattern": ENV_NAME},
+            "additionalProperties": {"type": "string", "pattern": ENV_VALUE},
+        },
     )
     timeout_ms: StrictInt | None = Field(
-        default=None, description=f"Execution timeout in milliseconds, 1 to {MAX_TIMEOUT_MS}."
+        default=None,
+        description=f"Execution timeout in milliseconds, 1 to {MAX_TIMEOUT_MS}.",
+        json_schema_extra={"minimum": 1, "maximum": MAX_TIMEOUT_MS},  # _timeout_in_range
     )
 
     _language = field_validator("language")(_canonical_language)
@@ -57,9 +102,9 @@ class ExecuteRequest(BaseModel):
     @classmethod
     def _environment_entries(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         for name, text in (value or {}).items():
-            if not name or "=" in name or "\0" in name:
+            if not re.fullmatch(ENV_NAME, name):
                 raise ValueError(f"{name!r} is not an environment variable name")
-            if "\0" in text:
+            if not re.fullmatch(ENV_VALUE, text):
                 raise ValueError(f"{name}: a value cannot contain a NUL character")
         return value
 
@@ -76,7 +121,9 @@ class CreateContextRequest(BaseModel):
 
     language: Language = None
     cwd: StrictStr | None = Field(
-        default=None, description="Absolute working directory as the context sees it."
+        default=None,
+        description="Absolute working directory as the context sees it.",
+        json_schema_extra={"pattern": "^/"},  # _absolute
     )
     network: NetworkPolicy | None = Field(default=None, description=NETWORK_HELP)
 
@@ -85,6 +132,9 @@ class CreateContextRequest(BaseModel):
         max_length=100,
         description="Installed before the context is handed out: PyPI requirements (Python) "
         "or npm package specs (TypeScript).",
+        json_schema_extra={  # _package_specs
+            "items": {"type": "string", "maxLength": MAX_PACKAGE_SPEC, "pattern": PACKAGE_SPEC}
+        },
     )
 
     _language = field_validator("language")(_canonical_language)
@@ -93,9 +143,11 @@ class CreateContextRequest(BaseModel):
     @classmethod
     def _package_specs(cls, value: list[str] | None) -> list[str] | None:
         for spec in value or []:
-            if not spec.strip() or len(spec) > 1000:
-                raise ValueError("each entry must be a non-empty package spec (at most 1000 chars)")
-            if spec.lstrip().startswith("-") or any(ord(c) < 32 for c in spec):
+            if not spec.strip() or len(spec) > MAX_PACKAGE_SPEC:
+                raise ValueError(
+                    f"each entry must be a non-empty package spec (at most {MAX_PACKAGE_SPEC} chars)"
+                )
+            if not re.fullmatch(PACKAGE_SPEC, spec):
                 raise ValueError(f"not a package spec: {spec!r}")
         return value
 
@@ -145,7 +197,7 @@ class ContextInfo(BaseModel):
     id: str
     language: str
     cwd: str
-    network: NetworkPolicy = Field(description="What the context's code can reach.")
+    network: NetworkShown = Field(description="What the context's code can reach.")
 
 
 class ContextList(BaseModel):
