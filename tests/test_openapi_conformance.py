@@ -122,6 +122,9 @@ def test_downloads_answer_the_documented_types(doc: Doc, client: Client, ctx: st
         ({"timeout_ms": 0}, "timeout_ms"),
         ({"timeout_ms": 600_001}, "timeout_ms"),
         ({"timeout_ms": 600_000}, None),
+        ({"timeout_ms": 1500.0}, None),  # JSON's integer 1500, however a client writes it
+        ({"timeout_ms": 1.5}, "timeout_ms"),
+        ({"timeout_ms": 1e23}, "timeout_ms"),
         ({"language": "cobol"}, "language"),
         ({"language": " PyThOn3 "}, None),
         ({"env_vars": {"": "x"}}, "env_vars"),

@@ -108,6 +108,12 @@ class ExecuteRequest(BaseModel):
                 raise ValueError(f"{name}: a value cannot contain a NUL character")
         return value
 
+    @field_validator("timeout_ms", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        # JSON has one kind of number: 30000.0 is the integer 30000 (to JSON Schema as well).
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
     @field_validator("timeout_ms")
     @classmethod
     def _timeout_in_range(cls, value: int | None) -> int | None:
