@@ -13,6 +13,7 @@ import pytest
 
 from cellbox import procfs
 from tests.conftest import STARTED, Client, Server
+from tests.openapi_check import assert_documented
 
 
 def _later(fn, *args, delay: float = 0.0, **kwargs):
@@ -199,7 +200,11 @@ def test_max_contexts_gives_429():
             response = c.post("/contexts", json={})
             assert response.status_code == 429
             assert "message" in response.json()
-            assert c.post("/execute", json={"code": "1"}).status_code == 429
+            implicit = c.post("/execute", json={"code": "1"})  # would create a context
+            assert implicit.status_code == 429
+            doc = c.get("/openapi.json").json()
+            assert_documented(doc, "POST", "/contexts", response)
+            assert_documented(doc, "POST", "/execute", implicit)
     finally:
         srv.stop()
         srv.cleanup()

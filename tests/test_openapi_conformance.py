@@ -10,47 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator
 
 from tests.conftest import Client, Server
-
-Doc = dict[str, Any]
+from tests.openapi_check import Doc, assert_documented, operation, request_schema, validator
 
 
 @pytest.fixture(scope="module")
 def doc(server: Server) -> Doc:
     return httpx.get(f"{server.url}/openapi.json").json()
-
-
-def operation(doc: Doc, method: str, path: str) -> dict[str, Any]:
-    return doc["paths"][path][method.lower()]
-
-
-def validator(doc: Doc, schema: dict[str, Any]) -> Draft202012Validator:
-    """A validator of ``schema`` whose ``#/components/...`` references resolve in ``doc``."""
-    return Draft202012Validator({**schema, "components": doc["components"]})
-
-
-def assert_documented(doc: Doc, method: str, path: str, response: httpx.Response) -> None:
-    """``response`` is one the document allows for ``method path``: status, type, body."""
-    responses = operation(doc, method, path)["responses"]
-    status = str(response.status_code)
-    assert status in responses, (method, path, status, response.text, sorted(responses))
-    content = responses[status].get("content", {})
-    if not content:
-        assert response.content == b"", response.content
-        return
-    media = response.headers["content-type"].split(";")[0].strip()
-    documented = {name.split(";")[0].strip(): spec for name, spec in content.items()}
-    spec = documented.get(media, documented.get("*/*"))
-    assert spec is not None, (method, path, status, media, sorted(documented))
-    if media == "application/json" and spec.get("schema"):
-        errors = list(validator(doc, spec["schema"]).iter_errors(response.json()))
-        assert not errors, (method, path, status, response.json(), errors[0].message)
-
-
-def request_schema(doc: Doc, method: str, path: str) -> dict[str, Any]:
-    return operation(doc, method, path)["requestBody"]["content"]["application/json"]["schema"]
 
 
 def test_the_document_names_this_apis_errors_not_fastapis(doc: Doc) -> None:
