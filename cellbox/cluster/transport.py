@@ -35,12 +35,20 @@ class _Connection:
         self.headers_done = False
         self.keep_alive = False
         self.complete = False
+        self._interim = False
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        # A 1xx (a "100 Continue" for a request that said "Expect: 100-continue") is not the
+        # answer: the real one follows on the same connection, and taking the 1xx for it
+        # would leave that answer to be read as the next request's.
+        if self._parser.get_status_code() < 200:
+            self._interim = True
+            self.headers = []
+            return
         self.headers_done = True
         # asked now: once the message is complete the parser no longer says
         self.keep_alive = self._parser.should_keep_alive()
@@ -49,6 +57,9 @@ class _Connection:
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         self.complete = True
 
     async def feed(self, timeout: float | None) -> None:
@@ -76,7 +87,7 @@ class _Connection:
     def reset(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
         self.headers, self.chunks = [], []
-        self.headers_done = self.keep_alive = self.complete = False
+        self.headers_done = self.keep_alive = self.complete = self._interim = False
 
     def close(self) -> None:
         self.writer.close()
