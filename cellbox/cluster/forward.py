@@ -27,6 +27,8 @@ FORWARDED = b"x-cellbox-forwarded"  # set on forwarded requests: the receiver an
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"host"}
 )
+# uvicorn puts its own on every answer this node sends: the owner's would make them double
+_SET_BY_UVICORN = frozenset({b"date", b"server"})
 _WATCH_AFTER_S = 0.05  # most exchanges end sooner: watch for a disconnect only beyond that
 
 
@@ -139,7 +141,7 @@ async def forward(
                     "headers": [
                         (k.lower(), v)
                         for k, v in response.headers.raw
-                        if k.lower() not in _HOP_BY_HOP
+                        if k.lower() not in _HOP_BY_HOP and k.lower() not in _SET_BY_UVICORN
                     ],
                 }
             )
