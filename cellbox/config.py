@@ -132,8 +132,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f.name,
             type=_parser_type(f),
             default=None,
-            help=f"{f.metadata['help']} (env {env_name(f.name)}, default {f.default})",
+            help=f"{f.metadata['help']} (env {env_name(f.name)}, default {_shown(f.default)})",
         )
+
+
+def _shown(default: Any) -> str:
+    """A default as it would be given: ``on``/``off`` for a switch, ``none`` for nothing."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default) if default != "" else "none"
 
 
 def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
