@@ -27,8 +27,8 @@ FORWARDED = b"x-cellbox-forwarded"  # set on forwarded requests: the receiver an
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"host"}
 )
-# uvicorn puts its own on every answer this node sends: the owner's would make them double
-_SET_BY_UVICORN = frozenset({b"date", b"server"})
+# uvicorn puts its own Date on every answer this node sends: the owner's would make two
+_SET_BY_UVICORN = frozenset({b"date"})
 _WATCH_AFTER_S = 0.05  # most exchanges end sooner: watch for a disconnect only beyond that
 
 
