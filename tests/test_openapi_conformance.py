@@ -72,6 +72,8 @@ def test_downloads_answer_the_documented_types(doc: Doc, client: Client, ctx: st
     whole = client.get(f"/contexts/{ctx}/files/t.csv")
     assert whole.headers["content-type"].startswith("text/csv")  # guessed from the name
     assert_documented(doc, "GET", files, whole)
+    headers = [p["name"] for p in operation(doc, "GET", files)["parameters"] if p["in"] == "header"]
+    assert headers == ["Range"]
     part = client.get(f"/contexts/{ctx}/files/t.csv", headers={"Range": "bytes=2-"})
     assert part.status_code == 206
     assert_documented(doc, "GET", files, part)

@@ -66,6 +66,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": Message, "description": "The context itself may not do this"},
     404: {"model": Message, "description": "Unknown context or missing file"},
 }
+_RANGE = {
+    "name": "Range",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "One byte range: bytes=first-last, bytes=first- or bytes=-count "
+    "(206; 416 past the end; anything else is ignored and the whole file sent)",
+}
 # Any bytes: a file's type is guessed from its name, an upload may say any type.
 _BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 _UPLOAD_ERRORS = {
@@ -181,6 +189,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
             416: {"model": Message, "description": "Range not satisfiable"},
         },
         response_class=Response,
+        openapi_extra={"parameters": [_RANGE]},  # read by parse_range
         summary="Download a file (Range supported)",
     )
     @router.head("/contexts/{context_id}/files/{path:path}", include_in_schema=False)
