@@ -40,7 +40,7 @@ def serve(settings: config.Settings) -> None:
     if token.source == "environment":
         log.info("API token: taken from CELLBOX_API_KEY")
     else:
-        verb = "generated and stored" if token.created else "read from"
+        verb = "generated and stored in" if token.created else "read from"
         print(
             f"cellbox: API token {verb} {token.source} (mode 0600):\n  {token.value}\n"
             "  send it as 'Authorization: Bearer <token>'",
