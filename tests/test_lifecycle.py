@@ -270,3 +270,22 @@ def test_shutdown_leaves_no_process_behind():
         assert not _alive(tree)
     finally:
         srv.cleanup()
+
+
+def test_without_a_token_the_first_start_makes_one_and_later_starts_read_it():
+    server = Server(pool_python=0, pool_typescript=0)
+    del server.env["CELLBOX_API_KEY"]
+    token_file = server.state_dir / "api-token"
+    try:
+        said = []
+        for _ in range(2):
+            server.start()
+            server.stop()
+            said.append(server.read_log())
+        token = token_file.read_text().strip()
+        assert token and token_file.stat().st_mode & 0o777 == 0o600
+        assert f"API token generated and stored in {token_file} (mode 0600)" in said[0], said[0]
+        assert f"API token read from {token_file}" in said[1], said[1]
+        assert said[0].count(token) == said[1].count(token) == 1
+    finally:
+        server.cleanup()
