@@ -30,6 +30,7 @@ def serve(settings: config.Settings) -> None:
 
     from cellbox.api.app import create_app
     from cellbox.graceful import GracefulServer
+    from cellbox.sandbox.sandbox import StateDirInUse
 
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -47,7 +48,10 @@ def serve(settings: config.Settings) -> None:
             file=sys.stderr,
             flush=True,
         )
-    app = create_app(settings, token)
+    try:
+        app = create_app(settings, token)
+    except StateDirInUse as exc:
+        raise SystemExit(f"cellbox: {exc}") from None
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -70,11 +70,11 @@ class DiskQuota:
         self._contexts: Path | None = None
         self._image: Path | None = None
 
-    def setup(self, contexts: Path, image: Path, owner: bool) -> None:
+    def setup(self, contexts: Path, image: Path) -> None:
         """Mount the quota volume over ``contexts``; on failure, say why.
 
-        ``owner``: this server holds the state directory's lock, so a volume already mounted
-        there is a killed server's (else it belongs to a live one and is left alone).
+        The server holds the state directory's lock: a volume already mounted there is a
+        killed server's.
         """
         mkfs = shutil.which("mkfs.btrfs", path=_TOOL_PATH)
         btrfs = shutil.which("btrfs", path=_TOOL_PATH)
@@ -83,9 +83,6 @@ class DiskQuota:
             return
         if mkfs is None or btrfs is None:
             self.reason = "btrfs-progs (mkfs.btrfs, btrfs) not installed"
-            return
-        if os.path.ismount(contexts) and not owner:
-            self.reason = "another live server's quota volume is mounted on this state directory"
             return
         try:
             if os.path.ismount(contexts):

@@ -32,6 +32,10 @@ from cellbox.sandbox.units import Units
 from cellbox.sandbox.workdirs import StateLayout
 
 
+class StateDirInUse(RuntimeError):
+    """Another live server holds the state directory."""
+
+
 class Sandbox:
     """Starts and releases units: the processes of one worker, isolated as one."""
 
@@ -63,7 +67,6 @@ class Sandbox:
         self._warnings: list[str] = []
         self._choice = LauncherChoice(self, self._cache, self._warnings)
         self._lock_fd = -1
-        self._owner = False  # holds the state directory's owner lock
         self.caps: Capabilities | None = None
         self._launcher: Launcher | None = None
         self._zygote: ZygoteLauncher | None = None
@@ -81,25 +84,13 @@ class Sandbox:
         caps = read_host(self._uid_wanted, self._extra)
         self.caps = caps
         self.layout.make(root=caps.root, user=caps.user, uid=caps.uid, gid=caps.gid)
+        self._own_state_dir()
         if self.enabled and caps.root:
             self.units.cgroups = units.detect_cgroups(self._cgroup_parent, self.state_dir)
             if self.units.cgroups is None:
                 self._warnings.append("no usable cgroup hierarchy")
-        self._lock_fd = os.open(
-            self.layout.run / "owner.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # Another live server uses this state directory: its units are not stale.
-            self._warnings.append(
-                "another running cellbox server uses this state directory; "
-                "skipped the clean-up of stale units"
-            )
-        else:
-            self._owner = True
-            self.units.clean_stale()
-        self.quota.setup(self.layout.contexts, self.layout.own / "contexts.img", self._owner)
+        self.units.clean_stale()
+        self.quota.setup(self.layout.contexts, self.layout.own / "contexts.img")
         if not self.quota.enforced:
             self._warnings.append(f"disk quota per context not enforced: {self.quota.reason}")
         self._launcher = self._choice.choose(caps)
@@ -109,6 +100,25 @@ class Sandbox:
             self._zygote = ZygoteLauncher(self._launcher)
         report.announce(self.isolation())
         return self
+
+    def _own_state_dir(self) -> None:
+        """Take the state directory's lock for as long as this server runs, or refuse: a
+        second server on it would take the first one's units, cgroups and disk volume as a
+        dead server's leftovers, and the first one's shutdown would take the second's."""
+        fd = os.open(self.layout.run / "owner.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise StateDirInUse(
+                f"another cellbox server{pid} is using the state directory {self.state_dir}; "
+                "stop it first, or give this server a state directory of its own (--state-dir)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
 
     # ------------------------------------------------------------------ public API
 
@@ -247,7 +257,7 @@ class Sandbox:
 
     def close(self) -> None:
         """Kill every unit this sandbox started and stop its helpers (server shutdown)."""
-        self.units.release_all(with_cgroup_units=self._owner)
+        self.units.release_all()
         if self._choice.helper is not None:
             self._choice.helper.close()
         if self._choice.fonts is not None:

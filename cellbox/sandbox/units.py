@@ -169,11 +169,11 @@ class Units:
                 with self._lock:
                     self._lingering.discard(unit)
 
-    def release_all(self, with_cgroup_units: bool) -> None:
-        """Release every registered unit; ``with_cgroup_units``: every unit in our cgroups."""
+    def release_all(self) -> None:
+        """Release every registered unit and every unit in our cgroups."""
         with self._lock:
             units = set(self._live)
-        if self.cgroups is not None and with_cgroup_units:
+        if self.cgroups is not None:
             units |= self.cgroups.units()
         for unit in units:
             self.release(unit)

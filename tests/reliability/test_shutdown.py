@@ -10,6 +10,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import STARTED, Server
 from tests.reliability.conftest import descendants, kill, wait_until, zygote_pid
 from tests.security.conftest import SMALL_LIMITS, alive, pids_with_marker, start_server
@@ -160,6 +162,30 @@ def test_a_second_signal_cuts_the_grace_short():
                 assert response.json()["error"]["name"] == "ServerShutdown"
                 srv.process.wait(timeout=30)
                 assert time.monotonic() - started < 15
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
+def test_a_second_server_on_a_state_directory_in_use_refuses_to_start():
+    srv = start_server(**SMALL_LIMITS)
+    second = Server(**SMALL_LIMITS)
+    second.cleanup()
+    second.state_dir = srv.state_dir
+    second.env["CELLBOX_STATE_DIR"] = str(srv.state_dir)
+    try:
+        with srv.client() as client:
+            ctx = client.context()
+            client.run("kept = 41", context_id=ctx)
+            with pytest.raises(RuntimeError, match="server exited with code 1"):
+                second.start()
+            said = second.read_log()
+            assert f"another cellbox server (pid {srv.pid}) is using the state directory" in said
+            assert "Traceback" not in said, said
+            # the first server lost nothing: its context, its volume, new contexts
+            assert client.run("kept + 1", context_id=ctx)["items"][0]["text"] == "42"
+            assert client.run("1 + 1")["items"][0]["text"] == "2"
+            assert srv.process is not None and srv.process.poll() is None
     finally:
         srv.stop()
         srv.cleanup()

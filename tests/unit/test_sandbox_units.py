@@ -107,10 +107,8 @@ def test_oom_records_are_bounded(units: Units) -> None:
 def test_release_all_releases_registered_and_cgroup_units(units: Units) -> None:
     assert units.cgroups is not None
     units.prepare("mine")
-    units.cgroups.create("left-by-another-server", units.limits)
-    units.release_all(with_cgroup_units=False)
-    assert units.cgroups.units() == {"left-by-another-server"}
-    units.release_all(with_cgroup_units=True)
+    units.cgroups.create("left-by-a-killed-server", units.limits)
+    units.release_all()
     assert units.cgroups.units() == set()
 
 
