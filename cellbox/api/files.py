@@ -16,8 +16,9 @@ import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote_to_bytes
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -110,8 +111,23 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def _utf8_names(request: Request) -> None:
+    """Refuse a name that is not UTF-8: it would reach the route with U+FFFD in place of its
+    bad bytes, and the call would then write or read a file the client did not name."""
+    try:
+        unquote_to_bytes(request.scope.get("raw_path", b"")).decode()
+        for _, value in parse_qsl(
+            request.scope["query_string"].decode("latin-1"), encoding="latin-1"
+        ):
+            value.encode("latin-1").decode()
+    except UnicodeDecodeError:
+        raise files.bad_path(
+            "path is not UTF-8: percent-encode the UTF-8 bytes of the name"
+        ) from None
+
+
 def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(dependencies=[Depends(_utf8_names)])
     uid, gid = registry.sandbox.context_ids
     threads = ThreadPoolExecutor(
         _THREADS, "cellbox-files", initializer=files.become, initargs=(uid, gid)

@@ -104,6 +104,7 @@ def _raw(server: Server, method: str, target: str) -> tuple[int, bytes]:
         "/etc/passwd",
         "%2fetc%2fpasswd",
         "x%00y",
+        "not-utf8-%FF.txt",
     ],
 )
 def test_dot_dot_absolute_and_nul_in_urls(
@@ -117,6 +118,7 @@ def test_dot_dot_absolute_and_nul_in_urls(
     assert status == 400, (tail, body)
     status, body = _raw(server, "PUT", f"/contexts/{ctx}/archive?path={tail}")
     assert status == 400, (tail, body)
+    assert client.get(f"/contexts/{ctx}/files").json()["items"] == []  # nothing written
 
 
 def test_fifo_socket_and_device_do_not_hang(client: Client, ctx: str) -> None:
