@@ -61,16 +61,21 @@ def resolve(host: str, port: int) -> list[tuple] | Failure:
         return lookup_failure(host, exc.errno, exc.strerror or str(exc), answer)
 
 
-def first_nameserver(path: str = RESOLV_CONF) -> str | None:
-    """The resolver glibc asks first (``nameserver`` lines of ``resolv.conf``)."""
+def read_or_empty(path: str) -> str:
+    """The text of a file the context may or may not have; empty when it cannot be read."""
     try:
         with open(path) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 2 and fields[0] == "nameserver":
-                    return fields[1]
+            return f.read()
     except OSError:
-        pass
+        return ""
+
+
+def first_nameserver(path: str = RESOLV_CONF) -> str | None:
+    """The resolver glibc asks first (``nameserver`` lines of ``resolv.conf``)."""
+    for line in read_or_empty(path).splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            return fields[1]
     return None
 
 

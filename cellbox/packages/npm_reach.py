@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 
-from cellbox.packages.lookup import Failure, resolve
+from cellbox.packages.lookup import Failure, read_or_empty, resolve
 
 DEFAULT_REGISTRY = "registry.npmjs.org"
 _OPTIONS = ("registry", "proxy", "https-proxy")
@@ -32,17 +32,9 @@ def names_own_route(args: Iterable[str], env: Mapping[str, str], npmrcs: Iterabl
     return any(word in text for text in npmrcs for word in ("registry", "proxy"))
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def main(args: list[str]) -> None:
     """Print why npm should run offline, if it should (the shim says it on stderr)."""
-    npmrcs = [_read(".npmrc"), _read(os.path.expanduser("~/.npmrc"))]
+    npmrcs = [read_or_empty(".npmrc"), read_or_empty(os.path.expanduser("~/.npmrc"))]
     if names_own_route(args, os.environ, npmrcs):
         return
     found = resolve(DEFAULT_REGISTRY, 443)

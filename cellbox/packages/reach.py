@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cellbox.packages.lookup import Failure, resolve
+from cellbox.packages.lookup import Failure, read_or_empty, resolve
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 CONNECT_TIMEOUT_S = 2.0
@@ -41,16 +41,10 @@ def has_default_route(route: str, ipv6_route: str) -> bool:
     return False
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def network_reachable() -> bool:
-    return has_default_route(_read("/proc/net/route"), _read("/proc/net/ipv6_route"))
+    return has_default_route(
+        read_or_empty("/proc/net/route"), read_or_empty("/proc/net/ipv6_route")
+    )
 
 
 def index_url(uv_args: list[str]) -> str:
