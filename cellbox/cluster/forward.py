@@ -27,8 +27,8 @@ FORWARDED = b"x-cellbox-forwarded"  # set on forwarded requests: the receiver an
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"host"}
 )
-# uvicorn puts its own Date on every answer this node sends: the owner's would make two
-_SET_BY_UVICORN = frozenset({b"date"})
+# Not passed back from the owner's answer: uvicorn puts this node's own Date on it
+_NOT_PASSED_BACK = _HOP_BY_HOP | {b"date"}
 _WATCH_AFTER_S = 0.05  # most exchanges end sooner: watch for a disconnect only beyond that
 
 
@@ -141,7 +141,7 @@ async def forward(
                     "headers": [
                         (k.lower(), v)
                         for k, v in response.headers.raw
-                        if k.lower() not in _HOP_BY_HOP and k.lower() not in _SET_BY_UVICORN
+                        if k.lower() not in _NOT_PASSED_BACK
                     ],
                 }
             )
