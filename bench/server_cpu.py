@@ -1,8 +1,8 @@
 """The server's own CPU per warm execution: what one ``1+1`` costs the server process.
 
-Read from ``/proc/<pid>/task/*/schedstat`` (every thread of the server process; not its workers, not
-the client) around many executions on one warm context, in a few rounds; the figure is
-the median of the rounds.
+Read from ``/proc/<pid>/task/*/schedstat`` (every thread of the server process; not its
+workers, not the client) around many executions on one warm context, in a few rounds; the
+figure is the median of the rounds.
 """
 
 from __future__ import annotations

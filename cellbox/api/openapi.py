@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from cellbox.api.models import InvalidRequest as InvalidRequestBody
 from cellbox.api.models import Message
-from cellbox.api.token_check import OPEN_PATHS, SECURITY_SCHEME
+from cellbox.api.token_check import SECURITY_SCHEME, is_open
 
 # Every route documents its own statuses; the ones all routes share are added by
 # ``document_api``: 400 wherever a parameter or body is read, 413 wherever a body is sent,
@@ -79,7 +79,7 @@ def document_api(app: FastAPI) -> None:
             schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEME
             refs = {m.__name__: _add_component(schema, m) for m in (InvalidRequestBody, Message)}
             for path, operations in schema["paths"].items():
-                secured = path not in OPEN_PATHS
+                secured = not is_open(path)
                 for operation in operations.values():
                     if secured:
                         operation["security"] = [{"BearerAuth": []}]

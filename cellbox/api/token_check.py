@@ -35,7 +35,7 @@ class TokenCheck:
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _is_open(scope["path"]):
+        if scope["type"] != "http" or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         header = None
@@ -50,5 +50,6 @@ class TokenCheck:
         await send_json(send, 401, {"message": message}, ((b"www-authenticate", b"Bearer"),))
 
 
-def _is_open(path: str) -> bool:
+def is_open(path: str) -> bool:
+    """Does ``path`` answer without the token?"""
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIX)
