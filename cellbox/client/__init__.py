@@ -25,6 +25,7 @@ from cellbox.client.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ServiceUnavailable,
+    StreamClosed,
     TooManyContexts,
     Unauthorized,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "ServiceUnavailable",
     "Stderr",
     "Stdout",
+    "StreamClosed",
     "TooManyContexts",
     "Unauthorized",
     "Unpacked",

@@ -11,7 +11,7 @@ from httpx_sse import EventSource
 
 from cellbox.client import calls, core
 from cellbox.client.calls import Call
-from cellbox.client.errors import ConnectionFailed, NotFound
+from cellbox.client.errors import ConnectionFailed, NotFound, StreamClosed
 from cellbox.client.models import ContextInfo, Event, Execution, FileInfo, Unpacked, Uploaded
 
 T = TypeVar("T")
@@ -49,12 +49,12 @@ class AsyncClient:
     async def _send(self, call: Call[T], **body: Any) -> T:
         with core.transport_errors(self.config.url):
             response = core.check(await self._http.send(call.build(self._http, **body)))
-        return call.result(response.content)
+        return call.result(response.content, response.status_code)
 
     async def _open_stream(self, call: Call[Any]) -> httpx.Response:
         with core.transport_errors(self.config.url):
             response = await self._http.send(call.build(self._http), stream=True)
-            if response.status_code >= 400:
+            if not response.is_success:
                 try:
                     await response.aread()
                 finally:
@@ -146,6 +146,12 @@ class AsyncExecutionStream(core.EventLog):
         return self._response
 
     async def __aiter__(self) -> AsyncIterator[Event]:
+        try:
+            if not self._begin_reading():
+                return
+        except StreamClosed:
+            await self.aclose()
+            raise
         response = await self._open()
         try:
             with core.transport_errors(self._client.config.url):
@@ -169,6 +175,7 @@ class AsyncExecutionStream(core.EventLog):
         return self.execution
 
     async def aclose(self) -> None:
+        self._used = True
         if self._response is not None:
             await self._response.aclose()
 

@@ -14,7 +14,8 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from cellbox.client.core import Config, create_timeout, execution_timeout
+from cellbox.client.core import URL_VAR, Config, create_timeout, execution_timeout
+from cellbox.client.errors import APIError
 from cellbox.client.models import ContextInfo, Execution, FileInfo, Unpacked, Uploaded
 
 T = TypeVar("T")
@@ -43,11 +44,19 @@ class Call(Generic[T]):
             body["timeout"] = self.timeout
         return http.build_request(self.method, self.path, params=self.params, **body)
 
-    def result(self, content: bytes) -> T:
+    def result(self, content: bytes, status: int = 200) -> T:
         """What the call returns for a successful answer's body."""
         if self.parse is None:
             return cast(T, None)
-        return self.parse(orjson.loads(content))
+        try:
+            return self.parse(orjson.loads(content))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise APIError(
+                f"the answer to {self.method} {self.path} is not one the cellbox API gives "
+                f"({exc}): does {URL_VAR} (or --url) name a cellbox server?",
+                status,
+                content[:500].decode("utf-8", "replace"),
+            ) from exc
 
 
 class HasId(Protocol):

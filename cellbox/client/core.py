@@ -15,7 +15,14 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from cellbox.client.errors import ConfigurationError, ConnectionFailed, RequestTimeout, error_for
+from cellbox.client.errors import (
+    APIError,
+    ConfigurationError,
+    ConnectionFailed,
+    RequestTimeout,
+    StreamClosed,
+    error_for,
+)
 from cellbox.client.models import ContextInfo, Event, Execution, Exit, fold_events, parse_event
 
 URL_VAR = "CELLBOX_URL"
@@ -123,9 +130,16 @@ def create_timeout(config: Config, packages: list[str] | None) -> httpx.Timeout:
 
 def check(response: httpx.Response) -> httpx.Response:
     """The response itself when it succeeded, else its typed error (body already read)."""
-    if response.status_code >= 400:
-        raise error_for(response.status_code, response.content)
-    return response
+    if response.is_success:
+        return response
+    if response.is_redirect:  # the API never redirects: a proxy in front does (http → https)
+        where = response.headers.get("location", "")
+        raise APIError(
+            f"the server at {response.request.url} redirects to {where}: point {URL_VAR} "
+            "(or --url) at the address it names",
+            response.status_code,
+        )
+    raise error_for(response.status_code, response.content)
 
 
 @contextmanager
@@ -173,6 +187,11 @@ def open_source(source: Source) -> OpenSource:
     if isinstance(source, str | os.PathLike):
         handle = open(source, "rb")  # noqa: SIM115 - closed by OpenSource.close
         return OpenSource(handle, os.fstat(handle.fileno()).st_size, owned=True)
+    if isinstance(source, io.TextIOBase) or not callable(getattr(source, "read", None)):
+        raise TypeError(
+            "an upload takes a local path, bytes or a binary file object (opened with 'rb'), "
+            f"not {type(source).__name__}"
+        )
     return OpenSource(source, _remaining(source), owned=False)
 
 
@@ -212,6 +231,11 @@ def destination(dest: Destination) -> Iterator[IO[bytes]]:
 
 
 STREAM_CUT = "the event stream ended before the execution finished"
+STREAM_CLOSED = (
+    "this execution's events were already read up to where an earlier loop over them stopped "
+    "(a break, close() or an error), and the stream was closed there: read the events in one "
+    "loop, or call result() instead"
+)
 
 
 class EventLog:
@@ -220,17 +244,31 @@ class EventLog:
     Both faces read the stream to its end before they hand out the exit event: the server
     takes a client that hangs up before the end for one that left, and then tells a loss of
     state reported on this stream to the next execution again (instead of running its code).
+
+    The answer's body can be read once: a loop over a stream that has ended yields nothing
+    more (``result()`` then returns the execution), and a loop after one that stopped early
+    raises :class:`StreamClosed` instead of running the code again or failing obscurely.
     """
 
     def __init__(self) -> None:
         self._events: list[Event] = []
         self.execution: Execution | None = None
         self._response: httpx.Response | None = None  # the stream, once the server answered
+        self._used = False  # a loop over the events began, or the stream was closed
 
     @property
     def started(self) -> bool:
         """True once the server answered the stream, which it does when the code starts."""
         return self._response is not None
+
+    def _begin_reading(self) -> bool:
+        """Whether a new loop over the events reads the stream (False: it has ended)."""
+        if self.execution is not None:
+            return False
+        if self._used:
+            raise StreamClosed(STREAM_CLOSED)
+        self._used = True
+        return True
 
     def _read(self, data: str) -> Event:
         """One SSE ``data:`` payload as an event, kept for the fold."""

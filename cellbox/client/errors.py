@@ -24,6 +24,10 @@ class RequestTimeout(CellboxError, TimeoutError):
     """The server did not answer within the client's timeout."""
 
 
+class StreamClosed(CellboxError):
+    """An execution's events were asked for again after a loop over them stopped early."""
+
+
 @dataclass(frozen=True)
 class FieldError:
     field: str

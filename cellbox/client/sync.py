@@ -11,7 +11,7 @@ from httpx_sse import EventSource
 
 from cellbox.client import calls, core
 from cellbox.client.calls import Call
-from cellbox.client.errors import ConnectionFailed, NotFound
+from cellbox.client.errors import ConnectionFailed, NotFound, StreamClosed
 from cellbox.client.models import ContextInfo, Event, Execution, FileInfo, Unpacked, Uploaded
 
 T = TypeVar("T")
@@ -54,13 +54,13 @@ class Client:
     def _send(self, call: Call[T], **body: Any) -> T:
         with core.transport_errors(self.config.url):
             response = core.check(self._http.send(call.build(self._http, **body)))
-        return call.result(response.content)
+        return call.result(response.content, response.status_code)
 
     def _open_stream(self, call: Call[Any]) -> httpx.Response:
         """Send a call whose answer is read incrementally; errors are read whole and raised."""
         with core.transport_errors(self.config.url):
             response = self._http.send(call.build(self._http), stream=True)
-            if response.status_code >= 400:
+            if not response.is_success:
                 try:
                     response.read()
                 finally:
@@ -153,6 +153,12 @@ class ExecutionStream(core.EventLog):
         return self._response
 
     def __iter__(self) -> Iterator[Event]:
+        try:
+            if not self._begin_reading():
+                return
+        except StreamClosed:
+            self.close()
+            raise
         response = self._open()
         try:
             with core.transport_errors(self._client.config.url):
@@ -177,6 +183,7 @@ class ExecutionStream(core.EventLog):
         return self.execution
 
     def close(self) -> None:
+        self._used = True
         if self._response is not None:
             self._response.close()
 

@@ -1,0 +1,76 @@
+"""Defects found by an audit of the three clients, each as a user meets it (real server,
+real processes, the official MCP SDK's ClientSession over stdio and streamable HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+
+from cellbox.client import APIError, AsyncClient, Client, StreamClosed
+
+# ---- SDK ----
+
+
+def test_a_stream_is_read_once_and_its_result_stays(sdk):
+    with sdk.contexts.create() as ctx:
+        stream = ctx.stream("print('a')\n1 + 1")
+        events = list(stream)
+        assert [type(event).__name__ for event in events] == ["Stdout", "Result", "Exit"]
+        # Read to its end: the result is there, and a new loop has nothing more to give.
+        assert stream.result().text == "2" and list(stream) == []
+
+        stopped = ctx.stream("for i in range(3): print(i)")
+        for _ in stopped:
+            break
+        with pytest.raises(StreamClosed, match="earlier loop"):
+            stopped.result()
+        with ctx.stream("3") as closed:
+            pass
+        with pytest.raises(StreamClosed):
+            list(closed)
+        assert ctx.execute("'still fine'").text == "'still fine'"
+
+
+def test_an_async_stream_is_read_once_and_its_result_stays(server):
+    async def scenario() -> None:
+        async with AsyncClient(server.url, server.token) as client:
+            async with client.contexts.create() as ctx:
+                stream = ctx.stream("6 * 7")
+                assert len([event async for event in stream]) == 2
+                assert (await stream.result()).text == "42"
+                assert [event async for event in stream] == []
+                stopped = ctx.stream("for i in range(3): print(i)")
+                async for _ in stopped:
+                    break
+                with pytest.raises(StreamClosed):
+                    await stopped.result()
+
+    asyncio.run(scenario())
+
+
+def test_upload_sources_that_are_not_bytes_are_refused_clearly(sdk, tmp_path):
+    (tmp_path / "local.txt").write_text("text")
+    with sdk.contexts.create() as ctx, open(tmp_path / "local.txt") as text_file:
+        for source in (text_file, io.StringIO("text"), 12):
+            with pytest.raises(TypeError, match="binary file object"):
+                ctx.files.upload("copy.txt", source)
+        assert ctx.files.list() == []
+
+
+REDIRECT = b"HTTP/1.1 308 Permanent Redirect\r\nLocation: https://cellbox.example/execute\r\n"
+REDIRECT += b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+HTML = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n"
+HTML += b"Connection: close\r\n\r\n<html></html>"
+
+
+def test_a_redirect_or_an_answer_that_is_not_the_api_is_an_api_error(misbehaving):
+    with Client(misbehaving(REDIRECT), "token") as client:
+        with pytest.raises(APIError, match="redirects to https://cellbox.example/execute") as e:
+            client.execute("1")
+        assert e.value.status == 308
+    with Client(misbehaving(HTML), "token") as client:
+        with pytest.raises(APIError, match="not one the cellbox API gives") as e:
+            client.contexts.list()
+        assert e.value.body == "<html></html>"
