@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 from cellbox.client import CellboxError, Client, InvalidRequest, Unauthorized
 from cellbox.client.core import KEY_VAR, URL_VAR, Config, token_file
+from cellbox.commands.output import print_json
 
 # Exit statuses: the user's code failed / cellbox could not do what was asked.
 CODE_FAILED = 1
@@ -59,6 +61,10 @@ def client_for(args: argparse.Namespace) -> Client:
 
 def run(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a command; turn cellbox's errors into one helpful line and exit status 2."""
+    # Output the terminal's encoding cannot show is escaped, not a crash halfway through
+    # (as Python already does for stderr).
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         return handler(args) or 0
     except BrokenPipeError:
@@ -99,6 +105,26 @@ def _token_hint(args: argparse.Namespace) -> str:
             f"run): set {KEY_VAR} or --api-key to {right}."
         )
     return f"No token was found: set {KEY_VAR} or --api-key to {right}."
+
+
+def delete_each(
+    names: list[str], delete: Callable[[str], None], missing: type[Exception], as_json: bool
+) -> int:
+    """Delete each name in turn; like ``rm``, one that is not there does not stop the rest:
+    it is reported, and the status is 2."""
+    deleted: list[str] = []
+    not_found: list[str] = []
+    for name in names:
+        try:
+            delete(name)
+        except missing as exc:
+            report_error(str(exc))
+            not_found.append(name)
+        else:
+            deleted.append(name)
+    if as_json:
+        print_json({"deleted": deleted, "not_found": not_found})
+    return CELLBOX_FAILED if not_found else 0
 
 
 def report_error(message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cellbox.client import ContextInfo, ContextNotFound
-from cellbox.commands import CELLBOX_FAILED, client_for, report_error, run
+from cellbox.commands import client_for, delete_each, run
 from cellbox.commands.output import print_json
 
 
@@ -53,22 +53,8 @@ def create_context(args: argparse.Namespace) -> None:
 
 
 def delete_contexts(args: argparse.Namespace) -> int:
-    """Delete each context named; like ``rm``, one that is not there does not stop the rest
-    (it is reported, and the status is 2)."""
-    deleted: list[str] = []
-    missing: list[str] = []
     with client_for(args) as client:
-        for context_id in args.ids:
-            try:
-                client.contexts.delete(context_id)
-            except ContextNotFound as exc:
-                report_error(str(exc))
-                missing.append(context_id)
-            else:
-                deleted.append(context_id)
-    if args.json:
-        print_json({"deleted": deleted, "not_found": missing})
-    return CELLBOX_FAILED if missing else 0
+        return delete_each(args.ids, client.contexts.delete, ContextNotFound, args.json)
 
 
 def _action(name: str):  # noqa: ANN202 - returns a command handler

@@ -7,7 +7,8 @@ import posixpath
 import sys
 from pathlib import Path
 
-from cellbox.commands import UsageError, client_for, run
+from cellbox.client import FileNotFound
+from cellbox.commands import UsageError, client_for, delete_each, run
 from cellbox.commands.output import print_json
 
 
@@ -82,10 +83,7 @@ def list_files(args: argparse.Namespace) -> None:
         print(f"{entry.size:>12}  {name}")
 
 
-def delete_files(args: argparse.Namespace) -> None:
+def delete_files(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         files = client.contexts.get(args.context).files
-        for path in args.paths:
-            files.delete(path)
-    if args.json:
-        print_json({"deleted": args.paths})
+        return delete_each(args.paths, files.delete, FileNotFound, args.json)

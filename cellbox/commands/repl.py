@@ -86,6 +86,19 @@ def read_cell(language: str, ask: Callable[[str], str] = input) -> str:
     return "\n".join(lines).rstrip("\n")
 
 
+def _ask() -> Callable[[str], str]:
+    """``input`` with its prompts on a terminal; cells piped in get none, since the prompts
+    would only be mixed into the output (Python's own REPL does the same)."""
+    return input if sys.stdin.isatty() else _line_without_prompt
+
+
+def _line_without_prompt(prompt: str) -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.removesuffix("\n")
+
+
 @contextlib.contextmanager
 def _history() -> Iterator[None]:
     """Line editing and a history file across sessions, when readline is there."""
@@ -126,11 +139,11 @@ def _loop(client: Client, context: Context, args: argparse.Namespace) -> int:
         "Ctrl-C interrupts, Ctrl-D quits",
         file=sys.stderr,
     )
-    printer = LivePrinter(args.save)
+    printer, ask = LivePrinter(args.save), _ask()
     with _history():
         while True:
             try:
-                code = source_text(read_cell(context.language), "that cell")
+                code = source_text(read_cell(context.language, ask), "that cell")
             except EOFError:
                 print(file=sys.stderr)
                 return 0

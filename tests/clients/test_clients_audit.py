@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
 
 import pytest
 
 from cellbox.client import APIError, AsyncClient, Client, StreamClosed
+from tests.clients.test_cli import CELLBOX, cli
 
 # ---- SDK ----
 
@@ -74,3 +77,30 @@ def test_a_redirect_or_an_answer_that_is_not_the_api_is_an_api_error(misbehaving
         with pytest.raises(APIError, match="not one the cellbox API gives") as e:
             client.contexts.list()
         assert e.value.body == "<html></html>"
+
+
+# ---- command line ----
+
+
+def test_files_rm_goes_on_past_a_missing_path(server, sdk):
+    with sdk.contexts.create() as ctx:
+        ctx.files.upload("a", b"1")
+        ctx.files.upload("b", b"2")
+        done = cli(server, "files", "rm", ctx.id, "a", "missing", "b")
+        assert done.returncode == 2 and "file not found: missing" in done.stderr
+        assert ctx.files.list() == []
+
+
+def test_repl_with_cells_piped_in_prints_no_prompts(server):
+    cells = "x = 1\nfor i in range(2):\n    print(i)\n\nx + 41\n"
+    done = cli(server, "repl", stdin=cells)
+    assert (done.returncode, done.stdout) == (0, "0\n1\n42\n"), done.stderr
+
+
+def test_output_the_terminal_cannot_encode_is_escaped(server):
+    env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token}
+    env["PYTHONIOENCODING"] = "ascii"
+    done = subprocess.run(
+        [CELLBOX, "exec", "print('π ≈ 3.14')\n'ok'"], env=env, capture_output=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, b"\\u03c0 \\u2248 3.14\n'ok'\n"), done.stderr
