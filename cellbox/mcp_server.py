@@ -7,7 +7,9 @@ carrying the server's message, so a model can read them and correct itself.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import binascii
 import functools
 import io
 import mimetypes
@@ -21,7 +23,7 @@ from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, T
 from pydantic import Field
 
 from cellbox import __version__
-from cellbox.client import AsyncClient, CellboxError, ContextNotFound, Execution, FileInfo
+from cellbox.client import AsyncClient, CellboxError, ContextNotFound, Execution, FileInfo, Item
 from cellbox.client.models import is_placeholder
 
 # Files larger than this are not returned inline (a model's context is small); say so instead.
@@ -48,6 +50,10 @@ ContextId = Annotated[
     ),
 ]
 Path = Annotated[str, Field(description="Path relative to the context's work directory.")]
+Language = Annotated[
+    Literal["python", "typescript"],
+    Field(description="Without context_id: use the default context of this language."),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,13 +79,17 @@ class Tools:
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self.defaults: dict[str, str] = {}
+        # Hosts send tool calls in parallel: the first calls of a session must not each make
+        # a default context of their own (state would be split between them, and they leak).
+        self._defaults_lock = asyncio.Lock()
 
     async def context_for(self, context_id: str | None, language: str) -> str:
         if context_id:
             return context_id
-        if language not in self.defaults:
-            self.defaults[language] = (await self.client.contexts.create(language)).id
-        return self.defaults[language]
+        async with self._defaults_lock:
+            if language not in self.defaults:
+                self.defaults[language] = (await self.client.contexts.create(language)).id
+            return self.defaults[language]
 
     async def in_context(
         self, context_id: str | None, language: str, action: Callable[[str], Awaitable[T]]
@@ -93,8 +103,9 @@ class Tools:
         except ContextNotFound:
             if context_id:
                 raise
-        if self.defaults.get(language) == context:
-            del self.defaults[language]
+        async with self._defaults_lock:
+            if self.defaults.get(language) == context:  # not replaced by a parallel call yet
+                del self.defaults[language]
         fresh = await self.context_for(None, language)
         note = (
             f"note: the default {language} context {context} was gone (deleted, or idle too "
@@ -160,23 +171,26 @@ class Tools:
             Field(description="text (written as UTF-8) or base64 (for binary files)."),
         ] = "text",
         context_id: ContextId = None,
+        language: Language = "python",
     ) -> str:
-        data = base64.b64decode(content) if encoding == "base64" else content.encode()
+        data = file_content(content, encoding)
 
         async def upload(context: str) -> str:
             uploaded = await (await self.client.contexts.get(context)).files.upload(path, data)
             return f"wrote {uploaded.path} ({uploaded.size} bytes) in context {context}"
 
-        text, note = await self.in_context(context_id, "python", upload)
+        text, note = await self.in_context(context_id, language, upload)
         return note + text
 
-    async def download_file(self, path: Path, context_id: ContextId = None) -> CallToolResult:
+    async def download_file(
+        self, path: Path, context_id: ContextId = None, language: Language = "python"
+    ) -> CallToolResult:
         async def download(context: str) -> bytes:
             buffer = _CappedBuffer(path)
             await (await self.client.contexts.get(context)).files.download(path, buffer)
             return buffer.getvalue()
 
-        data, note = await self.in_context(context_id, "python", download)
+        data, note = await self.in_context(context_id, language, download)
         return file_result(path, data, note)
 
     async def list_files(
@@ -184,12 +198,13 @@ class Tools:
         path: Annotated[str, Field(description="Directory to list; empty for the root.")] = "",
         recursive: Annotated[bool, Field(description="Include subdirectories' contents.")] = False,
         context_id: ContextId = None,
+        language: Language = "python",
     ) -> str:
         async def listing(context: str) -> list[FileInfo]:
             files = (await self.client.contexts.get(context)).files
             return await files.list(path, recursive=recursive)
 
-        entries, note = await self.in_context(context_id, "python", listing)
+        entries, note = await self.in_context(context_id, language, listing)
         lines = [f"{entry.type:<7} {entry.size:>10}  {entry.path}" for entry in entries]
         return note + ("\n".join(lines) or "(empty)")
 
@@ -252,9 +267,7 @@ def execution_result(execution: Execution, note: str = "") -> CallToolResult:
             )
             images.append(ImageContent(type="image", data=_b64(data), mime_type=mime))
             label += f" ({mime} attached)"
-        text = item.readable
-        if item.html is not None and (text is None or is_placeholder(text)):
-            text = item.html
+        text = item_text(item)
         if text is not None:
             parts.append(f"{label}: {clipped(text)}")
     if execution.error is not None:
@@ -262,6 +275,32 @@ def execution_result(execution: Execution, note: str = "") -> CallToolResult:
         parts.append(f"error: {error}\n{clipped(error.traceback)}".rstrip("\n"))
     text = TextContent(type="text", text="\n".join(parts))
     return CallToolResult(content=[text, *images], is_error=execution.error is not None)
+
+
+def item_text(item: Item) -> str | None:
+    """What a model reads of an item: its readable text, unless that is only the default
+    ``<… object>`` repr and the item has an HTML, SVG or JSON form that says more."""
+    text = item.readable
+    if text is not None and not is_placeholder(text):
+        return text
+    for form in (item.html, item.svg):
+        if form is not None:
+            return form
+    return _json(item.json) if item.json is not None else text
+
+
+def file_content(content: str, encoding: str) -> bytes:
+    """The bytes an upload_file call means; base64 is checked, never silently cut short."""
+    if encoding == "text":
+        return content.encode()
+    try:
+        # Line breaks and spaces are how base64 is often wrapped; anything else is an error.
+        return base64.b64decode("".join(content.split()), validate=True)
+    except binascii.Error as exc:
+        raise ToolError(
+            f"content is not valid base64 ({exc}): send the file's bytes base64-encoded, or "
+            'use encoding "text" for text'
+        ) from exc
 
 
 def clipped(text: str) -> str:

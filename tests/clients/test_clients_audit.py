@@ -4,14 +4,28 @@ real processes, the official MCP SDK's ClientSession over stdio and streamable H
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
+import socket
 import subprocess
+import time
 
 import pytest
+from mcp import ClientSession
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import TextContent
 
 from cellbox.client import APIError, AsyncClient, Client, StreamClosed
+from cellbox.serve_process import free_port
 from tests.clients.test_cli import CELLBOX, cli
+from tests.clients.test_mcp import configured
+
+
+def text_of(result) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
 
 # ---- SDK ----
 
@@ -104,3 +118,81 @@ def test_output_the_terminal_cannot_encode_is_escaped(server):
         [CELLBOX, "exec", "print('π ≈ 3.14')\n'ok'"], env=env, capture_output=True, timeout=60
     )
     assert (done.returncode, done.stdout) == (0, b"\\u03c0 \\u2248 3.14\n'ok'\n"), done.stderr
+
+
+# ---- MCP ----
+
+
+def test_mcp_files_base64_display_objects_and_the_language_of_file_tools(server, sdk):
+    async def scenario() -> None:
+        async with stdio_client(configured(server)) as streams, ClientSession(*streams) as mcp:
+            await mcp.initialize()
+            bad = await mcp.call_tool(
+                "upload_file", {"path": "x.bin", "content": "%%%", "encoding": "base64"}
+            )
+            assert bad.is_error and "not valid base64" in text_of(bad)
+            wrapped = base64.encodebytes(bytes(range(256)) * 4).decode()  # lines of 76
+            ok = await mcp.call_tool(
+                "upload_file", {"path": "x.bin", "content": wrapped, "encoding": "base64"}
+            )
+            assert not ok.is_error and "(1024 bytes)" in text_of(ok), text_of(ok)
+
+            # The file tools reach the default context of the language the code runs in.
+            arguments = {"path": "t.txt", "content": "for ts", "language": "typescript"}
+            assert not (await mcp.call_tool("upload_file", arguments)).is_error
+            code = "require('fs').readFileSync('t.txt', 'utf8')"
+            read = await mcp.call_tool("run_code", {"code": code, "language": "typescript"})
+            assert "result: 'for ts'" in text_of(read), text_of(read)
+
+            code = "from IPython.display import SVG, JSON, display\n"
+            code += "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"/>'))\nJSON({'a': 1})"
+            shown = text_of(await mcp.call_tool("run_code", {"code": code}))
+            assert 'output: <svg xmlns="http://www.w3.org/2000/svg"/>' in shown, shown
+            assert 'result: {\n  "a": 1\n}' in shown and "object>" not in shown, shown
+
+    before = {context.id for context in sdk.contexts.list()}
+    asyncio.run(scenario())
+    for context in sdk.contexts.list():
+        if context.id not in before:
+            context.delete()
+
+
+def test_mcp_parallel_first_calls_share_one_default_context(server, sdk):
+    port = free_port()
+    env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token}
+    process = subprocess.Popen(
+        [CELLBOX, "mcp", "--transport", "http", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    before = {context.id for context in sdk.contexts.list()}
+
+    async def scenario() -> str:
+        url = f"http://127.0.0.1:{port}/mcp"
+        async with (
+            streamable_http_client(url) as (read, write, *_),
+            ClientSession(read, write) as mcp,
+        ):
+            await mcp.initialize()
+            calls = [mcp.call_tool("run_code", {"code": f"v{i} = {i}"}) for i in range(3)]
+            calls.append(mcp.call_tool("upload_file", {"path": "f.txt", "content": "x"}))
+            assert not any(result.is_error for result in await asyncio.gather(*calls))
+            code = "sorted(n for n in globals() if n.startswith('v')), open('f.txt').read()"
+            return text_of(await mcp.call_tool("run_code", {"code": code}))
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert "result: (['v0', 'v1', 'v2'], 'x')" in asyncio.run(scenario())
+        made = [c for c in sdk.contexts.list() if c.id not in before]
+        assert len(made) == 1, made
+        made[0].delete()
+    finally:
+        process.terminate()
+        process.wait(30)
