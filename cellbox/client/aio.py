@@ -232,9 +232,9 @@ class ContextCreation:
         self._context = await self._pending
         return self._context
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if self._context is not None:
-            await self._context.delete(missing_ok=True)
+            await self._context.__aexit__(kind, exc, tb)
 
 
 class AsyncContext(core.ContextView):
@@ -248,8 +248,9 @@ class AsyncContext(core.ContextView):
     async def __aenter__(self) -> AsyncContext:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.delete(missing_ok=True)
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        with core.cleanup_after(exc):
+            await self.delete(missing_ok=True)
 
     async def execute(
         self, code: str, *, env: Mapping[str, str] | None = None, timeout: float | None = None

@@ -17,6 +17,7 @@ import orjson
 
 from cellbox.client.errors import (
     APIError,
+    CellboxError,
     ConfigurationError,
     ConnectionFailed,
     RequestTimeout,
@@ -158,6 +159,18 @@ def transport_errors(url: str) -> Iterator[None]:
         ) from exc
     except httpx.TransportError as exc:
         raise ConnectionFailed(f"the connection to {url} failed mid-answer ({exc!r})") from exc
+
+
+@contextmanager
+def cleanup_after(failure: BaseException | None) -> Iterator[None]:
+    """Around the cleanup at the end of a ``with`` block: when the block itself failed, its
+    error is the one the caller sees and may catch, not the cleanup's (the server may be
+    gone too)."""
+    try:
+        yield
+    except CellboxError:
+        if failure is None:
+            raise
 
 
 # ---- upload sources and download destinations (plain files and file objects) ----

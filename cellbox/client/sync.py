@@ -232,8 +232,11 @@ class Context(core.ContextView):
     def __enter__(self) -> Context:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.delete(missing_ok=True)
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with core.cleanup_after(exc):
+            self.delete(missing_ok=True)
 
     def execute(
         self, code: str, *, env: Mapping[str, str] | None = None, timeout: float | None = None

@@ -17,7 +17,16 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
 
-from cellbox.client import APIError, AsyncClient, Client, StreamClosed
+from cellbox.client import (
+    APIError,
+    AsyncClient,
+    AsyncContext,
+    Client,
+    ConnectionFailed,
+    Context,
+    ContextInfo,
+    StreamClosed,
+)
 from cellbox.serve_process import free_port
 from tests.clients.test_cli import CELLBOX, cli
 from tests.clients.test_mcp import configured
@@ -91,6 +100,26 @@ def test_a_redirect_or_an_answer_that_is_not_the_api_is_an_api_error(misbehaving
         with pytest.raises(APIError, match="not one the cellbox API gives") as e:
             client.contexts.list()
         assert e.value.body == "<html></html>"
+
+
+def test_a_with_block_that_failed_keeps_its_own_error_when_cleanup_fails_too():
+    # The server is gone (nothing listens there): the block's error is the one to catch.
+    gone = f"http://127.0.0.1:{free_port()}"
+    info = ContextInfo("ctx_gone", "python")
+    with Client(gone, "token") as client:
+        with pytest.raises(ValueError, match="the block's own"):
+            with Context(client, info):
+                raise ValueError("the block's own")
+        with pytest.raises(ConnectionFailed), Context(client, info):
+            pass
+
+    async def scenario() -> None:
+        async with AsyncClient(gone, "token") as client:
+            with pytest.raises(ValueError, match="the block's own"):
+                async with AsyncContext(client, info):
+                    raise ValueError("the block's own")
+
+    asyncio.run(scenario())
 
 
 # ---- command line ----
