@@ -69,6 +69,11 @@ def run(handler: Callable[[argparse.Namespace], int | None], args: argparse.Name
         return handler(args) or 0
     except BrokenPipeError:
         return _reader_gone()
+    except KeyboardInterrupt:
+        # Ctrl-C outside a running cell (which it interrupts instead): stop without a
+        # traceback, with the status a shell gives a command that SIGINT ended.
+        print(file=sys.stderr)
+        return 128 + signal.SIGINT
     except Unauthorized as exc:
         report_error(f"the server rejected the API token ({exc.message}). {_token_hint(args)}")
     except InvalidRequest as exc:

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import io
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -147,6 +148,27 @@ def test_output_the_terminal_cannot_encode_is_escaped(server):
         [CELLBOX, "exec", "print('π ≈ 3.14')\n'ok'"], env=env, capture_output=True, timeout=60
     )
     assert (done.returncode, done.stdout) == (0, b"\\u03c0 \\u2248 3.14\n'ok'\n"), done.stderr
+
+
+def test_ctrl_c_outside_a_running_cell_ends_quietly_with_130(server, sdk):
+    # A --json cell is one plain request, so Ctrl-C stops the command itself there.
+    env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token}
+    before = {context.id for context in sdk.contexts.list()}
+    code = "open('started', 'w').close()\nimport time\ntime.sleep(60)"
+    process = subprocess.Popen(
+        [CELLBOX, "exec", "--json", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 30
+    while not any(
+        context.id not in before and context.files.list() for context in sdk.contexts.list()
+    ):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert (process.returncode, out, err) == (130, b"", b"\n")
+    # The context it made for the cell is deleted on the way out, as after any exec.
+    assert {context.id for context in sdk.contexts.list()} == before
 
 
 # ---- MCP ----
