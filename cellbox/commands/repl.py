@@ -77,9 +77,14 @@ def _brackets_closed(source: str) -> bool:
 
 
 def read_cell(language: str, ask: Callable[[str], str] = input) -> str:
+    """One cell; EOFError when the input ends before it starts. Input that ends inside a cell
+    (a piped file's last block) ends the cell, so it runs as typed."""
     lines = [ask(">>> ")]
     while not is_complete("\n".join(lines), language):
-        line = ask("... ")
+        try:
+            line = ask("... ")
+        except EOFError:
+            break
         lines.append(line)
         if not line:
             break

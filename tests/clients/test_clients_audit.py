@@ -28,6 +28,7 @@ from cellbox.client import (
     ContextInfo,
     StreamClosed,
 )
+from cellbox.commands.repl import read_cell
 from cellbox.serve_process import free_port
 from tests.clients.test_cli import CELLBOX, cli
 from tests.clients.test_mcp import configured
@@ -135,10 +136,28 @@ def test_files_rm_goes_on_past_a_missing_path(server, sdk):
         assert ctx.files.list() == []
 
 
-def test_repl_with_cells_piped_in_prints_no_prompts(server):
-    cells = "x = 1\nfor i in range(2):\n    print(i)\n\nx + 41\n"
+def test_repl_with_cells_piped_in_prints_no_prompts_and_runs_the_last_block(server):
+    # The last block has no empty line after it: the end of the input ends it.
+    cells = "x = 1\nfor i in range(2):\n    print(i)\n\nx + 41\nfor i in range(2):\n    print(-i)\n"
     done = cli(server, "repl", stdin=cells)
-    assert (done.returncode, done.stdout) == (0, "0\n1\n42\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, "0\n1\n42\n0\n-1\n"), done.stderr
+
+
+def test_input_that_ends_inside_a_cell_ends_the_cell():
+    def ask_from(lines):
+        answers = iter(lines)
+
+        def ask(prompt):
+            try:
+                return next(answers)
+            except StopIteration:
+                raise EOFError from None
+
+        return ask
+
+    assert read_cell("python", ask_from(["if True:", "    x = 1"])) == "if True:\n    x = 1"
+    with pytest.raises(EOFError):
+        read_cell("python", ask_from([]))
 
 
 def test_output_the_terminal_cannot_encode_is_escaped(server):
