@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from cellbox.client import CellboxError, Client, InvalidRequest, Unauthorized
+from cellbox.client import CellboxError, Client, Context, InvalidRequest, Unauthorized
 from cellbox.client.core import KEY_VAR, URL_VAR, Config, token_file
 from cellbox.commands.output import print_json
 
@@ -46,13 +46,52 @@ def connection_options(json_output: bool = True) -> argparse.ArgumentParser:
     return parent
 
 
+def new_context_options() -> argparse.ArgumentParser:
+    """What a new context is made with (a parent parser of the commands that make one)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("a new context")
+    group.add_argument(
+        "--network", choices=["off", "public"], help="less network than the server allows"
+    )
+    group.add_argument(
+        "--allow",
+        action="append",
+        metavar="HOST",
+        help="reach only these names (*.example.org) and address ranges (repeatable)",
+    )
+    group.add_argument(
+        "--package",
+        action="append",
+        metavar="SPEC",
+        help="install this PyPI requirement or npm spec first (repeatable)",
+    )
+    return parent
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     from cellbox.commands import contexts, execute, files, mcp, repl
 
     parent = connection_options()
-    for module in (execute, contexts, files, repl):
-        module.register(commands, parent)
+    for module in (execute, contexts, repl):
+        module.register(commands, parent, new_context_options())
+    files.register(commands, parent)
     mcp.register(commands, connection_options(json_output=False))
+
+
+def create_context(client: Client, args: argparse.Namespace, language: str) -> Context:
+    """The context ``args`` ask for (``--network``, ``--allow``, ``--package``, ``--cwd``)."""
+    if args.network and args.allow:
+        raise UsageError("give --network or --allow, not both")
+    network = {"allow": args.allow} if args.allow else args.network
+    cwd = getattr(args, "cwd", None)
+    return client.contexts.create(language, cwd=cwd, network=network, packages=args.package)
+
+
+def existing_context(client: Client, args: argparse.Namespace) -> Context:
+    """The context ``--context`` names; the options of a new one do not apply to it."""
+    if args.network or args.allow or args.package:
+        raise UsageError("--network, --allow and --package make a new context, not --context")
+    return client.contexts.get(args.context)
 
 
 def client_for(args: argparse.Namespace) -> Client:

@@ -5,19 +5,25 @@ from __future__ import annotations
 import argparse
 
 from cellbox.client import ContextInfo, ContextNotFound
-from cellbox.commands import client_for, delete_each, run
+from cellbox.commands import client_for, create_context, delete_each, run
 from cellbox.commands.output import print_json
 
 
-def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+def register(
+    commands: argparse._SubParsersAction,
+    parent: argparse.ArgumentParser,
+    new_context: argparse.ArgumentParser,
+) -> None:
     parser = commands.add_parser("contexts", help="list and manage contexts")
     actions = parser.add_subparsers(dest="action", required=True)
     ls = actions.add_parser("ls", parents=[parent], help="list live contexts")
     ls.set_defaults(handler=lambda args: run(list_contexts, args))
-    create = actions.add_parser("create", parents=[parent], help="create a context, print its id")
+    create = actions.add_parser(
+        "create", parents=[parent, new_context], help="create a context, print its id"
+    )
     create.add_argument("-l", "--language", default="python", help="python or typescript")
     create.add_argument("--cwd", help="absolute work directory (as the context sees it)")
-    create.set_defaults(handler=lambda args: run(create_context, args))
+    create.set_defaults(handler=lambda args: run(create_command, args))
     rm = actions.add_parser("rm", parents=[parent], help="delete contexts")
     rm.add_argument("ids", nargs="+", metavar="ID")
     rm.set_defaults(handler=lambda args: run(delete_contexts, args))
@@ -47,9 +53,9 @@ def list_contexts(args: argparse.Namespace) -> None:
         print(f"{info.id}  {info.language:<10}  {info.cwd}")
 
 
-def create_context(args: argparse.Namespace) -> None:
+def create_command(args: argparse.Namespace) -> None:
     with client_for(args) as client:
-        _show(client.contexts.create(args.language, cwd=args.cwd).info, args.json)
+        _show(create_context(client, args, args.language).info, args.json)
 
 
 def delete_contexts(args: argparse.Namespace) -> int:

@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 from cellbox.client import Client, Context, Execution
-from cellbox.commands import CODE_FAILED, UsageError, client_for, run, source_text
+from cellbox.commands import (
+    CODE_FAILED,
+    UsageError,
+    client_for,
+    create_context,
+    existing_context,
+    run,
+    source_text,
+)
 from cellbox.commands.output import LivePrinter, print_json, save_all, show_stream
 
 EXTENSIONS = {
@@ -21,10 +29,14 @@ EXTENSIONS = {
 }
 
 
-def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+def register(
+    commands: argparse._SubParsersAction,
+    parent: argparse.ArgumentParser,
+    new_context: argparse.ArgumentParser,
+) -> None:
     parser = commands.add_parser(
         "exec",
-        parents=[parent],
+        parents=[parent, new_context],
         help="run code and print its output",
         description="Run code in a context. Without --context a fresh context is created and "
         "deleted afterwards (--keep keeps it). Exit status 1 when the code fails.",
@@ -78,9 +90,9 @@ def execute(args: argparse.Namespace) -> int:
     code, env = read_code(args), parse_env(args.env)
     with client_for(args) as client:
         context = (
-            client.contexts.get(args.context)
+            existing_context(client, args)
             if args.context
-            else client.contexts.create(language_of(args) or "python")
+            else create_context(client, args, language_of(args) or "python")
         )
         try:
             execution = _run(client, context, code, args, env)

@@ -11,17 +11,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cellbox.client import Client, Context
-from cellbox.commands import UsageError, client_for, run, source_text
+from cellbox.commands import (
+    UsageError,
+    client_for,
+    create_context,
+    existing_context,
+    run,
+    source_text,
+)
 from cellbox.commands.output import LivePrinter, print_json, show_stream
 
 HISTORY_VAR = "CELLBOX_HISTORY"
 OPENERS, CLOSERS = "([{", ")]}"
 
 
-def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+def register(
+    commands: argparse._SubParsersAction,
+    parent: argparse.ArgumentParser,
+    new_context: argparse.ArgumentParser,
+) -> None:
     parser = commands.add_parser(
         "repl",
-        parents=[parent],
+        parents=[parent, new_context],
         help="interactive session in one context",
         description="Read cells and run them in one context. A cell that is not complete yet "
         "(an open block or bracket) continues on the next line; an empty line ends it. "
@@ -126,9 +137,9 @@ def _history() -> Iterator[None]:
 def repl(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         if args.context:
-            context, owned = client.contexts.get(args.context), False
+            context, owned = existing_context(client, args), False
         else:
-            context, owned = client.contexts.create(args.language), True
+            context, owned = create_context(client, args, args.language), True
         try:
             return _loop(client, context, args)
         finally:

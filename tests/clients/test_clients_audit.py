@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import os
 import signal
 import socket
@@ -32,6 +33,7 @@ from cellbox.commands.repl import read_cell
 from cellbox.serve_process import free_port
 from tests.clients.test_cli import CELLBOX, cli
 from tests.clients.test_mcp import configured
+from tests.conftest import UNPUBLISHED
 
 
 def text_of(result) -> str:
@@ -141,6 +143,23 @@ def test_repl_with_cells_piped_in_prints_no_prompts_and_runs_the_last_block(serv
     cells = "x = 1\nfor i in range(2):\n    print(i)\n\nx + 41\nfor i in range(2):\n    print(-i)\n"
     done = cli(server, "repl", stdin=cells)
     assert (done.returncode, done.stdout) == (0, "0\n1\n42\n0\n-1\n"), done.stderr
+
+
+def test_the_commands_that_make_a_context_take_its_network_and_packages(server, sdk):
+    made = json.loads(cli(server, "contexts", "create", "--json", "--network", "off").stdout)
+    assert made["network"] == "off"
+    sdk.contexts.delete(made["id"])
+    kept = cli(server, "exec", "--keep", "--allow", "198.51.100.0/24", "--allow", "*.test", "1")
+    context = sdk.contexts.get(kept.stderr.strip().removeprefix("context: "))
+    assert sorted(context.info.network["allow"]) == ["*.test", "198.51.100.0/24"]
+    context.delete()
+    # Installed first, under the context's network policy: here none, so it fails at once.
+    failed = cli(server, "exec", "--network", "off", "--package", UNPUBLISHED, "1")
+    assert failed.returncode == 2 and "packages:" in failed.stderr, failed.stderr
+    both = cli(server, "exec", "--network", "off", "--allow", "x.test", "1")
+    assert both.returncode == 2 and "not both" in both.stderr
+    existing = cli(server, "exec", "--context", context.id, "--package", "x", "1")
+    assert existing.returncode == 2 and "make a new context" in existing.stderr
 
 
 def test_input_that_ends_inside_a_cell_ends_the_cell():
