@@ -144,8 +144,20 @@ class Tools:
         language: Annotated[
             Literal["python", "typescript"], Field(description="The context's language.")
         ] = "python",
+        packages: Annotated[
+            list[str] | None,
+            Field(
+                description="PyPI requirements (Python) or npm specs (TypeScript) installed "
+                "before the context is handed out; a failed install is an error."
+            ),
+        ] = None,
+        network: Annotated[
+            Literal["public", "off"] | None,
+            Field(description="off: no network for this context; default: the server's."),
+        ] = None,
     ) -> str:
-        return _json((await self.client.contexts.create(language)).info.to_json())
+        context = await self.client.contexts.create(language, network=network, packages=packages)
+        return _json(context.info.to_json())
 
     async def list_contexts(self) -> str:
         return _json([context.info.to_json() for context in await self.client.contexts.list()])
@@ -217,7 +229,8 @@ DESCRIPTIONS = {
     "numpy, pandas, matplotlib and pillow; `%pip install x` adds packages. Output longer than "
     f"{MAX_TEXT_CHARS} characters is cut in the middle; standard input is not available.",
     "create_context": "Create a new, empty context (its own process, state and work "
-    "directory) and return its id, language and working directory.",
+    "directory), optionally with packages installed and without network, and return its id, "
+    "language and working directory.",
     "list_contexts": "List the live contexts with their id, language and working directory.",
     "delete_context": "Delete a context: its processes, state and files are gone.",
     "restart_context": "Restart a context's process: variables and imports are cleared, files "

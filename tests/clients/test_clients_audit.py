@@ -212,7 +212,7 @@ def test_ctrl_c_outside_a_running_cell_ends_quietly_with_130(server, sdk):
 # ---- MCP ----
 
 
-def test_mcp_files_base64_display_objects_and_the_language_of_file_tools(server, sdk):
+def test_mcp_files_base64_display_objects_file_tools_language_and_new_contexts(server, sdk):
     async def scenario() -> None:
         async with stdio_client(configured(server)) as streams, ClientSession(*streams) as mcp:
             await mcp.initialize()
@@ -238,6 +238,12 @@ def test_mcp_files_base64_display_objects_and_the_language_of_file_tools(server,
             shown = text_of(await mcp.call_tool("run_code", {"code": code}))
             assert 'output: <svg xmlns="http://www.w3.org/2000/svg"/>' in shown, shown
             assert 'result: {\n  "a": 1\n}' in shown and "object>" not in shown, shown
+
+            offline = {"network": "off", "packages": [UNPUBLISHED]}
+            failed = await mcp.call_tool("create_context", offline)
+            assert failed.is_error and "packages:" in text_of(failed), text_of(failed)
+            made = await mcp.call_tool("create_context", {"network": "off"})
+            assert '"network": "off"' in text_of(made), text_of(made)
 
     before = {context.id for context in sdk.contexts.list()}
     asyncio.run(scenario())
