@@ -292,14 +292,14 @@ def execution_result(execution: Execution, note: str = "") -> CallToolResult:
 
 def item_text(item: Item) -> str | None:
     """What a model reads of an item: its readable text, unless that is only the default
-    ``<… object>`` repr and the item has an HTML, SVG or JSON form that says more."""
+    ``<… object>`` repr and the item has an HTML or SVG form that says more."""
     text = item.readable
     if text is not None and not is_placeholder(text):
         return text
     for form in (item.html, item.svg):
         if form is not None:
             return form
-    return _json(item.json) if item.json is not None else text
+    return text
 
 
 def file_content(content: str, encoding: str) -> bytes:

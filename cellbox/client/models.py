@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -65,9 +66,11 @@ class Item:
     @property
     def readable(self) -> str | None:
         """The item as text for a reader: ``text``, unless that is only the default
-        ``<… object>`` repr of a display object whose Markdown or LaTeX form says more."""
+        ``<… object>`` repr of a display object whose Markdown, LaTeX or JSON form says more."""
         if self.text is not None and not is_placeholder(self.text):
             return self.text
+        if self.json is not None and not (self.markdown or self.latex):
+            return json.dumps(self.json, indent=2, ensure_ascii=False)
         return self.markdown or self.latex or self.text
 
     @property

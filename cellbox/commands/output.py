@@ -99,8 +99,6 @@ class LivePrinter:
             return
         if item.readable is not None:
             self._write(self.out, item.readable)
-        elif item.json is not None:
-            self._write(self.out, orjson.dumps(item.json).decode())
         if visual:
             self._write(self.err, f"[{', '.join(visual)} output not shown: use --save DIR]")
 

@@ -27,6 +27,7 @@ from cellbox.client import (
     ConnectionFailed,
     Context,
     ContextInfo,
+    Item,
     StreamClosed,
 )
 from cellbox.commands.repl import read_cell
@@ -160,6 +161,15 @@ def test_the_commands_that_make_a_context_take_its_network_and_packages(server, 
     assert both.returncode == 2 and "not both" in both.stderr
     existing = cli(server, "exec", "--context", context.id, "--package", "x", "1")
     assert existing.returncode == 2 and "make a new context" in existing.stderr
+
+
+def test_a_json_display_object_is_shown_as_its_json(server):
+    placeholder = Item(text="<IPython.core.display.JSON object>", json={"a": ["é"]})
+    assert placeholder.readable == '{\n  "a": [\n    "é"\n  ]\n}'
+    assert Item(text="{'a': 1}", json={"a": 1}).readable == "{'a': 1}"
+    code = "from IPython.display import JSON, display\ndisplay(JSON({'n': 1}))"
+    done = cli(server, "exec", code)
+    assert (done.returncode, done.stdout) == (0, '{\n  "n": 1\n}\n'), done.stderr
 
 
 def test_input_that_ends_inside_a_cell_ends_the_cell():
