@@ -147,7 +147,7 @@ def test_rules_replace_the_table_in_one_transaction():
 def test_resolved_addresses_go_to_their_family_set():
     script = netpolicy.allow_addresses(["203.0.113.80", "2001:db8::1", "203.0.113.81"])
     assert script == (
-        "add element inet cellbox allowed4 { 203.0.113.80, 203.0.113.81 }\n"
-        "add element inet cellbox allowed6 { 2001:db8::1 }\n"
+        "add element inet cellbox resolved4 { 203.0.113.80, 203.0.113.81 }\n"
+        "add element inet cellbox resolved6 { 2001:db8::1 }\n"
     )
     assert netpolicy.allow_addresses([]) == ""

@@ -16,7 +16,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote_to_bytes
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -29,7 +29,7 @@ from cellbox.api.openapi import NOT_FOUND
 from cellbox.api.responses import JSON
 from cellbox.api.streams import Pipe, PipeReader
 from cellbox.config import Settings
-from cellbox.sandbox import archive, files
+from cellbox.sandbox import archive, files, tree
 from cellbox.sandbox.files import FileError
 from cellbox.sessions.registry import ContextNotFound, ContextRegistry
 
@@ -37,6 +37,10 @@ T = TypeVar("T")
 UPLOAD_PATHS = re.compile(r"/contexts/[^/]+/(files/|archive$)")  # streamed PUT bodies
 _CHUNK = 1 << 20
 _THREADS = 16
+# An archive stream holds its thread while it waits for its client, however slow: streams get
+# threads of their own, so slow clients never leave the short file calls of other contexts
+# waiting for one.
+_STREAM_THREADS = 256
 
 
 class FileWritten(BaseModel):
@@ -111,6 +115,15 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def attachment(name: str) -> str:
+    """A ``Content-Disposition`` for a download named ``name`` (RFC 6266): an ASCII fallback
+    and the exact name, percent-encoded UTF-8. A header carries neither quotes, control
+    characters nor anything outside Latin-1 as it is, and a directory name may hold all three.
+    """
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def _utf8_names(request: Request) -> None:
     """Refuse a name that is not UTF-8: it would reach the route with U+FFFD in place of its
     bad bytes, and the call would then write or read a file the client did not name."""
@@ -131,6 +144,9 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
     uid, gid = registry.sandbox.context_ids
     threads = ThreadPoolExecutor(
         _THREADS, "cellbox-files", initializer=files.become, initargs=(uid, gid)
+    )
+    streams = ThreadPoolExecutor(
+        _STREAM_THREADS, "cellbox-archives", initializer=files.become, initargs=(uid, gid)
     )
     upload_limit = settings.upload_limit_mb << 20
 
@@ -256,7 +272,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         summary="Delete a file, link or directory (with its contents)",
     )
     async def delete_file(context_id: str, path: str) -> Response:
-        await with_root(context_id, path, True, files.delete)
+        await with_root(context_id, path, True, tree.remove)
         return Response(status_code=204)
 
     @router.get(
@@ -268,7 +284,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
     async def list_files(
         context_id: str, path: str = "", recursive: bool = Query(False)
     ) -> Response:
-        items = await with_root(context_id, path, False, files.listing, recursive)
+        items = await with_root(context_id, path, False, tree.listing, recursive)
         return JSON({"items": items})
 
     @router.get(
@@ -296,7 +312,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
             finally:
                 os.close(root)
 
-        job = asyncio.get_running_loop().run_in_executor(threads, produce)
+        job = asyncio.get_running_loop().run_in_executor(streams, produce)
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -308,7 +324,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
                 await asyncio.shield(job)
 
         name = posixpath.basename(files.shown(parts)) or "workdir"
-        headers = {"Content-Disposition": f'attachment; filename="{name}.tar.gz"'}
+        headers = {"Content-Disposition": attachment(f"{name}.tar.gz")}
         return StreamingResponse(body(), media_type="application/gzip", headers=headers)
 
     @router.put(
@@ -329,7 +345,7 @@ def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
         pipe = Pipe(loop)
         try:
             job = loop.run_in_executor(
-                threads, archive.extract_archive, root, parts, PipeReader(pipe)
+                streams, archive.extract_archive, root, parts, PipeReader(pipe)
             )
         except BaseException:
             os.close(root)

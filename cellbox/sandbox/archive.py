@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import posixpath
 import secrets
-import shutil
 import stat
 import tarfile
 import zlib
 from collections.abc import Callable
 
+from cellbox.sandbox import tree
 from cellbox.sandbox.files import TEMP_PREFIX, FileError, explain, open_dir, openat2, shown
 
 _CHUNK = 1 << 20
@@ -34,7 +33,8 @@ def bad_member(message: str) -> FileError:
 
 
 def member_parts(name: str) -> tuple[str, ...]:
-    """Where a member lands below the target directory; refuses absolute names and ``..``."""
+    """Where a member lands below the target directory; refuses absolute names, ``..`` and
+    names deeper than the API walks (:data:`cellbox.sandbox.tree.MAX_DEPTH`)."""
     if "\0" in name:
         raise bad_member("a member name contains a NUL byte")
     if name.startswith("/"):
@@ -42,15 +42,27 @@ def member_parts(name: str) -> tuple[str, ...]:
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
         raise bad_member(f"member {name!r} would land outside the target directory")
+    if len(parts) > tree.MAX_DEPTH:
+        raise bad_member(f"member {name[:200]!r}... is more than {tree.MAX_DEPTH} levels deep")
     return parts
 
 
 def link_target(parts: tuple[str, ...], target: str) -> str:
-    """A symlink member's target, if it stays inside the target directory."""
-    if not target or target.startswith("/") or "\0" in target:
-        raise bad_member(f"symlink {shown(parts)!r} points outside the target directory")
-    landed = posixpath.normpath(posixpath.join(*parts[:-1], target) if parts[:-1] else target)
-    if landed == ".." or landed.startswith("../"):
+    """A symlink member's target, if it stays inside the target directory.
+
+    Only leading ``..`` steps are taken, no more than the link is deep: a ``..`` after a name
+    could step back out of a directory that is itself a link (``d/l -> ../../x`` is
+    refused, and so is ``l -> d/link/../..``), whatever the other members are.
+    """
+    steps = [step for step in target.split("/") if step not in ("", ".")]
+    ups = next((i for i, step in enumerate(steps) if step != ".."), len(steps))
+    if (
+        not target
+        or target.startswith("/")
+        or "\0" in target
+        or ".." in steps[ups:]
+        or ups > len(parts) - 1
+    ):
         raise bad_member(f"symlink {shown(parts)!r} points outside the target directory")
     return target
 
@@ -89,12 +101,9 @@ def write_archive(root: int, parts: tuple[str, ...], send: Callable[[bytes], Non
     sink = _GzipSink(send)
     try:
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-            for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=top):
-                base = dirpath.removeprefix(".").strip("/")
-                for name in sorted(dirnames + filenames):
-                    if name.startswith(TEMP_PREFIX):
-                        continue
-                    _add(tar, dir_fd, name, f"{base}/{name}" if base else name)
+            for below, dir_fd, entries in tree.walk(top, parts):
+                for entry in entries:
+                    _add(tar, dir_fd, entry.name, shown((*below, entry.name)))
     except OSError as exc:
         raise explain(exc, parts, "directory") from None
     finally:
@@ -163,20 +172,53 @@ def extract_archive(
     finally:
         os.close(staging)
         with contextlib.suppress(OSError):
-            shutil.rmtree(staging_name, dir_fd=top)
+            tree.remove_entry(top, staging_name, parts)
         os.close(top)
+
+
+_MAX_HEADER = 1 << 20  # a pax or GNU long-name record: names, a link target, a few numbers
+_HEADER_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _Member(tarfile.TarInfo):
+    """A member header that ``tarfile`` reads only if it is of a sane size.
+
+    ``tarfile`` reads a pax or long-name record whole into memory, and the map of a sparse
+    member a block at a time without end: from a small gzip bomb, the server's memory.
+    """
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if self.type in _HEADER_TYPES and self.size > _MAX_HEADER:
+            raise bad_member(f"an extended header of {self.size} bytes (at most {_MAX_HEADER})")
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise bad_member(f"member {self.name!r} is a sparse file: not supported")
+        return super()._proc_member(tar)  # type: ignore[misc]
+
+    def _refuse_sparse(self, *_: object) -> None:
+        raise bad_member("a member is a sparse file (pax GNU.sparse): not supported")
+
+    _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _refuse_sparse
 
 
 def _unpack(staging: int, source: object) -> Unpacked:
     done = Unpacked()
     try:
-        tar = tarfile.open(fileobj=source, mode="r|*")  # type: ignore[call-overload]
-        for member in tar:
+        tar = tarfile.open(fileobj=source, mode="r|*", tarinfo=_Member)  # type: ignore[call-overload]
+        while (member := tar.next()) is not None:
+            tar.members.clear()  # kept for random access we never do: memory per member
             _extract(tar, member, staging, done)
     except tarfile.TarError as exc:
         raise bad_member(f"not a readable tar or tar.gz archive: {exc}") from None
     except (EOFError, zlib.error) as exc:
         raise bad_member(f"broken archive: {exc}") from None
+    except RecursionError:  # tarfile reads chained extended headers recursively
+        raise bad_member("too many extended headers in a row") from None
     return done
 
 
@@ -225,6 +267,8 @@ def _make_dirs(staging: int, parts: tuple[str, ...], member: tuple[str, ...] = (
 def _unpack_error(exc: OSError, parts: tuple[str, ...]) -> FileError:
     if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV, errno.EEXIST):
         return bad_member(f"member {shown(parts)!r} would be written through a link or a file")
+    if exc.errno == errno.ENAMETOOLONG:
+        return bad_member(f"member {shown(parts)[:200]!r}...: a name is too long")
     return explain(exc, parts)
 
 

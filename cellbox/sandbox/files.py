@@ -25,11 +25,8 @@ import errno
 import os
 import platform
 import secrets
-import shutil
 import stat
 import threading
-from datetime import UTC, datetime
-from typing import Any
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -168,6 +165,8 @@ def explain(exc: OSError, parts: tuple[str, ...], what: str = "file") -> FileErr
         return quota_exceeded(name)
     if code == errno.ENAMETOOLONG:
         return bad_path(f"{name}: name too long")
+    if code == errno.ENOTEMPTY:
+        return bad_path(f"{name} changed while the API removed it")
     return FileError(500, f"{name}: {os.strerror(code or 0)}")
 
 
@@ -245,16 +244,14 @@ class Upload:
         self._dir = open_dir(root, parts[:-1], create=True)
         self._temp = f"{TEMP_PREFIX}upload-{secrets.token_hex(6)}"
         try:
-            existing = os.stat(self._name, dir_fd=self._dir, follow_symlinks=False)
-            if stat.S_ISDIR(existing.st_mode):
-                raise bad_path(f"{shown(parts)} is a directory, not a file")
-            if stat.S_ISLNK(existing.st_mode):  # never written through; delete it first
-                raise bad_path(f"{shown(parts)} is a symbolic link")
-            if not stat.S_ISREG(existing.st_mode):  # a FIFO, socket or device: not a file
-                raise bad_path(f"{shown(parts)} is neither a regular file nor a directory")
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            self._fd = os.open(self._temp, flags, 0o644, dir_fd=self._dir)
-        except FileNotFoundError:
+            with contextlib.suppress(FileNotFoundError):
+                existing = os.stat(self._name, dir_fd=self._dir, follow_symlinks=False)
+                if stat.S_ISDIR(existing.st_mode):
+                    raise bad_path(f"{shown(parts)} is a directory, not a file")
+                if stat.S_ISLNK(existing.st_mode):  # never written through; delete it first
+                    raise bad_path(f"{shown(parts)} is a symbolic link")
+                if not stat.S_ISREG(existing.st_mode):  # a FIFO, socket or device: not a file
+                    raise bad_path(f"{shown(parts)} is neither a regular file nor a directory")
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             self._fd = os.open(self._temp, flags, 0o644, dir_fd=self._dir)
         except FileError:
@@ -301,61 +298,3 @@ class Upload:
                 os.unlink(self._temp, dir_fd=self._dir)
             os.close(self._dir)
             self._dir = -1
-
-
-def delete(root: int, parts: tuple[str, ...]) -> None:
-    """Remove a file, link or (with its contents) a directory; never follows a link."""
-    parent = open_dir(root, parts[:-1])
-    try:
-        st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(parts[-1], dir_fd=parent)
-        else:
-            os.unlink(parts[-1], dir_fd=parent)
-    except OSError as exc:
-        raise explain(exc, parts) from None
-    finally:
-        os.close(parent)
-
-
-_KINDS = {stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFREG: "file"}
-
-
-def _item(path: str, st: os.stat_result) -> dict[str, Any] | None:
-    kind = _KINDS.get(stat.S_IFMT(st.st_mode))
-    if kind is None:
-        return None  # FIFOs, sockets, devices: nothing the API can serve
-    modified = datetime.fromtimestamp(int(st.st_mtime), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    size = 0 if kind == "dir" else st.st_size
-    return {"path": _printable(path), "type": kind, "size": size, "modified": modified}
-
-
-def _printable(name: str) -> str:
-    """A name as JSON can carry it: bytes that are not UTF-8 (the code may make such names)
-    become U+FFFD instead of failing the whole answer."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def listing(root: int, parts: tuple[str, ...], recursive: bool) -> list[dict[str, Any]]:
-    """The entries of a directory (and below, if ``recursive``), links not followed."""
-    fd = open_dir(root, parts)
-    items: list[dict[str, Any]] = []
-    base = shown(parts)
-    try:
-        walk = os.fwalk(".", dir_fd=fd) if recursive else [(".", [], [], fd)]
-        for dirpath, _, _, dir_fd in walk:
-            prefix = "/".join(p for p in (base, dirpath.removeprefix(".").strip("/")) if p)
-            with os.scandir(dir_fd) as entries:
-                for entry in entries:
-                    if entry.name.startswith(TEMP_PREFIX):
-                        continue
-                    st = entry.stat(follow_symlinks=False)
-                    item = _item(f"{prefix}/{entry.name}" if prefix else entry.name, st)
-                    if item is not None:
-                        items.append(item)
-    except OSError as exc:
-        raise explain(exc, parts, "directory") from None
-    finally:
-        os.close(fd)
-    items.sort(key=lambda item: item["path"])
-    return items

@@ -171,12 +171,27 @@ def _allow_set(name: str, kind: str) -> list[str]:
     return [f"  set {name} {{", f"    type {kind}", "    flags interval", "    auto-merge", "  }"]
 
 
+def _denials(host_addresses: Iterable[str]) -> list[str]:
+    """Rules that send the internal ranges and the host's own addresses to the reject."""
+    v4 = list(DENIED_V4)
+    v6 = list(DENIED_V6)
+    for address in host_addresses:
+        ip = ipaddress.ip_address(address)
+        ranges = v4 if ip.version == 4 else v6
+        if not any(ip in ipaddress.ip_network(r) for r in ranges):
+            ranges.append(str(ip))  # nft refuses an address inside a range of the set
+    return [f"    ip daddr {_set(v4)} goto deny", f"    ip6 daddr {_set(v6)} goto deny"]
+
+
 def ruleset(policy: Policy, host_addresses: Iterable[str] = ()) -> str:
     """The nftables script that makes the context's namespace obey ``policy``.
 
     Atomic when given to ``nft -f``: it creates the table (so the delete cannot fail),
     deletes it with whatever it held, and builds it afresh in the same transaction.
-    ``host_addresses``: the host's own addresses, denied to ``public`` like loopback.
+    ``host_addresses``: the host's own addresses, denied like loopback to ``public`` and to
+    the names of an allowlist: what a listed name resolves to (``resolved`` sets, filled by
+    the DNS forwarder) never opens an internal range or the host, which only a range the
+    allowlist names itself (``allowed`` sets) may.
     """
     lines = [
         f"table inet {TABLE} {{}}",
@@ -184,6 +199,8 @@ def ruleset(policy: Policy, host_addresses: Iterable[str] = ()) -> str:
         f"table inet {TABLE} {{",
         *_allow_set("allowed4", "ipv4_addr"),
         *_allow_set("allowed6", "ipv6_addr"),
+        *_allow_set("resolved4", "ipv4_addr"),
+        *_allow_set("resolved6", "ipv6_addr"),
         "  chain deny {",
         "    meta l4proto tcp reject with tcp reset",
         "    reject with icmpx type admin-prohibited",
@@ -193,22 +210,14 @@ def ruleset(policy: Policy, host_addresses: Iterable[str] = ()) -> str:
         '    oifname "lo" accept',
     ]
     if policy.kind == PUBLIC:
-        v4 = list(DENIED_V4)
-        v6 = list(DENIED_V6)
-        for address in host_addresses:
-            ip = ipaddress.ip_address(address)
-            ranges = v4 if ip.version == 4 else v6
-            if not any(ip in ipaddress.ip_network(r) for r in ranges):
-                ranges.append(str(ip))  # nft refuses an address inside a range of the set
-        lines += [
-            f"    ip daddr {_set(v4)} goto deny",
-            f"    ip6 daddr {_set(v6)} goto deny",
-            "    accept",
-        ]
+        lines += [*_denials(host_addresses), "    accept"]
     elif policy.kind == "allow":
         lines += [
             "    ip daddr @allowed4 accept",
             "    ip6 daddr @allowed6 accept",
+            *_denials(host_addresses),
+            "    ip daddr @resolved4 accept",
+            "    ip6 daddr @resolved6 accept",
         ]
     lines += ["    goto deny", "  }", "}"]
     v4_nets = [str(n) for n in policy.networks if n.version == 4]
@@ -221,7 +230,7 @@ def ruleset(policy: Policy, host_addresses: Iterable[str] = ()) -> str:
 
 
 def allow_addresses(addresses: Iterable[str]) -> str:
-    """The nftables script that adds resolved addresses of allowed names to the sets."""
+    """The nftables script that adds resolved addresses of allowed names to their sets."""
     v4: list[str] = []
     v6: list[str] = []
     for address in addresses:
@@ -229,7 +238,7 @@ def allow_addresses(addresses: Iterable[str]) -> str:
         (v4 if ip.version == 4 else v6).append(str(ip))
     lines = []
     if v4:
-        lines.append(f"add element inet {TABLE} allowed4 {_set(v4)}")
+        lines.append(f"add element inet {TABLE} resolved4 {_set(v4)}")
     if v6:
-        lines.append(f"add element inet {TABLE} allowed6 {_set(v6)}")
+        lines.append(f"add element inet {TABLE} resolved6 {_set(v6)}")
     return "\n".join(lines) + ("\n" if lines else "")

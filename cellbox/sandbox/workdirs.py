@@ -10,12 +10,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from cellbox.sandbox.policy import SYNTHESIZED_ETC, check_unit, etc_files
+
+log = logging.getLogger("cellbox.sandbox")
+_RM = shutil.which("rm", path="/usr/bin:/bin") or "rm"
 
 
 class StateLayout:
@@ -88,8 +93,18 @@ class StateLayout:
 
 
 def remove_tree(path: Path) -> None:
+    """Delete ``path`` with all below it, links not followed.
+
+    ``rm`` walks a tree of any depth without recursion: the code may build one deeper than a
+    recursive walk (``shutil.rmtree``) can go, and a work directory left behind would keep
+    its disk space after its context was deleted.
+    """
     if path.is_symlink() or not path.is_dir():
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
-    shutil.rmtree(path, ignore_errors=True)
+    done = subprocess.run(
+        [_RM, "-rf", "--", str(path)], stdin=subprocess.DEVNULL, capture_output=True
+    )
+    if done.returncode != 0:
+        log.warning("could not remove all of %s: %s", path, done.stderr.decode(errors="replace"))
