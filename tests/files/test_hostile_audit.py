@@ -70,7 +70,11 @@ def test_a_read_only_directory_is_403_not_500(client: Client, ctx: str) -> None:
 
 def test_archive_names_that_no_header_can_carry(client: Client, ctx: str) -> None:
     names = ['quote"d', "new\nline", "数据", "back\\slash"]
-    py(client, ctx, f"import os\nfor n in {names!r}: os.mkdir(n); open(n + '/f.txt', 'w').write('f')")
+    py(
+        client,
+        ctx,
+        f"import os\nfor n in {names!r}: os.mkdir(n); open(n + '/f.txt', 'w').write('f')",
+    )
     for name in names:
         got = client.get(f"/contexts/{ctx}/archive", params={"path": name})
         assert got.status_code == 200, (name, got.text)
