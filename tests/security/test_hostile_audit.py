@@ -1,11 +1,17 @@
 """Hostile cases of the sandbox and the network found by an adversarial audit.
 
+The code may not make btrfs subvolumes or snapshots in its work directory (each would be a
+qgroup of its own, outside its disk quota) nor make its work directory read-only (it could
+then not be emptied when the context is deleted).
+
 A name on an allowlist that resolves to the host or an internal range must not open it (the
 denials are checked by reading the rules installed in the context's namespace, never by
 sending packets there).
 """
 
 from __future__ import annotations
+
+import pytest
 
 from cellbox.sandbox.netpolicy import parse, ruleset
 from tests.conftest import Client
@@ -48,3 +54,52 @@ def test_an_allowlisted_name_opens_only_its_public_addresses(client: Client) -> 
         assert "198.51.100.0/24" in sets["allowed4"]
     finally:
         client.delete(f"/contexts/{ctx}")
+
+
+# The btrfs ioctls by hand (linux/btrfs.h), as a program would call them.
+SUBVOLUMES = """
+import fcntl, os, struct
+out = {}
+def call(name, command, args):
+    fd = os.open('.', os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, command, args); out[name] = 'done'
+    except OSError as e:
+        out[name] = e.errno
+    finally:
+        os.close(fd)
+vol = lambda fd, name: bytearray(struct.pack('q4088s', fd, name))
+top = os.open('.', os.O_RDONLY | os.O_DIRECTORY)
+call('subvolume', (1 << 30) | (4096 << 16) | 0x940E, vol(0, b'nested'))
+call('snapshot', (1 << 30) | (4096 << 16) | 0x9401, vol(top, b'snap'))
+call('snapshot v2', (1 << 30) | (4096 << 16) | 0x9417, vol(top, b'snap2'))
+call('read-only', (1 << 30) | (8 << 16) | 0x941A, struct.pack('Q', 2))
+open('still-writable', 'w').write('x')
+print(out, sorted(os.listdir('.')))
+"""
+
+
+@pytest.mark.parametrize("language", ["python", "typescript"])
+def test_no_subvolume_snapshot_or_read_only_work_directory(client: Client, language: str) -> None:
+    ctx = client.context(language)
+    cwd = client.get(f"/contexts/{ctx}").json()["cwd"]
+    try:
+        if language == "python":
+            code = SUBVOLUMES
+        else:  # a Python child of the TypeScript worker: the filter is inherited
+            script = SUBVOLUMES.replace("\\", "\\\\").replace("`", "\\`")
+            code = (
+                "const { execFileSync } = require('child_process');\n"
+                f"process.stdout.write(execFileSync('python3', ['-c', `{script}`]).toString())"
+            )
+        result = client.run(code, context_id=ctx, language=language)
+        assert result["error"] is None, result
+        printed = "".join(result["logs"]["stdout"])
+        eperm = 1
+        expected = {"subvolume": eperm, "snapshot": eperm, "snapshot v2": eperm, "read-only": eperm}
+        assert printed.startswith(repr(expected)), printed
+        assert "['still-writable']" in printed
+        assert client.put(f"/contexts/{ctx}/files/up.txt", content=b"u").status_code == 200
+    finally:
+        client.delete(f"/contexts/{ctx}")
+    assert not __import__("os").path.exists(cwd)

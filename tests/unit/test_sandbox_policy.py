@@ -17,7 +17,7 @@ from cellbox.sandbox.launchers import (
     ZygoteLauncher,
 )
 from cellbox.sandbox.launchers.base import setup_script
-from cellbox.sandbox.launchers.bwrap import bwrap_args
+from cellbox.sandbox.launchers.bwrap import SECCOMP_EXEC, bwrap_args
 from cellbox.sandbox.probe import BWRAP, DIRECT, UID_ONLY, Capabilities
 from cellbox.sandbox.workdirs import StateLayout
 
@@ -126,7 +126,7 @@ def test_bwrap_chain_drops_privileges_and_hides_loader_variables_from_root():
     assert argv[argv.index("/usr/bin/bwrap") - 1] == "--"
     assert ("LD_PRELOAD", "x.so") in pairs(argv, "--setenv")
     assert outer == {"PATH": "/bin"}
-    assert argv[-2:] == ["--", "python"]
+    assert argv[-6:] == ["--", *SECCOMP_EXEC, "python"]  # the filter, then the program
     assert (str(WORKDIR), str(WORKDIR)) in pairs(argv, "--bind")
     assert launcher.tmp_dir(WORKDIR) == "/tmp"
 

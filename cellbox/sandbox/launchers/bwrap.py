@@ -10,8 +10,10 @@ private /tmp and only the context's work directory writable.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from cellbox.sandbox import seccomp
 from cellbox.sandbox.font_cache import FontCache
 from cellbox.sandbox.launchers.base import Launcher, UnitSetup, shell_prefix
 from cellbox.sandbox.mount_helper import MountHelper
@@ -28,6 +30,10 @@ from cellbox.sandbox.policy import (
 )
 from cellbox.sandbox.probe import Capabilities
 from cellbox.sandbox.workdirs import StateLayout
+
+# In front of every sandboxed program: the seccomp filter that keeps btrfs subvolumes out of
+# the code's hands (see cellbox.sandbox.seccomp), inherited by all the program starts.
+SECCOMP_EXEC = (sys.executable, "-I", "-S", seccomp.__file__)
 
 _UNSHARE = {  # bwrap makes the mount namespace always
     "user": "--unshare-user",
@@ -156,4 +162,4 @@ class BwrapLauncher(Launcher):
         chain += [*binds, "--remount-ro", "/", "--chdir", str(chdir)]
         for key, value in late.items():
             chain += ["--setenv", key, value]
-        return [*chain, "--", *argv], outer
+        return [*chain, "--", *SECCOMP_EXEC, *argv], outer
