@@ -1,11 +1,16 @@
-"""Run a program under a seccomp filter that keeps btrfs subvolumes out of the code's hands.
+"""Run a program under the sandbox's seccomp filter: what namespaces and quotas miss.
 
-Work directories are btrfs subvolumes with a qgroup limit (``cellbox.sandbox.quota``). Any
-user may create a subvolume or snapshot in a directory it can write to, and set its own
-subvolume read-only: a nested subvolume is a qgroup of its own with no limit (the code could
-write past its quota without end), and a read-only work directory can no longer be emptied
-when its context is deleted. This filter answers those ``ioctl`` commands with ``EPERM``;
-every other system call goes through untouched.
+- btrfs subvolumes. Work directories are btrfs subvolumes with a qgroup limit
+  (``cellbox.sandbox.quota``). Any user may create a subvolume or snapshot in a directory it
+  can write to, and set its own subvolume read-only: a nested subvolume is a qgroup of its
+  own with no limit (the code could write past its quota without end), and a read-only work
+  directory can no longer be emptied when its context is deleted. Those ``ioctl`` commands
+  are refused.
+- The kernel keyrings (``add_key``, ``request_key``, ``keyctl``) are not namespaced: keys
+  count against one quota per uid, which every context shares, and their names show in every
+  context's ``/proc/keys``. Refused, as container runtimes do.
+
+Refused calls fail with ``EPERM``; every other system call goes through untouched.
 
 Standalone (the standard library only, nothing of cellbox), so the sandbox chain runs it as
 ``python -I -S seccomp.py PROGRAM ARGS...`` in front of each sandboxed program: it installs
@@ -27,10 +32,20 @@ import sys
 # SUBVOL_SETFLAGS, SNAP_DESTROY_V2 (linux/btrfs.h); size and direction bits are ignored
 REFUSED_IOCTLS = (0x9401, 0x940E, 0x940F, 0x9417, 0x9418, 0x941A, 0x943F)
 
-# audit arch -> ioctl's system call numbers (native, x32, 32-bit compat share the filter)
-_IOCTL = {
-    "x86_64": {0xC000003E: (16, 0x40000000 | 514), 0x40000003: (54,)},
-    "aarch64": {0xC00000B7: (29,), 0x40000028: (54,)},
+# audit arch -> (ioctl's numbers, the keyring calls' numbers): native, x32 and 32-bit compat
+_KEYS_X86_64 = (248, 249, 250)
+_CALLS = {
+    "x86_64": {
+        0xC000003E: (
+            (16, 0x40000000 | 514),
+            (*_KEYS_X86_64, *(0x40000000 | n for n in _KEYS_X86_64)),
+        ),
+        0x40000003: ((54,), (286, 287, 288)),
+    },
+    "aarch64": {
+        0xC00000B7: ((29,), (217, 218, 219)),
+        0x40000028: ((54,), (309, 310, 311)),
+    },
 }
 
 _LD_W_ABS = 0x20
@@ -48,7 +63,7 @@ _SECCOMP_MODE_FILTER = 2
 
 def program(machine: str) -> bytes | None:
     """The classic BPF program for ``machine`` (``platform.machine()``), or None."""
-    arches = _IOCTL.get(machine)
+    arches = _CALLS.get(machine)
     if arches is None:
         return None
     # (code, jump-if-true label, jump-if-false label, k); labels resolved below
@@ -57,10 +72,11 @@ def program(machine: str) -> bytes | None:
         code.append((_JEQ_K, f"arch{arch}", None, arch))
     code.append((_RET_K, None, None, _ALLOW))
     labels: dict[str, int] = {}
-    for arch, numbers in arches.items():
+    for arch, (ioctls, refused) in arches.items():
         labels[f"arch{arch}"] = len(code)
         code.append((_LD_W_ABS, None, None, _NR))
-        code += [(_JEQ_K, "command", None, number) for number in numbers]
+        code += [(_JEQ_K, "command", None, number) for number in ioctls]
+        code += [(_JEQ_K, "refuse", None, number) for number in refused]
         code.append((_RET_K, None, None, _ALLOW))
     labels["command"] = len(code)
     code += [(_LD_W_ABS, None, None, _CMD), (_ALU_AND_K, None, None, 0xFFFF)]

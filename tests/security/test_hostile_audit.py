@@ -1,8 +1,9 @@
 """Hostile cases of the sandbox and the network found by an adversarial audit.
 
 The code may not make btrfs subvolumes or snapshots in its work directory (each would be a
-qgroup of its own, outside its disk quota) nor make its work directory read-only (it could
-then not be emptied when the context is deleted).
+qgroup of its own, outside its disk quota), make its work directory read-only (it could then
+not be emptied when the context is deleted), nor use the kernel keyrings (one quota per uid
+for all contexts, names visible to all).
 
 A name on an allowlist that resolves to the host or an internal range must not open it (the
 denials are checked by reading the rules installed in the context's namespace, never by
@@ -74,6 +75,10 @@ call('subvolume', (1 << 30) | (4096 << 16) | 0x940E, vol(0, b'nested'))
 call('snapshot', (1 << 30) | (4096 << 16) | 0x9401, vol(top, b'snap'))
 call('snapshot v2', (1 << 30) | (4096 << 16) | 0x9417, vol(top, b'snap2'))
 call('read-only', (1 << 30) | (8 << 16) | 0x941A, struct.pack('Q', 2))
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+added = libc.syscall(248, b'user', b'cellbox-probe', b'v', 1, -4)  # add_key to @u
+out['keyring'] = 'done' if added >= 0 else ctypes.get_errno()
 open('still-writable', 'w').write('x')
 print(out, sorted(os.listdir('.')))
 """
@@ -96,7 +101,8 @@ def test_no_subvolume_snapshot_or_read_only_work_directory(client: Client, langu
         assert result["error"] is None, result
         printed = "".join(result["logs"]["stdout"])
         eperm = 1
-        expected = {"subvolume": eperm, "snapshot": eperm, "snapshot v2": eperm, "read-only": eperm}
+        expected = {"subvolume": eperm, "snapshot": eperm, "snapshot v2": eperm}
+        expected |= {"read-only": eperm, "keyring": eperm}
         assert printed.startswith(repr(expected)), printed
         assert "['still-writable']" in printed
         assert client.put(f"/contexts/{ctx}/files/up.txt", content=b"u").status_code == 200
