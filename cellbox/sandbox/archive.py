@@ -19,7 +19,15 @@ import zlib
 from collections.abc import Callable
 
 from cellbox.sandbox import tree
-from cellbox.sandbox.files import TEMP_PREFIX, FileError, explain, open_dir, openat2, shown
+from cellbox.sandbox.files import (
+    MAX_DEPTH,
+    TEMP_PREFIX,
+    FileError,
+    explain,
+    open_dir,
+    openat2,
+    shown,
+)
 
 _CHUNK = 1 << 20
 _NO_LINKS = 0x04 | 0x08 | 0x02 | 0x01  # RESOLVE_NO_SYMLINKS | BENEATH | NO_MAGICLINKS | NO_XDEV
@@ -34,7 +42,7 @@ def bad_member(message: str) -> FileError:
 
 def member_parts(name: str) -> tuple[str, ...]:
     """Where a member lands below the target directory; refuses absolute names, ``..`` and
-    names deeper than the API walks (:data:`cellbox.sandbox.tree.MAX_DEPTH`)."""
+    names deeper than the API walks (:data:`cellbox.sandbox.files.MAX_DEPTH`)."""
     if "\0" in name:
         raise bad_member("a member name contains a NUL byte")
     if name.startswith("/"):
@@ -42,8 +50,8 @@ def member_parts(name: str) -> tuple[str, ...]:
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
         raise bad_member(f"member {name!r} would land outside the target directory")
-    if len(parts) > tree.MAX_DEPTH:
-        raise bad_member(f"member {name[:200]!r}... is more than {tree.MAX_DEPTH} levels deep")
+    if len(parts) > MAX_DEPTH:
+        raise bad_member(f"member {name[:200]!r}... is more than {MAX_DEPTH} levels deep")
     return parts
 
 

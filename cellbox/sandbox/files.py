@@ -24,6 +24,7 @@ import ctypes
 import errno
 import os
 import platform
+import re
 import secrets
 import stat
 import threading
@@ -41,6 +42,8 @@ _CRED_SYSCALLS = {"x86_64": (116, 123, 122, 126), "aarch64": (159, 152, 151, 91)
 _CAP_VERSION_3 = 0x20080522
 
 TEMP_PREFIX = ".cellbox-"  # temporary names the API uses inside a work directory
+_TEMPORARY = re.compile(r"\.cellbox-(upload|unpack)-[0-9a-f]{12}\Z")
+MAX_DEPTH = 256  # directories below the work directory (or a walk's start) the API goes
 
 
 class FileError(Exception):
@@ -80,6 +83,8 @@ def split_path(raw: str, root: str) -> tuple[str, ...]:
     parts = tuple(part for part in raw.split("/") if part not in ("", "."))
     if ".." in parts:
         raise bad_path("path must not contain '..'")
+    if len(parts) > MAX_DEPTH:
+        raise bad_path(f"path is more than {MAX_DEPTH} levels deep")
     return parts
 
 
@@ -89,6 +94,14 @@ def file_parts(raw: str, root: str) -> tuple[str, ...]:
     if not parts:
         raise bad_path("path is empty: a file name is needed")
     return parts
+
+
+def is_temporary(name: str) -> bool:
+    """Is ``name`` one the API gives its own temporary files (hidden from listings)?
+
+    Only the exact pattern: a file of the code's own named ``.cellbox-notes`` is listed.
+    """
+    return _TEMPORARY.match(name) is not None
 
 
 def shown(parts: tuple[str, ...]) -> str:

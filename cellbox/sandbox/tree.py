@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from cellbox.sandbox.files import TEMP_PREFIX, FileError, explain, open_dir, shown
+from cellbox.sandbox.files import MAX_DEPTH, FileError, explain, is_temporary, open_dir, shown
 
-MAX_DEPTH = 256  # directories below the one a walk starts from
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # a name that changed meanwhile: gone, now a link or a file
 _CHANGED = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR)
@@ -39,7 +38,7 @@ def too_deep(parts: tuple[str, ...]) -> FileError:
 
 def _entries(fd: int, hidden: bool) -> list[os.DirEntry[str]]:
     with os.scandir(fd) as it:
-        kept = (e for e in it if hidden or not e.name.startswith(TEMP_PREFIX))
+        kept = (e for e in it if hidden or not is_temporary(e.name))
         return sorted(kept, key=lambda e: e.name)
 
 

@@ -57,6 +57,29 @@ def test_a_deep_tree_gets_clear_answers_and_goes_with_its_context(client: Client
     assert client.get("/healthz").status_code == 200
 
 
+def test_a_path_of_many_levels_is_400_not_500(client: Client, ctx: str) -> None:
+    deep = "a/" * 1500 + "f.txt"  # under PATH_MAX: each missing level was made recursively
+    for put in (
+        client.put(f"/contexts/{ctx}/files/{deep}", content=b"x"),
+        client.put(f"/contexts/{ctx}/archive", params={"path": deep}, content=_tar([])),
+        client.get(f"/contexts/{ctx}/files", params={"path": deep}),
+    ):
+        assert field_errors(put) == ["path"] and "levels deep" in put.text, put.text
+    assert client.get(f"/contexts/{ctx}/files").json()["items"] == []
+    fine = "b/" * 200 + "f.txt"
+    assert client.put(f"/contexts/{ctx}/files/{fine}", content=b"y").status_code == 200
+    assert client.get(f"/contexts/{ctx}/files/{fine}").content == b"y"
+
+
+def test_only_the_apis_own_temporary_names_are_hidden(client: Client, ctx: str) -> None:
+    py(client, ctx, "open('.cellbox-notes.txt', 'w').write('mine')")
+    listed = client.get(f"/contexts/{ctx}/files").json()["items"]
+    assert [item["path"] for item in listed] == [".cellbox-notes.txt"]
+    got = client.get(f"/contexts/{ctx}/archive")
+    with tarfile.open(fileobj=io.BytesIO(got.content)) as t:
+        assert t.getnames() == [".cellbox-notes.txt"]
+
+
 def test_a_read_only_directory_is_403_not_500(client: Client, ctx: str) -> None:
     py(client, ctx, "import os; os.mkdir('ro'); os.chmod('ro', 0o555)")
     put = client.put(f"/contexts/{ctx}/files/ro/new.txt", content=b"x")
