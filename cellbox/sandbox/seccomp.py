@@ -9,6 +9,10 @@
 - The kernel keyrings (``add_key``, ``request_key``, ``keyctl``) are not namespaced: keys
   count against one quota per uid, which every context shares, and their names show in every
   context's ``/proc/keys``. Refused, as container runtimes do.
+- Kernel interfaces no interpreter needs, whose availability to unprivileged users is
+  otherwise up to the host's sysctls, and which have been the way in for kernel exploits:
+  ``bpf``, ``perf_event_open``, ``userfaultfd`` and ``io_uring`` (Node falls back to its
+  thread pool without it). Refused, as container runtimes do.
 
 Refused calls fail with ``EPERM``; every other system call goes through untouched.
 
@@ -32,19 +36,22 @@ import sys
 # SUBVOL_SETFLAGS, SNAP_DESTROY_V2 (linux/btrfs.h); size and direction bits are ignored
 REFUSED_IOCTLS = (0x9401, 0x940E, 0x940F, 0x9417, 0x9418, 0x941A, 0x943F)
 
-# audit arch -> (ioctl's numbers, the keyring calls' numbers): native, x32 and 32-bit compat
-_KEYS_X86_64 = (248, 249, 250)
+# The refused calls by architecture: keyrings (add_key, request_key, keyctl), then bpf,
+# perf_event_open, userfaultfd and io_uring (setup, enter, register).
+_X86_64_REFUSED = (248, 249, 250, 321, 298, 323, 425, 426, 427)
+_X32 = 0x40000000  # x32 calls are the x86-64 numbers with this bit, under the same arch
+# audit arch -> (ioctl's numbers, the refused calls' numbers): native and 32-bit compat
 _CALLS = {
     "x86_64": {
         0xC000003E: (
-            (16, 0x40000000 | 514),
-            (*_KEYS_X86_64, *(0x40000000 | n for n in _KEYS_X86_64)),
+            (16, _X32 | 514),
+            (*_X86_64_REFUSED, *(_X32 | n for n in _X86_64_REFUSED)),
         ),
-        0x40000003: ((54,), (286, 287, 288)),
+        0x40000003: ((54,), (286, 287, 288, 357, 336, 374, 425, 426, 427)),
     },
     "aarch64": {
-        0xC00000B7: ((29,), (217, 218, 219)),
-        0x40000028: ((54,), (309, 310, 311)),
+        0xC00000B7: ((29,), (217, 218, 219, 280, 241, 282, 425, 426, 427)),
+        0x40000028: ((54,), (309, 310, 311, 386, 364, 388, 425, 426, 427)),
     },
 }
 

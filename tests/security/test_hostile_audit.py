@@ -3,7 +3,7 @@
 The code may not make btrfs subvolumes or snapshots in its work directory (each would be a
 qgroup of its own, outside its disk quota), make its work directory read-only (it could then
 not be emptied when the context is deleted), nor use the kernel keyrings (one quota per uid
-for all contexts, names visible to all).
+for all contexts, names visible to all) or io_uring.
 
 A name on an allowlist that resolves to the host or an internal range must not open it (the
 denials are checked by reading the rules installed in the context's namespace, never by
@@ -79,6 +79,8 @@ import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 added = libc.syscall(248, b'user', b'cellbox-probe', b'v', 1, -4)  # add_key to @u
 out['keyring'] = 'done' if added >= 0 else ctypes.get_errno()
+ring = libc.syscall(425, 4, ctypes.create_string_buffer(120))  # io_uring_setup
+out['io_uring'] = 'done' if ring >= 0 else ctypes.get_errno()
 open('still-writable', 'w').write('x')
 print(out, sorted(os.listdir('.')))
 """
@@ -102,7 +104,7 @@ def test_no_subvolume_snapshot_or_read_only_work_directory(client: Client, langu
         printed = "".join(result["logs"]["stdout"])
         eperm = 1
         expected = {"subvolume": eperm, "snapshot": eperm, "snapshot v2": eperm}
-        expected |= {"read-only": eperm, "keyring": eperm}
+        expected |= {"read-only": eperm, "keyring": eperm, "io_uring": eperm}
         assert printed.startswith(repr(expected)), printed
         assert "['still-writable']" in printed
         assert client.put(f"/contexts/{ctx}/files/up.txt", content=b"u").status_code == 200
