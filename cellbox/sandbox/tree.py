@@ -24,6 +24,7 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_
 # a name that changed meanwhile: gone, now a link or a file
 _CHANGED = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR)
 
+MAX_ITEMS = 200_000  # entries in one listing (about 100 MB of answer being built)
 Leave = Callable[[int, str], None]  # (parent's descriptor, name) of a directory walked
 
 
@@ -152,7 +153,11 @@ def _printable(name: str) -> str:
 
 
 def listing(root: int, parts: tuple[str, ...], recursive: bool) -> list[dict[str, Any]]:
-    """The entries of a directory (and below, if ``recursive``), links not followed."""
+    """The entries of a directory (and below, if ``recursive``), links not followed.
+
+    At most :data:`MAX_ITEMS` (else ``FileError`` 400): the answer is built whole, and the
+    code can make millions of empty files within its quota.
+    """
     fd = open_dir(root, parts)
     items: list[dict[str, Any]] = []
     try:
@@ -161,6 +166,13 @@ def listing(root: int, parts: tuple[str, ...], recursive: bool) -> list[dict[str
                 item = _item(shown((*parts, *below, entry.name)), entry.stat(follow_symlinks=False))
                 if item is not None:
                     items.append(item)
+                if len(items) > MAX_ITEMS:
+                    raise FileError(
+                        400,
+                        f"{shown(parts) or '.'} holds more than {MAX_ITEMS} entries: list its "
+                        "subdirectories one by one, or download it as an archive",
+                        "path",
+                    )
     except OSError as exc:
         raise explain(exc, parts, "directory") from None
     finally:

@@ -80,6 +80,16 @@ def test_only_the_apis_own_temporary_names_are_hidden(client: Client, ctx: str) 
         assert t.getnames() == [".cellbox-notes.txt"]
 
 
+@pytest.mark.slow
+def test_a_listing_of_too_many_entries_is_400(client: Client, ctx: str) -> None:
+    many = tree.MAX_ITEMS + 1
+    py(client, ctx, f"import os\nos.mkdir('many')\nfor i in range({many}): os.mknod(f'many/{{i}}')")
+    refused = client.get(f"/contexts/{ctx}/files", params={"recursive": "true"})
+    assert field_errors(refused) == ["path"] and "more than" in refused.text
+    assert client.delete(f"/contexts/{ctx}/files/many").status_code == 204
+    assert client.get(f"/contexts/{ctx}/files").json()["items"] == []
+
+
 def test_a_read_only_directory_is_403_not_500(client: Client, ctx: str) -> None:
     py(client, ctx, "import os; os.mkdir('ro'); os.chmod('ro', 0o555)")
     put = client.put(f"/contexts/{ctx}/files/ro/new.txt", content=b"x")
