@@ -199,6 +199,30 @@ def test_archives_that_escape_or_eat_memory_are_400(
     assert client.get("/healthz").status_code == 200
 
 
+def test_setuid_members_lose_the_bit_and_links_out_download_as_links(
+    server: Server, client: Client, ctx: str
+) -> None:
+    setuid, data = _file("tool", b"#!/bin/sh\n")
+    setuid.mode = 0o6755
+    assert client.put(f"/contexts/{ctx}/archive", content=_tar([(setuid, data)])).status_code == 200
+    assert py(client, ctx, "import os, stat; stat.S_IMODE(os.stat('tool').st_mode)") == 0o755
+    other = client.context("python")
+    try:
+        client.put(f"/contexts/{other}/files/secret.txt", content=b"other's secret")
+        targets = [str(server.state_dir / "api-token"), workdir(client, other) + "/secret.txt"]
+        py(client, ctx, f"import os\nfor i, t in enumerate({targets!r}): os.symlink(t, f'l{{i}}')")
+        got = client.get(f"/contexts/{ctx}/archive")
+        assert server.token.encode() not in got.content
+        with tarfile.open(fileobj=io.BytesIO(got.content)) as t:
+            links = {m.name: (m.issym(), m.linkname, m.size) for m in t if m.name.startswith("l")}
+            assert b"other's secret" not in b"".join(
+                t.extractfile(m).read() for m in t if m.isreg()
+            )
+        assert links == {f"l{i}": (True, target, 0) for i, target in enumerate(targets)}
+    finally:
+        client.delete(f"/contexts/{other}")
+
+
 def test_unpacking_keeps_no_memory_per_member(tmp_path: Path) -> None:
     """Members with nothing to write (``./``) kept tarfile's list of headers growing."""
     raw = io.BytesIO()
