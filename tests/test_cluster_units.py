@@ -169,3 +169,48 @@ def test_transport_keeps_connections_and_streams_both_ways():
     assert asyncio.run(main()) == [b"one two"] * 3
     assert received == [("POST /x?q=1 HTTP/1.1", b) for b in (b"plain", b"abcdef", b"")]
     assert len(connections) == 1
+
+
+def test_transport_passes_on_an_answer_given_before_the_body_was_read():
+    """A peer that answers at once (a 413 for an upload past its limit) and then only drops
+    what still comes: the answer is the response, and the rest of the body is not sent."""
+    import asyncio
+
+    import httpx
+
+    from cellbox.cluster.transport import StreamTransport
+
+    dropped = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Too Large\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno")
+        await writer.drain()
+        size = 0
+        while chunk := await reader.read(1 << 16):
+            size += len(chunk)
+        dropped.append(size)
+        writer.close()
+
+    async def main() -> tuple[int, bytes]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = StreamTransport()
+
+        async def pieces():
+            for _ in range(512):
+                yield bytes(1 << 20)
+                await asyncio.sleep(0)
+
+        request = httpx.Request("PUT", f"http://127.0.0.1:{port}/up", content=pieces())
+        response = await transport.handle_async_request(request)
+        body = b"".join([chunk async for chunk in response.aiter_raw()])
+        await response.aclose()
+        await transport.aclose()
+        while not dropped:
+            await asyncio.sleep(0.01)
+        server.close()
+        return response.status_code, body
+
+    assert asyncio.run(main()) == (413, b"no")
+    assert dropped[0] < 256 << 20  # it stopped sending once answered

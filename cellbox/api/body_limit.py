@@ -9,9 +9,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cellbox.api.responses import send_json
 
-# Before a 413 the rest of the body is read and dropped (up to these bounds): a server that
-# closes with unread bytes in its socket makes the kernel reset the connection, and a client
-# still sending (httpx's async client) then sees the reset instead of the 413.
+# After a 413 the rest of the body is read and dropped (up to these bounds) before the
+# connection is closed: a server that closes with unread bytes in its socket makes the kernel
+# reset the connection, and a client still sending (httpx's async client) then sees the
+# reset instead of the 413. The answer itself goes out first, so a client that reads while
+# it sends (curl, a forwarding cluster node) learns of it at once and stops sending.
 _DRAIN_BYTES = 64 << 20
 _DRAIN_S = 5.0
 
@@ -48,8 +50,7 @@ class BodyLimit:
                 except ValueError:
                     declared = 0
                 if declared > limit:
-                    await _drain(receive)
-                    await self._too_large(send, limit)
+                    await _refuse(receive, send, limit, drain=True)
                     return
         if streams:
             await self.app(scope, receive, send)
@@ -63,9 +64,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                if message.get("more_body", False):
-                    await _drain(receive)
-                await self._too_large(send, self.limit)
+                await _refuse(receive, send, self.limit, drain=message.get("more_body", False))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -82,9 +81,14 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send, limit: int) -> None:
-        message = f"request body too large (limit {limit} bytes)"
-        await send_json(send, 413, {"message": message}, ((b"connection", b"close"),))
+
+async def _refuse(receive: Receive, send: Send, limit: int, drain: bool) -> None:
+    """Answer 413; then drop the rest of the body (if ``drain``) and close the connection."""
+    message = f"request body too large (limit {limit} bytes)"
+    await send_json(send, 413, {"message": message}, ((b"connection", b"close"),), more=drain)
+    if drain:
+        await _drain(receive)
+        await send({"type": "http.response.body", "body": b""})
 
 
 async def _drain(receive: Receive) -> None:

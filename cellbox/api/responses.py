@@ -15,9 +15,14 @@ class JSON(JSONResponse):
 
 
 async def send_json(
-    send: Send, status: int, content: Any, headers: tuple[tuple[bytes, bytes], ...] = ()
+    send: Send,
+    status: int,
+    content: Any,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+    more: bool = False,
 ) -> None:
-    """Answer from an ASGI middleware, before the app, with a JSON body."""
+    """Answer from an ASGI middleware, before the app, with a JSON body (``more``: the
+    caller ends the answer later, with an empty last body message)."""
     payload = orjson.dumps(content)
     await send(
         {
@@ -30,4 +35,4 @@ async def send_json(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": payload})
+    await send({"type": "http.response.body", "body": payload, "more_body": more})

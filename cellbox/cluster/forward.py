@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncGenerator, Collection
 
 import httpx
 from starlette.types import Message, Receive, Scope, Send
@@ -114,8 +114,9 @@ async def forward(
     url = peer.url + scope["raw_path"].decode("latin-1")
     if scope["query_string"]:
         url += "?" + scope["query_string"].decode("latin-1")
-    content = body if body is not None else _stream_body(receive, exchange)
-    if body is not None:
+    streamed = _stream_body(receive, exchange) if body is None else None
+    content = body if streamed is None else streamed
+    if streamed is None:
         exchange.watch_client(receive)
     started = False
     response: httpx.Response | None = None
@@ -166,12 +167,14 @@ async def forward(
     finally:
         exchange.finish()
         peer.exchanges.discard(exchange)
+        if streamed is not None:  # the owner may have answered before reading it all
+            await streamed.aclose()
         if response is not None:
             with contextlib.suppress(Exception):
                 await response.aclose()
 
 
-async def _stream_body(receive: Receive, exchange: Exchange) -> AsyncIterator[bytes]:
+async def _stream_body(receive: Receive, exchange: Exchange) -> AsyncGenerator[bytes, None]:
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":

@@ -76,6 +76,11 @@ class _Connection:
         except httptools.HttpParserError as exc:
             raise httpx.RemoteProtocolError(f"bad answer from the peer: {exc}") from None
 
+    async def read_head(self, timeout: float | None) -> None:
+        """Read until the answer's status line and headers are in."""
+        while not self.headers_done:
+            await self.feed(timeout)
+
     @property
     def status(self) -> int:
         return self._parser.get_status_code()
@@ -88,6 +93,12 @@ class _Connection:
         self._parser = httptools.HttpResponseParser(self)
         self.headers, self.chunks = [], []
         self.headers_done = self.keep_alive = self.complete = self._interim = False
+
+    def write(self, data: bytes) -> None:
+        # uvloop raises RuntimeError on a write to a connection the peer has closed
+        if self.writer.is_closing():
+            raise ConnectionResetError("the peer closed the connection")
+        self.writer.write(data)
 
     def close(self) -> None:
         self.writer.close()
@@ -141,27 +152,19 @@ class StreamTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout", {})
         read_timeout = timeouts.get("read")
         conn = self._take(key) or await self._connect(key, timeouts.get("connect"))
-        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)]
-        head += [b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw]
-        head.append(b"\r\n")
-        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        pending = b"".join(head)  # goes out with the first piece of the body: one send
+        # The answer is read while the body goes out: a peer may answer before it has read
+        # the whole body (a 413 for an upload past its limit, a 404) and close the
+        # connection, and that answer is the one to pass on, not the broken pipe.
+        head = asyncio.ensure_future(conn.read_head(read_timeout))
         try:
-            async for chunk in request.stream:  # type: ignore[union-attr]
-                if chunk:
-                    pending += b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
-                    conn.writer.write(pending)
-                    pending = b""
-                    await conn.writer.drain()
-            if pending or chunked:
-                conn.writer.write(pending + (b"0\r\n\r\n" if chunked else b""))
-            await conn.writer.drain()
-            while not conn.headers_done:
-                await conn.feed(read_timeout)
+            await self._send(conn, request, head)
+            await head
         except OSError as exc:
+            head.cancel()
             conn.close()
             raise httpx.ReadError(str(exc)) from None
         except BaseException:
+            head.cancel()
             conn.close()
             raise
         if request.method == "HEAD":  # no body follows, whatever the headers say
@@ -173,6 +176,36 @@ class StreamTransport(httpx.AsyncBaseTransport):
             stream=_Answer(self, key, conn, read_timeout),
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+    @staticmethod
+    async def _send(conn: _Connection, request: httpx.Request, head: asyncio.Future[None]) -> None:
+        """Write the request; stop sending its body once the peer has answered."""
+        lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), request.url.raw_path)]
+        lines += [b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw]
+        lines.append(b"\r\n")
+        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+        pending = b"".join(lines)  # goes out with the first piece of the body: one send
+        try:
+            async for chunk in request.stream:  # type: ignore[union-attr]
+                if head.done():
+                    conn.keep_alive = False  # the rest of the body was not sent
+                    return
+                if chunk:
+                    pending += b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
+                    conn.write(pending)
+                    pending = b""
+                    await conn.writer.drain()
+            if pending or chunked:
+                conn.write(pending + (b"0\r\n\r\n" if chunked else b""))
+            await conn.writer.drain()
+        except OSError:
+            if not head.done():
+                # the peer may have answered and closed before reading it all: its answer
+                # is in our buffer, read by ``head`` (which raises if there is none)
+                await asyncio.wait({head})
+            if head.cancelled() or head.exception() is not None:
+                raise
+            conn.keep_alive = False
 
     def _take(self, key: tuple[str, int]) -> _Connection | None:
         idle = self._idle[key]

@@ -1,0 +1,87 @@
+"""Two nodes used as an operator would: through a node that does not own the context, every
+answer is the owner's, limits included; bursts are spread; a node that shuts down says so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster.conftest import (
+    FORWARDED,
+    Cluster,
+    context_on,
+    start_nodes,
+    stop_nodes,
+    wait_for_peers,
+    wait_until_seen_empty,
+)
+from tests.conftest import Server
+
+UPLOAD_LIMIT_MB = 2
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[list[Server]]:
+    nodes = [
+        Server(
+            node_id=f"a{i}",
+            pool_python=1,
+            pool_typescript=0,
+            max_contexts=4,
+            upload_limit_mb=UPLOAD_LIMIT_MB,
+            shutdown_grace_s=10,
+        )
+        for i in range(2)
+    ]
+    start_nodes(nodes, ",".join(node.url for node in nodes))
+    try:
+        for node in nodes:
+            with node.client() as client:
+                wait_for_peers(client, 1)
+        yield nodes
+    finally:
+        stop_nodes(nodes)
+
+
+@pytest.fixture(autouse=True)
+def empty_afterwards(pair) -> Iterator[None]:
+    """Each test leaves the nodes empty, and seen empty, for the next one's placement."""
+    yield
+    for node in pair:
+        if node.process is not None and node.process.poll() is None:
+            with node.client() as client:
+                for item in client.get("/contexts", headers=FORWARDED).json()["items"]:
+                    client.delete(f"/contexts/{item['id']}")
+    wait_until_seen_empty(Cluster(pair))
+
+
+def _peer_reachable(node: Server) -> bool:
+    with node.client() as client:
+        return all(p["reachable"] for p in client.get("/info").json()["cluster"]["peers"])
+
+
+def test_an_upload_past_the_limit_through_another_node_is_the_owners_413(pair):
+    """The owner answers 413 before it has read the body (and closes the connection once it
+    has dropped up to 64 MiB of it): the forwarding node passes that answer on. It used to
+    take the broken pipe for a dead node: a 503 'node is unreachable', the peer marked
+    down, and every other request forwarded to it at that moment cut short."""
+    context = context_on(pair[1])
+    size = 100 << 20  # well past what the owner drops before closing
+    limit = UPLOAD_LIMIT_MB << 20
+    with pair[0].client() as client:
+        declared = client.put(f"/contexts/{context}/files/big.bin", content=bytes(size))
+        assert declared.status_code == 413, declared.text
+        assert declared.json() == {"message": f"request body too large (limit {limit} bytes)"}
+
+        def pieces() -> Iterator[bytes]:  # no length given: the route counts to its limit
+            for _ in range(8):
+                yield bytes(1 << 20)
+
+        chunked = client.put(f"/contexts/{context}/files/big.bin", content=pieces())
+        assert chunked.status_code == 413, chunked.text
+        assert chunked.json() == {"message": f"upload larger than the limit ({limit} bytes)"}
+        assert _peer_reachable(pair[0])
+        listed = client.get(f"/contexts/{context}/files").json()["items"]
+        assert listed == []  # nothing of either upload was kept
+        assert client.run("1 + 1", context_id=context)["items"][0]["text"] == "2"
