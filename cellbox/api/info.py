@@ -21,12 +21,21 @@ def routes(
     @router.get(
         "/healthz",
         response_model=Health,
-        responses={503: {"model": Health, "description": 'Not ready: {"status": "starting"}'}},
-        summary="Liveness; with ?ready=true readiness (the warm pools are filled)",
+        responses={
+            503: {
+                "model": Health,
+                "description": 'Not ready: {"status": "starting"} or {"status": "shutting down"}',
+            }
+        },
+        summary="Liveness; with ?ready=true readiness (warm pools filled, not shutting down)",
     )
     async def healthz(ready: bool = False) -> Response:
-        if ready and not all(pool.warmed for pool in registry.pools.values()):
-            return JSON({"status": "starting"}, status_code=503)  # warm pools not filled yet
+        if ready:
+            # a node that refuses new work leaves its Service's endpoints and its peers' DNS
+            if registry.closing:
+                return JSON({"status": "shutting down"}, status_code=503)
+            if not all(pool.warmed for pool in registry.pools.values()):
+                return JSON({"status": "starting"}, status_code=503)
         return JSON({"status": "ok"})
 
     @router.get(

@@ -61,6 +61,11 @@ class ContextRegistry:
         if self.wheels is not None:
             self.wheels.start(lambda: [c.workspace.path for c in self.list()])
 
+    @property
+    def closing(self) -> bool:
+        """Shutting down: new work is refused."""
+        return self._closing
+
     # -- lookup -----------------------------------------------------------------------
 
     def get(self, context_id: str) -> Context:

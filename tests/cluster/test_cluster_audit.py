@@ -3,20 +3,24 @@ answer is the owner's, limits included; bursts are spread; a node that shuts dow
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.cluster.conftest import (
     FORWARDED,
     Cluster,
     context_on,
+    node_of,
     start_nodes,
     stop_nodes,
     wait_for_peers,
     wait_until_seen_empty,
 )
-from tests.conftest import Server
+from tests.conftest import STARTED, Server
 
 UPLOAD_LIMIT_MB = 2
 
@@ -85,3 +89,37 @@ def test_an_upload_past_the_limit_through_another_node_is_the_owners_413(pair):
         listed = client.get(f"/contexts/{context}/files").json()["items"]
         assert listed == []  # nothing of either upload was kept
         assert client.run("1 + 1", context_id=context)["items"][0]["text"] == "2"
+
+
+def test_a_node_shutting_down_is_not_ready_and_the_cluster_works_around_it(pair):
+    """Last in this module: node a1 is stopped. While it drains, its readiness probe answers
+    503 (so Kubernetes takes it out of the Services), liveness stays 200, the execution it
+    had accepted finishes, and new contexts go to a0."""
+    context = context_on(pair[1])
+    results: list[httpx.Response] = []
+    code = STARTED["python"] + "import time; time.sleep(2); 'done'"
+    with pair[0].client() as client:
+        running = threading.Thread(
+            target=lambda: results.append(
+                client.post("/execute", json={"code": code, "context_id": context})
+            )
+        )
+        running.start()
+        try:
+            client.wait_started(context)
+            pair[1].process.send_signal(signal.SIGTERM)
+            with pair[1].client() as own:
+                ready = own.get("/healthz", params={"ready": "true"})
+                while ready.status_code == 200:  # until the signal is handled
+                    ready = own.get("/healthz", params={"ready": "true"})
+                assert ready.status_code == 503
+                assert ready.json() == {"status": "shutting down"}
+                assert own.get("/healthz").json() == {"status": "ok"}
+            placed = client.post("/contexts", json={})
+            assert placed.status_code == 201, placed.text
+            assert node_of(placed.json()["id"]) == "a0"
+        finally:
+            running.join()
+    assert pair[1].process.wait(30) == 0
+    assert results[0].status_code == 200, results[0].text
+    assert results[0].json()["items"][0]["text"] == "'done'"
