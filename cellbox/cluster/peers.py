@@ -10,7 +10,6 @@ records of a Kubernetes headless Service are its ready pods) are followed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 from typing import Protocol
@@ -94,6 +93,8 @@ class Peers:
         self._token = token
         self._client = client
         self._by_url: dict[str, Peer] = {}
+        self._found: dict[tuple[str, int], list[str]] = {}  # the last answer for each name
+        self._unanswered: set[tuple[str, int]] = set()  # names whose last lookup failed
         self._resolver = _resolver(dns_server) if self._names else None
 
     def others(self) -> list[Peer]:
@@ -128,7 +129,11 @@ class Peers:
         """Look the peers up again and read every one's ``/metrics``."""
         urls = list(self._urls)
         for name, port in self._names:
-            urls += await self._lookup(name, port)
+            found = await self._lookup(name, port)
+            if found is None:  # no answer this round: the nodes are those of the last one
+                found = self._found.get((name, port), [])
+            self._found[(name, port)] = found
+            urls += found
         for url in set(self._by_url) - set(urls):
             self._by_url.pop(url).mark_down()
         for url in urls:
@@ -152,17 +157,27 @@ class Peers:
         if peer.node_id is not None:
             self.known_nodes.add(peer.node_id)
 
-    async def _lookup(self, name: str, port: int) -> list[str]:
-        """``http://address:port`` for each A and AAAA record of ``name``."""
+    async def _lookup(self, name: str, port: int) -> list[str] | None:
+        """``http://address:port`` for each A and AAAA record of ``name``; None if the
+        resolver did not answer (a timeout, a server failure), which says nothing of the
+        nodes, unlike an answer without records (no node is ready)."""
         assert self._resolver is not None
         urls: list[str] = []
         for kind in ("A", "AAAA"):
-            with contextlib.suppress(dns.exception.DNSException):
+            try:
                 answer = await self._resolver.resolve(name, kind, search=True)
-                for record in answer:
-                    address = ipaddress.ip_address(record.address)
-                    host = f"[{address}]" if address.version == 6 else str(address)
-                    urls.append(f"http://{host}:{port}")
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except dns.exception.DNSException as exc:
+                if (name, port) not in self._unanswered:
+                    log.warning("looking up the peers' name %s failed: %s", name, exc)
+                self._unanswered.add((name, port))
+                return None
+            for record in answer:
+                address = ipaddress.ip_address(record.address)
+                host = f"[{address}]" if address.version == 6 else str(address)
+                urls.append(f"http://{host}:{port}")
+        self._unanswered.discard((name, port))
         return sorted(urls)
 
 

@@ -80,3 +80,28 @@ def test_nodes_found_by_dns_serve_as_one(dns_cluster):
             time.sleep(0.2)
         assert d0.get(f"/contexts/{remote}").json() == {"message": "node d1 is unreachable"}
         assert {node_of(d0.post("/contexts", json={}).json()["id"]) for _ in range(2)} == {"d0"}
+
+
+def test_a_resolver_that_stops_answering_leaves_the_peers_as_they_were(dns_cluster):
+    """A lookup that times out says nothing of the nodes (unlike an answer without the
+    record): the peers of the last answer stay, and their contexts keep answering."""
+    addresses, resolver, nodes = dns_cluster
+    if "127.0.0.3" not in addresses:  # the test before dropped it
+        addresses.append("127.0.0.3")
+    with nodes[0].client() as d0:
+        wait_for_peers(d0, 1)
+        remote = context_on(nodes[1])
+        answer = resolver.answer
+        resolver.answer = lambda query: None  # as from a resolver that is down
+        try:
+            asked = len(resolver.asked)
+            deadline = time.monotonic() + 4  # two rounds or more of unanswered lookups
+            while time.monotonic() < deadline:
+                result = d0.post("/execute", json={"code": "1", "context_id": remote})
+                assert result.status_code == 200, result.text
+                time.sleep(0.2)
+            assert len(resolver.asked) > asked
+            assert [p["reachable"] for p in d0.get("/info").json()["cluster"]["peers"]] == [True]
+        finally:
+            resolver.answer = answer
+        assert d0.delete(f"/contexts/{remote}").status_code == 204
