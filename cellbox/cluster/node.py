@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from cellbox.cluster import forward
@@ -32,6 +34,10 @@ class ClusterNode:
             settings.peers, settings.node_id, token, self.http, settings.peer_dns_server
         )
         self._refreshing: asyncio.Task[None] | None = None
+        # New contexts on their way to a node, by node id: counted as live there until the
+        # node has answered, so a burst of creations is spread instead of all going to the
+        # node that looked emptiest when the burst began.
+        self._placing: collections.Counter[str] = collections.Counter()
 
     async def start(self) -> None:
         self._refreshing = asyncio.create_task(self.peers.run(self.settings.peer_refresh_s))
@@ -58,7 +64,8 @@ class ClusterNode:
         return {"node": self.node_id, "peers": peers}
 
     def capacities(self) -> list[Capacity]:
-        """This node (counted now) and every reachable peer (as last read)."""
+        """This node (counted now) and every reachable peer (as last read), each with the
+        new contexts on their way to it."""
         stats = node_stats(self.registry, self.settings)
         local = Capacity(
             self.node_id,
@@ -66,7 +73,19 @@ class ClusterNode:
             stats.max_contexts,
             stats.memory_available_bytes,
         )
-        return [local, *(peer.capacity() for peer in self.peers.reachable())]
+        nodes = [local, *(peer.capacity() for peer in self.peers.reachable())]
+        for node in nodes:
+            node.live += self._placing[node.node_id]
+        return nodes
+
+    @contextlib.contextmanager
+    def placing(self, node_id: str) -> Iterator[None]:
+        """A new context is on its way to ``node_id`` while this lasts."""
+        self._placing[node_id] += 1
+        try:
+            yield
+        finally:
+            self._placing[node_id] -= 1
 
     async def list_contexts(self) -> dict[str, Any]:
         """Every node's contexts, and the nodes that did not answer."""

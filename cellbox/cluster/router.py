@@ -44,7 +44,7 @@ class ClusterRouter:
         path, method = scope["path"], scope["method"]
         if path.startswith("/contexts/"):
             await self._to_owner(path.split("/", 3)[2], scope, receive, send, None)
-        elif path == "/contexts" and method == "GET":
+        elif path == "/contexts" and method in ("GET", "HEAD"):  # uvicorn drops HEAD's body
             await send_json(send, 200, await self.node.list_contexts())
         elif (path == "/contexts" or path in _EXECUTE) and method == "POST":
             body, complete = await _read_body(receive, self.body_limit)
@@ -84,22 +84,34 @@ class ClusterRouter:
     async def _place(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
         order = placement_order(self.node.capacities(), self.node.node_id)
         for position, node_id in enumerate(order):
-            last = position == len(order) - 1
-            decline = () if last else _DECLINE
-            if node_id == self.node.node_id:
-                if await self._local(scope, _replay(body, receive), send, decline):
+            decline = () if position == len(order) - 1 else _DECLINE
+            with self.node.placing(node_id):
+                if await self._place_on(node_id, scope, receive, send, body, decline):
                     return
-                continue
-            peer = self.node.peers.find(node_id)
-            if peer is None:
-                continue
-            sent = self.node.node_id
-            if await forward(self.node.transport, peer, sent, scope, receive, send, body, decline):
-                peer.live += 1  # counted until the next read of its stats
-                return
         await send_json(
             send, 503, {"message": "no node of the cluster could take a new context right now"}
         )
+
+    async def _place_on(
+        self,
+        node_id: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes,
+        decline: Collection[int],
+    ) -> bool:
+        """Create the context on ``node_id``; False (nothing sent) if it declined."""
+        if node_id == self.node.node_id:
+            return await self._local(scope, _replay(body, receive), send, decline)
+        peer = self.node.peers.find(node_id)
+        if peer is None:
+            return False
+        sent = self.node.node_id
+        if await forward(self.node.transport, peer, sent, scope, receive, send, body, decline):
+            peer.live += 1  # counted until the next read of its stats
+            return True
+        return False
 
     async def _local(
         self, scope: Scope, receive: Receive, send: Send, decline: Collection[int]

@@ -3,8 +3,10 @@ answer is the owner's, limits included; bursts are spread; a node that shuts dow
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
@@ -89,6 +91,32 @@ def test_an_upload_past_the_limit_through_another_node_is_the_owners_413(pair):
         listed = client.get(f"/contexts/{context}/files").json()["items"]
         assert listed == []  # nothing of either upload was kept
         assert client.run("1 + 1", context_id=context)["items"][0]["text"] == "2"
+
+
+def test_head_of_the_context_list_is_that_of_its_get(pair):
+    context_on(pair[1])
+    with pair[0].client() as client:
+        listed = client.get("/contexts")
+        head = client.head("/contexts")
+        assert len(listed.json()["items"]) == 1
+        assert head.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-length"] == listed.headers["content-length"]
+
+
+def test_a_burst_of_new_contexts_is_spread_over_the_nodes(pair):
+    """Concurrent creations through one node all saw the same levels and went to the same
+    node; each counts now where it goes, so the burst is spread as it arrives."""
+
+    async def burst() -> list[httpx.Response]:
+        headers = {"Authorization": f"Bearer {pair[0].token}"}
+        async with httpx.AsyncClient(base_url=pair[0].url, headers=headers, timeout=60) as client:
+            return await asyncio.gather(*(client.post("/contexts", json={}) for _ in range(4)))
+
+    answers = asyncio.run(burst())
+    assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
+    ids = [a.json()["id"] for a in answers]
+    assert Counter(map(node_of, ids)) == {"a0": 2, "a1": 2}
 
 
 def test_a_node_shutting_down_is_not_ready_and_the_cluster_works_around_it(pair):
