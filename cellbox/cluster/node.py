@@ -88,12 +88,14 @@ class ClusterNode:
             self._placing[node_id] -= 1
 
     async def list_contexts(self) -> dict[str, Any]:
-        """Every node's contexts, and the nodes that did not answer."""
+        """Every node's contexts, and the nodes that did not answer (a node known to be
+        unreachable is not asked: its contexts answer 503 at once, and so does it here)."""
         items = [context.describe() for context in self.registry.list()]
-        unreachable: list[str] = []
         others = self.peers.others()
-        answers = await asyncio.gather(*(self._peer_contexts(p.url) for p in others))
-        for peer, answer in zip(others, answers, strict=True):
+        unreachable = [p.node_id or p.url for p in others if not p.reachable]
+        asked = [p for p in others if p.reachable]
+        answers = await asyncio.gather(*(self._peer_contexts(p.url) for p in asked))
+        for peer, answer in zip(asked, answers, strict=True):
             if answer is None:
                 unreachable.append(peer.node_id or peer.url)
             else:

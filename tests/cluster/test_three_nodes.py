@@ -240,11 +240,15 @@ def test_a_hung_node_is_503_within_2_s(cluster, c0):
             began = time.monotonic()
             assert c0.get(f"/contexts/{context}").status_code == 503
             running.append(time.monotonic() - began)
+            began = time.monotonic()
+            assert c0.get("/contexts").json()["unreachable"] == ["n1"]
+            running.append(time.monotonic() - began)
             assert c0.run("1", context_id=context_on(cluster.nodes[2]))["items"][0]["text"] == "1"
         finally:
             cluster.nodes[1].process.send_signal(signal.SIGCONT)
     assert running[0] < 2.5  # the refresh that finds it hung answers the waiting request
     assert running[1] < 0.5  # known to be unreachable: answered at once
+    assert running[2] < 0.5  # and the listing does not wait for it either
     wait_for_peers(c0, 2)
     assert c0.run("2", context_id=context)["items"][0]["text"] == "2"
 
