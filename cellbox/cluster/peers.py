@@ -57,6 +57,14 @@ class Peer:
         for exchange in list(self.exchanges):
             exchange.abort("unreachable")
 
+    def leave(self) -> None:
+        """Its record is gone (a pod that is stopping, or no longer ready): no new request
+        goes to it, but those in flight finish, as the node drains them before it stops;
+        if it dies instead, each of them sees that on its own connection."""
+        if self.reachable:
+            log.warning("node %s (%s) left the peers' records", self.node_id, self.url)
+        self.reachable = False
+
     def update(self, exposition: str) -> None:
         """Take the node id and levels from the peer's ``/metrics`` text."""
         live = 0
@@ -135,7 +143,7 @@ class Peers:
             self._found[(name, port)] = found
             urls += found
         for url in set(self._by_url) - set(urls):
-            self._by_url.pop(url).mark_down()
+            self._by_url.pop(url).leave()
         for url in urls:
             self._by_url.setdefault(url, Peer(url))
         await asyncio.gather(*(self._poll(peer) for peer in self._by_url.values()))

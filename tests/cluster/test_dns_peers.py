@@ -4,6 +4,7 @@ records when one is dropped."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ import dns.rdatatype
 import pytest
 
 from tests.cluster.conftest import context_on, node_of, start_nodes, stop_nodes, wait_for_peers
-from tests.conftest import Server
+from tests.conftest import STARTED, Server
 from tests.dns_server import Answer, DnsServer
 
 NAME = "cellbox-peers.cellbox.svc.cluster.local."
@@ -95,7 +96,7 @@ def test_a_resolver_that_stops_answering_leaves_the_peers_as_they_were(dns_clust
         resolver.answer = lambda query: None  # as from a resolver that is down
         try:
             asked = len(resolver.asked)
-            deadline = time.monotonic() + 4  # two rounds or more of unanswered lookups
+            deadline = time.monotonic() + 2.5  # two rounds of unanswered lookups
             while time.monotonic() < deadline:
                 result = d0.post("/execute", json={"code": "1", "context_id": remote})
                 assert result.status_code == 200, result.text
@@ -104,4 +105,38 @@ def test_a_resolver_that_stops_answering_leaves_the_peers_as_they_were(dns_clust
             assert [p["reachable"] for p in d0.get("/info").json()["cluster"]["peers"]] == [True]
         finally:
             resolver.answer = answer
+        assert d0.delete(f"/contexts/{remote}").status_code == 204
+
+
+def test_a_node_whose_record_goes_finishes_what_was_forwarded_to_it(dns_cluster):
+    """A pod that stops leaves the headless Service's records at once, and drains what it
+    accepted: a request forwarded to it before is left to finish (it was cut with a 503)."""
+    addresses, resolver, nodes = dns_cluster
+    if "127.0.0.3" not in addresses:
+        addresses.append("127.0.0.3")
+    with nodes[0].client() as d0:
+        wait_for_peers(d0, 1)
+        remote = context_on(nodes[1])
+        code = STARTED["python"] + "import time; time.sleep(2); 'done'"
+        results = []
+        running = threading.Thread(
+            target=lambda: results.append(
+                d0.post("/execute", json={"code": code, "context_id": remote})
+            )
+        )
+        running.start()
+        try:
+            d0.wait_started(remote)
+            addresses.remove("127.0.0.3")
+            deadline = time.monotonic() + 10
+            while any(p["reachable"] for p in d0.get("/info").json()["cluster"]["peers"]):
+                assert time.monotonic() < deadline, "the dropped record was not followed"
+                time.sleep(0.1)
+            assert d0.get(f"/contexts/{remote}").status_code == 503  # no new request goes
+        finally:
+            running.join()
+            addresses.append("127.0.0.3")
+        assert results[0].status_code == 200, results[0].text
+        assert results[0].json()["items"][0]["text"] == "'done'"
+        wait_for_peers(d0, 1)
         assert d0.delete(f"/contexts/{remote}").status_code == 204
