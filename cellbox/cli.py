@@ -64,8 +64,7 @@ def serve(settings: config.Settings) -> None:
         server_header=False,  # no software banner; one header less for every client to parse
         timeout_graceful_shutdown=5,  # after the drain: only final answers are in flight
     )
-    registry = app.state.registry
-    GracefulServer(config, drain=registry.drain, hurry=registry.hurry).run()
+    GracefulServer(config, drain=app.state.drain, hurry=app.state.hurry).run()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
 
@@ -43,6 +44,23 @@ def open_sandbox(settings: Settings, network: str) -> Sandbox:
         enabled=settings.sandbox,
         disk_limit_bytes=settings.disk_limit_mb << 20,
     ).open()
+
+
+def _shutdown(
+    registry: ContextRegistry, cluster: ClusterNode | None
+) -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
+    """What a graceful shutdown runs: the drain of this node's executions and of the
+    requests it forwarded, side by side; and what cuts both short."""
+
+    async def drain() -> None:
+        await asyncio.gather(registry.drain(), *([cluster.drain()] if cluster else []))
+
+    def hurry() -> None:
+        registry.hurry()
+        if cluster is not None:
+            cluster.hurry()
+
+    return drain, hurry
 
 
 def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None) -> FastAPI:
@@ -94,6 +112,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     document_api(app)
     errors.install(app)
     app.state.registry = registry
+    app.state.drain, app.state.hurry = _shutdown(registry, cluster)
     app.include_router(execute.routes(endpoints))
     app.include_router(contexts.routes(registry))
     app.include_router(info.routes(registry, settings, cluster))

@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 from cellbox.api.responses import send_json
 from cellbox.cluster.peers import Peer
 from cellbox.cluster.transport import StreamTransport
+from cellbox.sessions.execution import SHUTTING_DOWN
 
 log = logging.getLogger("cellbox.cluster")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per forwarded request
@@ -31,6 +32,9 @@ _HOP_BY_HOP = frozenset(
 _NOT_PASSED_BACK = _HOP_BY_HOP | {b"date"}
 _WATCH_AFTER_S = 0.05  # most exchanges end sooner: watch for a disconnect only beyond that
 
+
+# Why an exchange was aborted (the peer's own reason is "unreachable")
+CLIENT_GONE, SHUTDOWN = "client gone", "shutdown"
 
 CONNECT_TIMEOUT_S = 1.0  # quick to give up connecting; no limit on an answer's time
 
@@ -76,7 +80,7 @@ class Exchange:
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
-            self.abort("client gone")
+            self.abort(CLIENT_GONE)
 
         def begin() -> None:
             self._watcher = asyncio.create_task(watch())
@@ -98,11 +102,13 @@ async def forward(
     scope: Scope,
     receive: Receive,
     send: Send,
+    in_flight: set[Exchange],
     body: bytes | None = None,
     decline: Collection[int] = (),
 ) -> bool:
     """Send the request to ``peer`` and its answer to the client.
 
+    ``in_flight``: the node's forwarded exchanges, which this one joins while it lasts.
     ``body``: the request body when it was read already, else it is streamed from
     ``receive``. Returns False, having sent nothing, if the peer could not be reached or
     answered with a status in ``decline`` (the caller may try another node); otherwise the
@@ -121,6 +127,7 @@ async def forward(
     started = False
     response: httpx.Response | None = None
     peer.exchanges.add(exchange)
+    in_flight.add(exchange)
     try:
         async with asyncio.timeout(None) as exchange._deadline:
             # straight to the transport: a client's extras (auth, cookies, redirects) are
@@ -153,8 +160,11 @@ async def forward(
             return True
     except (httpx.TransportError, TimeoutError) as exc:
         exchange.finish()
-        if exchange.reason == "client gone":
+        if exchange.reason == CLIENT_GONE:
             return True  # nobody to answer; closing the upstream told the owner
+        if exchange.reason == SHUTDOWN and not started:
+            await send_json(send, 503, {"message": SHUTTING_DOWN})
+            return True
         if isinstance(exc, httpx.TransportError):
             log.warning("forwarding to node %s failed: %r", peer.node_id, exc)
             peer.mark_down()
@@ -167,6 +177,7 @@ async def forward(
     finally:
         exchange.finish()
         peer.exchanges.discard(exchange)
+        in_flight.discard(exchange)
         if streamed is not None:  # the owner may have answered before reading it all
             await streamed.aclose()
         if response is not None:
@@ -178,7 +189,7 @@ async def _stream_body(receive: Receive, exchange: Exchange) -> AsyncGenerator[b
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
-            exchange.abort("client gone")
+            exchange.abort(CLIENT_GONE)
             return
         if chunk := message.get("body", b""):
             yield chunk

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any
+
+from starlette.types import Receive, Scope, Send
 
 from cellbox.cluster import forward
 from cellbox.cluster.capacity import Capacity, node_stats
-from cellbox.cluster.peers import Peers
+from cellbox.cluster.peers import Peer, Peers
 from cellbox.cluster.transport import StreamTransport
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ class ClusterNode:
         # node has answered, so a burst of creations is spread instead of all going to the
         # node that looked emptiest when the burst began.
         self._placing: collections.Counter[str] = collections.Counter()
+        self._in_flight: set[forward.Exchange] = set()  # requests forwarded from here
+        self._hurry = asyncio.Event()
 
     async def start(self) -> None:
         self._refreshing = asyncio.create_task(self.peers.run(self.settings.peer_refresh_s))
@@ -48,6 +52,34 @@ class ClusterNode:
             with contextlib.suppress(BaseException):
                 await self._refreshing
         await self.http.aclose()
+
+    async def forward(
+        self,
+        peer: Peer,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes | None = None,
+        decline: Collection[int] = (),
+    ) -> bool:
+        """Forward one request to ``peer`` (see :func:`cellbox.cluster.forward.forward`)."""
+        return await forward.forward(
+            self.transport, peer, self.node_id, scope, receive, send, self._in_flight, body, decline
+        )
+
+    async def drain(self) -> None:
+        """On shutdown: the requests forwarded from here get the grace period to finish, as
+        the executions accepted here do; then they are cut (503 if nothing was answered)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_s
+        while self._in_flight and loop.time() < deadline and not self._hurry.is_set():
+            await asyncio.sleep(0.05)
+        for exchange in list(self._in_flight):
+            exchange.abort(forward.SHUTDOWN)
+
+    def hurry(self) -> None:
+        """Cut the grace period short."""
+        self._hurry.set()
 
     def describe(self) -> dict[str, Any]:
         """For ``GET /info``: this node and its peers as last seen."""

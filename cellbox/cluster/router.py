@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cellbox.api.responses import send_json
 from cellbox.cluster.capacity import placement_order
-from cellbox.cluster.forward import FORWARDED, answer_unreachable, forward
+from cellbox.cluster.forward import FORWARDED, answer_unreachable
 from cellbox.cluster.identity import owner_of
 from cellbox.cluster.node import ClusterNode
 
@@ -79,7 +79,7 @@ class ClusterRouter:
         elif not peer.reachable:
             await answer_unreachable(send, owner)
         else:
-            await forward(self.node.transport, peer, self.node.node_id, scope, receive, send, body)
+            await self.node.forward(peer, scope, receive, send, body)
 
     async def _place(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
         order = placement_order(self.node.capacities(), self.node.node_id)
@@ -107,8 +107,7 @@ class ClusterRouter:
         peer = self.node.peers.find(node_id)
         if peer is None:
             return False
-        sent = self.node.node_id
-        if await forward(self.node.transport, peer, sent, scope, receive, send, body, decline):
+        if await self.node.forward(peer, scope, receive, send, body, decline):
             peer.live += 1  # counted until the next read of its stats
             return True
         return False

@@ -88,6 +88,9 @@ class ContextGone(Exception):
     """The context was deleted before this execution got its turn."""
 
 
+SHUTTING_DOWN = "the server is shutting down"
+
+
 class ShuttingDown(RuntimeError):
     """The server is shutting down: no new work (503)."""
 
@@ -185,7 +188,7 @@ class Execution:
                 if context.closed:
                     raise ContextGone(context.id)
                 if self.stop_reason == SHUTDOWN:  # its turn came after the shutdown grace
-                    raise ShuttingDown("the server is shutting down; the code was not run")
+                    raise ShuttingDown(f"{SHUTTING_DOWN}; the code was not run")
                 if self.stop_reason == DISCONNECT:  # the client left while it waited
                     self.started.set_result(None)
                     self._emit(error_event("Disconnected", "the client went away; not run"))

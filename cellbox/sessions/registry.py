@@ -19,6 +19,7 @@ from cellbox.sessions.execution import (
     INTERRUPT,
     RESTARTED,
     SHUTDOWN,
+    SHUTTING_DOWN,
     Execution,
     ExecutionLimits,
     ShuttingDown,
@@ -88,7 +89,7 @@ class ContextRegistry:
         """
         policy = network or self.network.default()
         if self._closing:
-            raise ShuttingDown("the server is shutting down")
+            raise ShuttingDown(SHUTTING_DOWN)
         if len(self._contexts) + self._creating >= self.settings.max_contexts:
             raise TooManyContexts(
                 f"too many live contexts (limit {self.settings.max_contexts}); "
@@ -124,7 +125,7 @@ class ContextRegistry:
     ) -> Execution:
         """Queue an execution on the context (runs when the ones before it are done)."""
         if self._closing:
-            raise ShuttingDown("the server is shutting down")
+            raise ShuttingDown(SHUTTING_DOWN)
         context.touch()
         limits = ExecutionLimits(
             timeout_ms=timeout_ms,
