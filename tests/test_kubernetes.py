@@ -89,6 +89,8 @@ def test_probes_scrape_and_autoscaling(objects):
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz?ready=true"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["securityContext"]["privileged"] is True
+    # cellbox is not PID 1 of its container: the pause process reaps the orphans
+    assert objects["StatefulSet/cellbox"]["spec"]["template"]["spec"]["shareProcessNamespace"]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     annotations = objects["StatefulSet/cellbox"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
