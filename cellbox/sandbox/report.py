@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import platform
 from dataclasses import asdict
 from typing import Any
 
+from cellbox.sandbox import seccomp
 from cellbox.sandbox.cgroups import Cgroups
 from cellbox.sandbox.launchers import Launcher
 from cellbox.sandbox.mount_helper import MountHelper
@@ -48,6 +50,12 @@ def isolation(
         warnings.append("no memory cgroup: memory limited by RLIMIT_DATA only")
     if pids == "rlimit-nproc-per-uid":
         warnings.append("no pids cgroup: RLIMIT_NPROC counts all processes of the uid")
+    filtered = launcher.seccomp and seccomp.program(platform.machine()) is not None
+    if launcher.seccomp and not filtered:
+        warnings.append(
+            f"no seccomp filter on {platform.machine()}: {', '.join(seccomp.REFUSED)} "
+            "stay open to the code"
+        )
     cg_full = cgroups is not None and cgroups.memory and cgroups.pids
     full = private and caps.dedicated_uid and cg_full and enabled
     return {
@@ -68,6 +76,7 @@ def isolation(
         "setup": dict(setup_ms),
         "mount_helper": helper.report() if helper is not None else {},
         "disk": disk,
+        "seccomp": {"enforced": filtered, "refused": list(seccomp.REFUSED) if filtered else []},
         "warnings": warnings,
     }
 

@@ -55,6 +55,18 @@ _CALLS = {
     },
 }
 
+# what GET /info says the filter refuses
+REFUSED = (
+    "btrfs subvolume and snapshot ioctls",
+    "add_key",
+    "request_key",
+    "keyctl",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring",
+)
+
 _LD_W_ABS = 0x20
 _ALU_AND_K = 0x54
 _JEQ_K = 0x15

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 
+from cellbox.sandbox import seccomp
 from cellbox.sandbox.netpolicy import parse, ruleset
 from tests.conftest import Client
 from tests.security.conftest import worker_host_pid
@@ -84,6 +85,12 @@ out['io_uring'] = 'done' if ring >= 0 else ctypes.get_errno()
 open('still-writable', 'w').write('x')
 print(out, sorted(os.listdir('.')))
 """
+
+
+def test_info_says_what_the_filter_refuses(client: Client) -> None:
+    report = client.get("/info").json()["isolation"]["seccomp"]
+    assert report == {"enforced": True, "refused": list(seccomp.REFUSED)}
+    assert "io_uring" in report["refused"] and "keyctl" in report["refused"]
 
 
 @pytest.mark.parametrize("language", ["python", "typescript"])

@@ -79,6 +79,7 @@ class Launcher(ABC):
     mode: str  # as the isolation report names it
     private_view = False  # a private root, /tmp and pid namespace (the unit dies with it)
     wraps_exit_status = False  # death by signal N shows as exit status 128+N
+    seccomp = False  # its programs start under cellbox.sandbox.seccomp's filter
 
     def __init__(self, caps: Capabilities, helper: MountHelper | None = None) -> None:
         self.caps = caps

@@ -109,6 +109,7 @@ def font_cache_binds(cache_dir: Path, names: list[str]) -> list[str]:
 class BwrapLauncher(Launcher):
     mode = "bubblewrap"
     private_view = True
+    seccomp = True
     wraps_exit_status = True
 
     def __init__(

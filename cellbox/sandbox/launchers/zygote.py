@@ -19,6 +19,7 @@ from cellbox.sandbox.policy import ForkSpec, kept_below_tmp
 class ZygoteLauncher(Launcher):
     mode = "bubblewrap"
     private_view = True
+    seccomp = True  # its chain is BwrapLauncher.chain
     wraps_exit_status = True
 
     def __init__(self, bwrap: BwrapLauncher) -> None:
