@@ -24,7 +24,10 @@ from cellbox.sessions.execution import SHUTTING_DOWN
 log = logging.getLogger("cellbox.cluster")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per forwarded request
 
-FORWARDED = b"x-cellbox-forwarded"  # set on forwarded requests: the receiver answers itself
+# Set on requests from a node (forwarded, lists, stats reads): the receiver answers itself.
+# Its value is "<node id> <instance>": a node that sees its own id with another instance
+# knows that two nodes were given one id.
+FORWARDED = b"x-cellbox-forwarded"
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"host"}
 )
@@ -98,7 +101,7 @@ class Exchange:
 async def forward(
     transport: StreamTransport,
     peer: Peer,
-    node_id: str,
+    sender: bytes,
     scope: Scope,
     receive: Receive,
     send: Send,
@@ -108,6 +111,7 @@ async def forward(
 ) -> bool:
     """Send the request to ``peer`` and its answer to the client.
 
+    ``sender``: this node, as the ``X-Cellbox-Forwarded`` header names it.
     ``in_flight``: the node's forwarded exchanges, which this one joins while it lasts.
     ``body``: the request body when it was read already, else it is streamed from
     ``receive``. Returns False, having sent nothing, if the peer could not be reached or
@@ -116,7 +120,7 @@ async def forward(
     """
     exchange = Exchange()
     headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP and k != FORWARDED]
-    headers.append((FORWARDED, node_id.encode()))
+    headers.append((FORWARDED, sender))
     url = peer.url + scope["raw_path"].decode("latin-1")
     if scope["query_string"]:
         url += "?" + scope["query_string"].decode("latin-1")

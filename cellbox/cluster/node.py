@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
+import secrets
 from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 LIST_TIMEOUT_S = 1.5
 
+log = logging.getLogger("cellbox.cluster")
+
 
 class ClusterNode:
     """Knows the other nodes and what this one holds; started and stopped with the app."""
@@ -30,10 +34,18 @@ class ClusterNode:
         self.settings = settings
         self.token = token
         self.registry = registry
+        self.instance = secrets.token_hex(8)  # this process: tells this node from a twin
+        self.sender = f"{self.node_id} {self.instance}"
+        self.duplicate_id = False
         self.transport = StreamTransport()
         self.http = forward.client(self.transport)
         self.peers = Peers(
-            settings.peers, settings.node_id, token, self.http, settings.peer_dns_server
+            settings.peers,
+            settings.node_id,
+            token,
+            self.http,
+            settings.peer_dns_server,
+            self.sender,
         )
         self._refreshing: asyncio.Task[None] | None = None
         # New contexts on their way to a node, by node id: counted as live there until the
@@ -64,8 +76,29 @@ class ClusterNode:
     ) -> bool:
         """Forward one request to ``peer`` (see :func:`cellbox.cluster.forward.forward`)."""
         return await forward.forward(
-            self.transport, peer, self.node_id, scope, receive, send, self._in_flight, body, decline
+            self.transport,
+            peer,
+            self.sender.encode(),
+            scope,
+            receive,
+            send,
+            self._in_flight,
+            body,
+            decline,
         )
+
+    def heard_from(self, sender: bytes) -> None:
+        """A request from another node: say so (once) if it was given this node's id, which
+        breaks the cluster (each answers the other's contexts with 404)."""
+        node_id, _, instance = sender.decode("latin-1").partition(" ")
+        if node_id == self.node_id and instance and instance != self.instance:
+            if not self.duplicate_id:
+                log.error(
+                    "another node also has the node id %r: every node needs its own "
+                    "--node-id (context ids name their node)",
+                    node_id,
+                )
+            self.duplicate_id = True
 
     async def drain(self) -> None:
         """On shutdown: the requests forwarded from here get the grace period to finish, as
@@ -93,7 +126,7 @@ class ClusterNode:
             }
             for peer in self.peers.others()
         ]
-        return {"node": self.node_id, "peers": peers}
+        return {"node": self.node_id, "duplicate_id": self.duplicate_id, "peers": peers}
 
     def capacities(self) -> list[Capacity]:
         """This node (counted now) and every reachable peer (as last read), each with the
@@ -140,7 +173,7 @@ class ClusterNode:
                 url + "/contexts",
                 headers={
                     "Authorization": f"Bearer {self.token}",
-                    forward.FORWARDED.decode(): self.node_id,
+                    forward.FORWARDED.decode(): self.sender,
                 },
                 timeout=LIST_TIMEOUT_S,
             )

@@ -94,8 +94,10 @@ class Peers:
         token: str,
         client: httpx.AsyncClient,
         dns_server: str = "",
+        sender: str = "",
     ) -> None:
         self.node_id = node_id
+        self._sender = sender or node_id  # the X-Cellbox-Forwarded value of this node
         self.known_nodes: set[str] = set()  # every node id seen since this node started
         self._urls, self._names = parse_peers(spec)
         self._token = token
@@ -152,7 +154,10 @@ class Peers:
         try:
             response = await self._client.get(
                 peer.url + "/metrics",
-                headers={"Authorization": f"Bearer {self._token}"},
+                headers={
+                    "Authorization": f"Bearer {self._token}",
+                    "X-Cellbox-Forwarded": self._sender,
+                },
                 timeout=POLL_TIMEOUT_S,
             )
             response.raise_for_status()

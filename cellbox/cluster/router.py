@@ -38,9 +38,14 @@ class ClusterRouter:
         self.body_limit = body_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or any(k == FORWARDED for k, _ in scope["headers"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        for name, value in scope["headers"]:
+            if name == FORWARDED:
+                self.node.heard_from(value)
+                await self.app(scope, receive, send)
+                return
         path, method = scope["path"], scope["method"]
         if path.startswith("/contexts/"):
             await self._to_owner(path.split("/", 3)[2], scope, receive, send, None)

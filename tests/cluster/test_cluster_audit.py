@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -117,6 +118,32 @@ def test_a_burst_of_new_contexts_is_spread_over_the_nodes(pair):
     assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
     ids = [a.json()["id"] for a in answers]
     assert Counter(map(node_of, ids)) == {"a0": 2, "a1": 2}
+
+
+def test_two_nodes_given_one_id_say_so():
+    """Context ids name their node, so two nodes with one id answer each other's contexts
+    with 404: each says it, in its log and in GET /info, instead of misbehaving silently.
+    A node that lists itself among its peers (as the README's example does) is no twin."""
+    twins = [Server(node_id="twin", pool_python=0, pool_typescript=0) for _ in range(2)]
+    start_nodes(twins, ",".join(node.url for node in twins))
+    try:
+        for node in twins:
+            with node.client() as client:
+                deadline = time.monotonic() + 15
+                while not client.get("/info").json()["cluster"]["duplicate_id"]:
+                    assert time.monotonic() < deadline, node.log_tail()
+                    time.sleep(0.1)
+            assert "another node also has the node id 'twin'" in node.read_log()
+    finally:
+        stop_nodes(twins)
+    single = Server(node_id="solo", pool_python=0, pool_typescript=0)
+    start_nodes([single], single.url)  # its only peer is itself
+    try:
+        with single.client() as client:
+            time.sleep(1.2)  # a stats read of itself or more
+            assert client.get("/info").json()["cluster"]["duplicate_id"] is False
+    finally:
+        stop_nodes([single])
 
 
 def test_a_node_shutting_down_is_not_ready_and_finishes_what_it_forwarded(pair):
