@@ -218,7 +218,7 @@ class Tools:
 
         entries, note = await self.in_context(context_id, language, listing)
         lines = [f"{entry.type:<7} {entry.size:>10}  {entry.path}" for entry in entries]
-        return note + ("\n".join(lines) or "(empty)")
+        return note + (clipped("\n".join(lines)) or "(empty)")
 
 
 DESCRIPTIONS = {
@@ -237,8 +237,9 @@ DESCRIPTIONS = {
     "in its work directory are kept. Use it when the context is stuck or broken.",
     "upload_file": "Write a file into a context's work directory (parent directories are "
     "created, an existing file is replaced); the code sees it at once.",
-    "download_file": "Read a file from a context's work directory: text is returned as text, "
-    "PNG/JPEG/GIF/WebP as an image, other binary files as base64 (at most 4 MiB).",
+    "download_file": "Read a file from a context's work directory: text is returned as text "
+    f"(cut in the middle past {MAX_TEXT_CHARS} characters), PNG/JPEG/GIF/WebP as an image, "
+    "other binary files as base64 (at most 4 MiB).",
     "list_files": "List a directory in a context's work directory: type, size and path.",
 }
 READ_ONLY = {"list_contexts", "download_file", "list_files"}
@@ -335,7 +336,7 @@ def file_result(path: str, data: bytes, note: str = "") -> CallToolResult:
             content=[about, ImageContent(type="image", data=_b64(data), mime_type=mime)]
         )
     try:
-        text = data.decode("utf-8")
+        text = clipped(data.decode("utf-8"))
     except UnicodeDecodeError:
         text = f"{path}: {mime}, {len(data)} bytes, base64:\n{_b64(data)}"
     return CallToolResult(content=[TextContent(type="text", text=note + text)])

@@ -31,6 +31,7 @@ from cellbox.client import (
     StreamClosed,
 )
 from cellbox.commands.repl import read_cell
+from cellbox.mcp_server import MAX_TEXT_CHARS, file_result
 from cellbox.serve_process import free_port
 from tests.clients.test_cli import CELLBOX, cli
 from tests.clients.test_mcp import configured
@@ -301,3 +302,10 @@ def test_mcp_parallel_first_calls_share_one_default_context(server, sdk):
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_a_long_text_file_is_cut_like_long_output():
+    text = "".join(f"line {n}\n" for n in range(20_000))
+    (block,) = file_result("log.txt", text.encode()).content
+    assert len(block.text) < MAX_TEXT_CHARS + 200 and "characters cut here" in block.text
+    assert block.text.startswith("line 0\n") and block.text.endswith("line 19999\n")
