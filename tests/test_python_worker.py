@@ -84,6 +84,25 @@ def test_an_interrupt_reaches_code_that_is_running(worker: Worker):
     assert worker.until_done() == [{"type": "result", "bundle": {"text/plain": "42"}}]
 
 
+def test_an_interrupt_whose_signal_python_missed_is_signalled_again(worker: Worker):
+    # A SIGINT that lands just before a blocking call begins (``time.sleep`` starting) is
+    # seen by Python only when that call returns. ``sigwait`` stands for that moment: it
+    # takes the signal and no handler runs. The worker signals again until one has run.
+    code = (
+        "import signal, time\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n"
+        "print('go')\n"
+        "signal.sigwait({signal.SIGINT})\n"
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})\n"
+        "time.sleep(30)"
+    )
+    worker.sock.sendall(encode({"op": "execute", "code": code, "env": {}}))
+    assert worker.read() == {"type": "stdout", "text": "go\n"}
+    worker.sock.sendall(encode({"op": "interrupt"}))
+    frames = worker.until_done()  # the socket's 20 s timeout fails a lost interrupt
+    assert [f["name"] for f in frames if f["type"] == "error"] == ["KeyboardInterrupt"]
+
+
 def test_interrupts_at_any_moment_lose_no_request(worker: Worker):
     # Interrupts land before, during and after short cells, so every hand-over of the
     # socket between the main thread and the watcher is crossed; each cell still answers

@@ -7,6 +7,11 @@ the read). While user code runs, a watcher thread reads it instead: the socket i
 watcher's epoll set all along, but asks for input only while code runs, so the watcher
 sleeps through every request and wakes only for what comes during an execution (an
 interrupt) or for the server hanging up.
+
+A signal can land after the main thread last looked for one and before it enters a
+blocking call (``time.sleep`` just starting): Python's handler then runs only when that
+call returns, maybe never. So an interrupt is signalled again every ``_RESEND_S`` until
+its handler has run (:meth:`Inbox.heard`) or the code is done.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from cellbox.workers.python.outbox import Log, block_sigint
 
 _READ_SIZE = 1 << 16
 _HANGUP = select.EPOLLHUP | select.EPOLLERR  # always reported, even while not asked for input
+_RESEND_S = 0.05
 
 
 class Inbox:
@@ -40,6 +46,7 @@ class Inbox:
     def __init__(self, log: Log) -> None:
         self._log = log
         self.running = False  # the main thread runs user code: an interrupt raises there
+        self._unheard = False  # an interrupt was signalled; the main thread's handler has not run
         self._lock = threading.Lock()  # orders running, the watcher's reads and the gate
         self._received = 0
         self._interrupt_for = 0
@@ -77,12 +84,17 @@ class Inbox:
             try:
                 with self._lock:
                     self.running = False
+                    self._unheard = False
                     self._ask_for_input(False)
                 break
             except KeyboardInterrupt:
                 pass
 
     # -- reading ------------------------------------------------------------------------
+
+    def heard(self) -> None:
+        """The main thread's SIGINT handler ran (called from it: no lock, it may hold it)."""
+        self._unheard = False
 
     def _ask_for_input(self, on: bool) -> None:
         assert self._epoll is not None and self._sock is not None  # start() came first
@@ -92,12 +104,20 @@ class Inbox:
         block_sigint()
         assert self._epoll is not None
         while True:
-            for _fd, mask in self._epoll.poll():  # EINTR is retried by Python (PEP 475)
+            # EINTR is retried by Python (PEP 475)
+            events = self._epoll.poll(_RESEND_S if self._unheard else -1)
+            for _fd, mask in events:
                 if mask & _HANGUP:
                     os._exit(0)  # the server closed the connection: this context is over
                 with self._lock:
                     if self.running:  # else the main thread reads it
                         self._read(blocking=False)
+            if not events:
+                with self._lock:
+                    if self._unheard and self.running:
+                        self._signal()  # its handler has not run: the signal came too early
+                    else:
+                        self._unheard = False
 
     def _read(self, *, blocking: bool) -> None:
         """Read what the socket has (at least one chunk if ``blocking``); take its frames."""
@@ -135,7 +155,7 @@ class Inbox:
         op = message.get("op") if isinstance(message, dict) else None
         if op == "interrupt":
             if self.running:
-                signal.pthread_kill(self._main, signal.SIGINT)
+                self._signal()
             else:  # for the last execute, if its code has not started yet
                 self._interrupt_for = self._received
         elif op == "execute" or op == "chdir":
@@ -144,3 +164,7 @@ class Inbox:
             self._requests.append((self._received, message))
         else:
             self._log.write(f"unknown message {op!r}")
+
+    def _signal(self) -> None:
+        self._unheard = True
+        signal.pthread_kill(self._main, signal.SIGINT)

@@ -151,6 +151,7 @@ class Worker:
             os._exit(0)  # the server went away
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.inbox.heard()
         if self.inbox.running and not self._shield:
             raise KeyboardInterrupt
 
