@@ -9,7 +9,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -17,7 +16,6 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import TextContent
 
 from cellbox.client import (
     APIError,
@@ -34,13 +32,8 @@ from cellbox.commands.repl import read_cell
 from cellbox.mcp_server import MAX_TEXT_CHARS, file_result
 from cellbox.serve_process import free_port
 from tests.clients.test_cli import CELLBOX, cli
-from tests.clients.test_mcp import configured
+from tests.clients.test_mcp import configured, mcp_over_http, text_of
 from tests.conftest import UNPUBLISHED
-
-
-def text_of(result) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
 
 # ---- SDK ----
 
@@ -264,18 +257,9 @@ def test_mcp_files_base64_display_objects_file_tools_language_and_new_contexts(s
 
 
 def test_mcp_parallel_first_calls_share_one_default_context(server, sdk):
-    port = free_port()
-    env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token}
-    process = subprocess.Popen(
-        [CELLBOX, "mcp", "--transport", "http", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     before = {context.id for context in sdk.contexts.list()}
 
-    async def scenario() -> str:
-        url = f"http://127.0.0.1:{port}/mcp"
+    async def scenario(url: str) -> str:
         async with (
             streamable_http_client(url) as (read, write, *_),
             ClientSession(read, write) as mcp,
@@ -287,21 +271,11 @@ def test_mcp_parallel_first_calls_share_one_default_context(server, sdk):
             code = "sorted(n for n in globals() if n.startswith('v')), open('f.txt').read()"
             return text_of(await mcp.call_tool("run_code", {"code": code}))
 
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert "result: (['v0', 'v1', 'v2'], 'x')" in asyncio.run(scenario())
+    with mcp_over_http(server) as url:
+        assert "result: (['v0', 'v1', 'v2'], 'x')" in asyncio.run(scenario(url))
         made = [c for c in sdk.contexts.list() if c.id not in before]
         assert len(made) == 1, made
         made[0].delete()
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def test_a_long_text_file_is_cut_like_long_output():

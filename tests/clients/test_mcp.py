@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -119,7 +121,9 @@ def test_starts_its_own_server_when_none_is_configured(tmp_path):
     assert not state_dir.exists()
 
 
-def test_streamable_http_transport(server):
+@contextmanager
+def mcp_over_http(server) -> Iterator[str]:
+    """``cellbox mcp --transport http`` for ``server``, listening: its endpoint's URL."""
     port = free_port()
     env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token}
     process = subprocess.Popen(
@@ -128,12 +132,6 @@ def test_streamable_http_transport(server):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-
-    async def scenario():
-        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
-            assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
-            return text_of(await client.call_tool("run_code", {"code": "21 * 2"}))
-
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
@@ -142,10 +140,20 @@ def test_streamable_http_transport(server):
                 break
             except OSError:
                 time.sleep(0.1)
-        assert "result: 42" in asyncio.run(scenario())
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()
         assert process.wait(30) == 0, process.stderr.read() if process.stderr else ""
+
+
+def test_streamable_http_transport(server):
+    async def scenario(url: str) -> str:
+        async with Client(url) as client:
+            assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
+            return text_of(await client.call_tool("run_code", {"code": "21 * 2"}))
+
+    with mcp_over_http(server) as url:
+        assert "result: 42" in asyncio.run(scenario(url))
 
 
 def test_a_default_context_that_is_gone_is_replaced_and_said_so(server):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -45,6 +46,19 @@ def stop_nodes(nodes: list[Server]) -> None:
         node.cleanup()
 
 
+@contextmanager
+def running(nodes: list[Server]) -> Iterator[list[Server]]:
+    """The nodes started as one cluster (each the others' peer), until they have all met."""
+    start_nodes(nodes, ",".join(node.url for node in nodes))
+    try:
+        for node in nodes:
+            with node.client() as client:
+                wait_for_peers(client, len(nodes) - 1)
+        yield nodes
+    finally:
+        stop_nodes(nodes)
+
+
 def wait_for_peers(client: Client, count: int, timeout: float = 45) -> None:
     """Until this node has read ``count`` reachable peers."""
     deadline = time.monotonic() + timeout
@@ -82,14 +96,8 @@ def cluster() -> Iterator[Cluster]:
     nodes = [
         Server(node_id=f"n{i}", pool_python=1, pool_typescript=0, max_contexts=4) for i in range(3)
     ]
-    start_nodes(nodes, ",".join(node.url for node in nodes))
-    try:
-        for node in nodes:
-            with node.client() as client:
-                wait_for_peers(client, 2)
+    with running(nodes):
         yield Cluster(nodes)
-    finally:
-        stop_nodes(nodes)
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from tests.cluster.conftest import (
     Cluster,
     context_on,
     node_of,
+    running,
     start_nodes,
     stop_nodes,
-    wait_for_peers,
     wait_until_seen_empty,
 )
 from tests.conftest import STARTED, Server
@@ -41,14 +41,8 @@ def pair() -> Iterator[list[Server]]:
         )
         for i in range(2)
     ]
-    start_nodes(nodes, ",".join(node.url for node in nodes))
-    try:
-        for node in nodes:
-            with node.client() as client:
-                wait_for_peers(client, 1)
+    with running(nodes):
         yield nodes
-    finally:
-        stop_nodes(nodes)
 
 
 @pytest.fixture(autouse=True)

@@ -6,21 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.conftest import context_on, start_nodes, stop_nodes, wait_for_peers
+from tests.cluster.conftest import context_on, running
 from tests.conftest import Server
 
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[list[Server]]:
     nodes = [Server(node_id=f"f{i}", pool_python=1, pool_typescript=0) for i in range(2)]
-    start_nodes(nodes, ",".join(node.url for node in nodes))
-    try:
-        for node in nodes:
-            with node.client() as client:
-                wait_for_peers(client, 1)
+    with running(nodes):
         yield nodes
-    finally:
-        stop_nodes(nodes)
 
 
 def test_an_interim_100_continue_is_not_taken_for_the_answer(pair):
