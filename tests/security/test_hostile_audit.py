@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from cellbox.sandbox import seccomp
-from cellbox.sandbox.netpolicy import parse, ruleset
+from cellbox.sandbox.netpolicy import DENIED_V4, parse, ruleset
 from tests.conftest import Client
 from tests.security.conftest import worker_host_pid
 from tests.security.test_network import _ruleset
@@ -28,9 +28,9 @@ def _chain(script: str) -> list[str]:
 
 
 def test_resolved_addresses_are_accepted_only_after_the_denials() -> None:
-    chain = _chain(ruleset(parse({"allow": ["a.example", "10.9.0.0/16"]}), ["192.0.2.2"]))
+    chain = _chain(ruleset(parse({"allow": ["a.example", "198.51.100.0/24"]}), ["192.0.2.2"]))
     listed = chain.index("ip daddr @allowed4 accept")
-    denied = next(i for i, line in enumerate(chain) if "169.254.0.0/16" in line)
+    denied = next(i for i, line in enumerate(chain) if all(r in line for r in DENIED_V4))
     resolved = chain.index("ip daddr @resolved4 accept")
     assert listed < denied < resolved and "192.0.2.2" in chain[denied]
     assert chain.index("ip6 daddr @allowed6 accept") < chain.index("ip6 daddr @resolved6 accept")
