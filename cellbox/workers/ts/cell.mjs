@@ -23,6 +23,7 @@
 
 import util from 'node:util';
 
+import { newScope, runInScope } from './cell_scope.mjs';
 import { rewrite } from './import_rewrite.mjs';
 import { releaseGroup, remoteValue, replEvaluate } from './inspector.mjs';
 import { INTERRUPT, S } from './output.mjs';
@@ -51,6 +52,7 @@ export function newExecution(id, cell) {
     finished: false,
     source: '',
     group: `cell-${id}`,
+    scope: newScope(), // the code this cell runs, through its awaits and timers
   };
 }
 
@@ -106,8 +108,10 @@ export function runCell(ex, msg, settle, isCurrent) {
 
 function evaluate(ex, js) {
   ex.evaluated = js;
-  replEvaluate(`${js}\n//# sourceURL=cell-${ex.cell}`, ex.group, (err, res, sync) =>
-    onEvaluated(ex, err, res, sync),
+  runInScope(ex.scope, () =>
+    replEvaluate(`${js}\n//# sourceURL=cell-${ex.cell}`, ex.group, (err, res, sync) =>
+      onEvaluated(ex, err, res, sync),
+    ),
   );
 }
 

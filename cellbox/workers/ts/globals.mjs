@@ -1,16 +1,16 @@
 // What user code finds in its global scope beyond Node's: display(), a require() and
 // dynamic import() that resolve from the working directory (with packages that export
-// only for import, see esm_hooks.mjs), and timers whose callbacks can be interrupted safely.
+// only for import, see esm_hooks.mjs), and the timers of timers.mjs.
 
-import { createRequire, isBuiltin, syncBuiltinESMExports } from 'node:module';
+import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import util from 'node:util';
 
 import { installEsmHooks } from './esm_hooks.mjs';
 import { IMPORT_HELPER } from './import_rewrite.mjs';
-import { enqueue, resolved } from './output.mjs';
+import { enqueue } from './output.mjs';
 import { mimeBundle } from './render.mjs';
+import { installTimers } from './timers.mjs';
 
 // The module that calls import() for a cell: Node names it in errors.
 const IMPORTER_FILE = fileURLToPath(import.meta.url);
@@ -104,40 +104,6 @@ function cellImport(specifier, options) {
   });
 }
 
-// Node runs timer and immediate callbacks inside an async-context scope that its JS
-// pushes and pops. Runtime.terminateExecution skips the pop, and Node then aborts the
-// process ("async hook stack has become corrupted") — so interrupting
-// `setTimeout(() => { while (true) {} })` would kill the worker. User callbacks given to
-// setTimeout/setInterval/setImmediate are therefore started from a microtask, just
-// after Node's scope closes (same turn of the event loop, same order), where
-// termination is safe. Exceptions they throw still reach 'uncaughtException'.
-function runOutsideScope(callback) {
-  return function scheduled(...args) {
-    const self = this;
-    resolved.then(() => {
-      try {
-        Reflect.apply(callback, self, args);
-      } catch (err) {
-        process.emit('uncaughtException', err, 'uncaughtException');
-      }
-    });
-  };
-}
-
-function wrapTimer(original) {
-  const wrapped = {
-    [original.name](callback, ...rest) {
-      if (typeof callback !== 'function') return original(callback, ...rest);
-      return original(runOutsideScope(callback), ...rest);
-    },
-  }[original.name];
-  const custom = original[util.promisify.custom];
-  if (custom !== undefined) {
-    Object.defineProperty(wrapped, util.promisify.custom, { value: custom, configurable: true });
-  }
-  return wrapped;
-}
-
 export function installGlobals() {
   installEsmHooks();
   const hidden = (value) => ({ value, writable: true, configurable: true, enumerable: false });
@@ -149,18 +115,5 @@ export function installGlobals() {
     configurable: false,
     enumerable: false,
   });
-  {
-    const timersModule = createRequire(import.meta.url)('node:timers');
-    for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
-      const wrapped = wrapTimer(globalThis[name]);
-      Object.defineProperty(globalThis, name, {
-        value: wrapped,
-        writable: true,
-        configurable: true,
-        enumerable: true,
-      });
-      timersModule[name] = wrapped;
-    }
-    syncBuiltinESMExports();
-  }
+  installTimers();
 }

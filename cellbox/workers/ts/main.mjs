@@ -52,10 +52,12 @@
 //   grace period.
 // * Terminating JS that runs inside an async scope pushed by Node's own JavaScript
 //   aborts the process. setTimeout/setInterval/setImmediate callbacks are moved out of
-//   that scope (see runOutsideScope); code run through AsyncResource.runInAsyncScope
+//   that scope (see timers.mjs); code run through AsyncResource.runInAsyncScope
 //   is not, and interrupting it while it spins ends the context (the server restarts).
-// * A cell interrupted while it awaits keeps its continuation: if the awaited promise
-//   settles later, the rest of the cell runs then, in the background.
+// * A cell interrupted while it awaits keeps its continuation. The timers it set never
+//   fire any more (timers.mjs), so a loop that sleeps stays asleep; if it awaits
+//   something else (a network answer, a promise of an earlier cell) that settles later,
+//   the rest of the cell runs then, in the background.
 // * Output written straight to fd 1/2 (fs.writeSync(1), child processes with
 //   stdio 'inherit') bypasses the capture.
 
@@ -63,8 +65,8 @@
 // env, REPL script, evaluation, outcome) · io_thread.mjs · output.mjs (the ordered
 // outgoing queue) · console.mjs (capture) · inspector.mjs (evaluation) · tokenizer.mjs
 // (statements) · import_rewrite.mjs (imports, exports) · typescript.mjs · render.mjs
-// (values, errors, bundles) · globals.mjs (display, require, import, timers) ·
-// esm_hooks.mjs.
+// (values, errors, bundles) · globals.mjs (display, require, import) · timers.mjs ·
+// cell_scope.mjs (which cell code belongs to) · esm_hooks.mjs.
 
 import {
   lastStatementIsExpression,
@@ -85,7 +87,7 @@ import {
   push,
   startIo,
 } from './output.mjs';
-import { errorFields, isErrorLike, plain, safeInspect } from './render.mjs';
+import { errorFields, installStackFilter, isErrorLike, plain, safeInspect } from './render.mjs';
 
 const fdArg = process.argv.indexOf('--fd');
 const FD = fdArg >= 0 ? Number(process.argv[fdArg + 1]) : NaN;
@@ -93,6 +95,10 @@ if (!Number.isInteger(FD) || FD < 0) {
   process.stderr.write('usage: node main.mjs --fd N\n');
   process.exit(2);
 }
+
+// The worker's own scheduling: Node's, not the user's timers (timers.mjs) that die with an
+// interrupted cell (this module may run inside a cell's scope, from its outcome).
+const { setImmediate } = globalThis;
 
 let current = null; // the running execution
 const waiting = []; // executions received while one runs (not expected by protocol)
@@ -136,6 +142,7 @@ function finish(id, outcome) {
         push({ type: 'result', bundle: { 'text/plain': safeInspect(outcome.value) } });
       }
     } else if (outcome.kind === 'interrupted') {
+      ex.scope.interrupted = true; // its timers die with it (timers.mjs)
       push(INTERRUPTED);
     } else {
       push({ type: 'error', ...outcome.error });
@@ -217,6 +224,7 @@ process.on('exit', () => {
 
 installConsole();
 installGlobals();
+installStackFilter();
 connect();
 warmUpCell();
 

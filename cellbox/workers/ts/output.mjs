@@ -20,6 +20,8 @@ const IDLE_CAP = 1 << 20;
 export const EXIT_IO_FAILED = 70; // cellbox/exit_codes.py INTERNAL_ERROR
 
 const realStderr = process.stderr;
+// Node's own, taken before timers.mjs replaces the global with the user's timers.
+const { setImmediate } = globalThis;
 export function realStderrWrite(text) {
   try {
     realStderr.write(text);
@@ -89,7 +91,7 @@ function scheduledFlush() {
 
 export const resolved = Promise.resolve();
 function deferredFlush() {
-  // Run as a microtask, outside the immediate's async scope (see runOutsideScope).
+  // Run as a microtask, outside the immediate's async scope (see timers.mjs).
   resolved.then(scheduledFlush);
 }
 

@@ -58,6 +58,34 @@ function cleanStack(stack) {
   return plain(out.join('\n'));
 }
 
+// The stacks user code sees (`err.stack`, `console.log(err)`, an error shown as a value)
+// hold the user's frames only: the worker's own are dropped, and so is everything below
+// the inspector call that runs a cell. Node's formatting is kept (a filter in front of its
+// Error.prepareStackTrace); a prepareStackTrace the user sets replaces this one.
+export function installStackFilter() {
+  const format = Error.prepareStackTrace;
+  if (typeof format !== 'function') return;
+  Error.prepareStackTrace = function prepareStackTrace(error, frames) {
+    return Reflect.apply(format, this, [error, userFrames(frames)]);
+  };
+}
+
+function userFrames(frames) {
+  const kept = [];
+  for (const frame of frames) {
+    let file = '';
+    try {
+      file = String(frame.getFileName() ?? '');
+    } catch {
+      // a frame without a file: the user's
+    }
+    if (file === 'node:inspector') break;
+    if (file.startsWith(WORKER_DIR) || file.startsWith(WORKER_URL)) continue;
+    kept.push(frame);
+  }
+  return kept;
+}
+
 // The `cause` chain of an error, as text to append to its traceback.
 function causes(err) {
   let text = '';
