@@ -3,8 +3,11 @@ behind, error stacks shown as values, rejections a cell leaves unhandled, standa
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -84,3 +87,96 @@ def test_error_stacks_shown_as_values_hold_only_the_users_frames(client: Client,
     assert later["logs"]["stdout"] == ["Error: t", "    at Timeout.<anonymous> (cell-2:1:74)"], (
         later
     )
+
+
+def test_a_rejection_the_cell_leaves_unhandled_is_told_by_that_cell(
+    client: Client, ts: str
+) -> None:
+    body = client.run(
+        "async function save() { throw new Error('disk full') }\nsave(); 'saved?'", context_id=ts
+    )
+    assert body["error"] is None, body
+    assert body["items"] == [{"is_primary": True, "text": "'saved?'"}]
+    assert body["logs"]["stderr"] == [
+        "Uncaught (in promise) Error: disk full",
+        "    at save (cell-1:1:31)",
+        "    at cell-1:2:1",
+    ]
+    after = client.run("Promise.reject(7); 'again'", context_id=ts)
+    assert after["logs"]["stderr"] == ["Uncaught (in promise) 7"], after
+    assert client.run("1", context_id=ts)["logs"] == {"stdout": [], "stderr": []}
+
+
+def test_standard_input_never_hangs(client: Client, ts: str) -> None:
+    asked = client.run(
+        "const readline = require('node:readline/promises');\n"
+        "const rl = readline.createInterface({ input: process.stdin, output: process.stdout });\n"
+        "await rl.question('name? ')",
+        context_id=ts,
+        timeout_ms=10_000,
+    )
+    assert asked["error"]["name"] == "StdinNotImplementedError", asked
+    assert "without standard input" in asked["error"]["value"]
+    called = client.run(
+        "require('node:readline').createInterface({ input: process.stdin })"
+        ".question('age? ', (a) => console.log(a))",
+        context_id=ts,
+        timeout_ms=10_000,
+    )
+    assert called["error"]["name"] == "StdinNotImplementedError", called
+    read = "const lines = []; for await (const l of require('node:readline').createInterface({ input: process.stdin })) lines.push(l); lines"
+    for _ in range(2):  # input ends at once for every reader, not only for the first
+        body = client.run(read, context_id=ts, timeout_ms=10_000)
+        assert body["error"] is None, body
+        assert body["items"] == [{"is_primary": True, "text": "[]"}]
+
+
+@pytest.mark.parametrize(
+    ("before", "again"),
+    [
+        ("function make() { return 1 }", "class make { v = 2 }\nnew make().v"),
+        ("let total = 1", "const total = 2;\ntypeof total === 'number' ? total : -1"),
+        ("const kind = 'a'", "async function kind() { return 3 }\nawait kind()"),
+        ("let [lo, hi] = [0, 1]", "const [lo, hi] = [4, 5];\nlo + hi"),
+        ("var opts = 1", "let { depth: opts } = { depth: 6 };\nvoid 0, opts"),
+    ],
+    ids=["class-then-new", "typeof", "async-function", "array-pattern", "object-pattern"],
+)
+def test_names_may_be_declared_again_in_any_form(
+    client: Client, ts: str, before: str, again: str
+) -> None:
+    assert client.run(before, context_id=ts)["error"] is None
+    body = client.run(again, context_id=ts)
+    assert body["error"] is None, body["error"]
+    assert body["items"][0]["text"] in {"2", "3", "9", "6"}
+
+
+@pytest.mark.slow
+def test_interrupts_racing_the_end_of_a_cell_never_lose_state(client: Client, ts: str) -> None:
+    """An interrupt that lands as a busy cell ends by itself, under CPU load: the cell
+    answers (done or Interrupted) and the state stays. A termination that landed in the
+    worker's own code while it sent the answer used to leave the execution without its
+    `done`, so the server killed the process after the grace period (about 1 in 150)."""
+    spin = "import time\nend = time.time() + 25\nwhile time.time() < end: pass"
+    spinners = [subprocess.Popen(["nice", "-n", "5", sys.executable, "-c", spin]) for _ in range(2)]
+    try:
+        client.run("let keep = 1", context_id=ts)
+        with ThreadPoolExecutor(1) as pool:
+            for i in range(100):
+                running = pool.submit(
+                    client.run,
+                    "const t0 = Date.now(); while (Date.now() - t0 < 100) {}",
+                    context_id=ts,
+                )
+                time.sleep(0.03 + (i % 10) * 0.01)
+                client.post(f"/contexts/{ts}/interrupt")
+                body = running.result()
+                if body["error"] is not None:
+                    assert body["error"]["name"] == "Interrupted", body
+                    assert "lost" not in body["error"]["value"], body
+                kept = client.run("keep", context_id=ts)
+                assert kept["items"] == [{"is_primary": True, "text": "1"}], (i, body, kept)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()

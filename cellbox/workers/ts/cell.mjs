@@ -28,7 +28,8 @@ import { rewrite } from './import_rewrite.mjs';
 import { releaseGroup, remoteValue, replEvaluate } from './inspector.mjs';
 import { INTERRUPT, S } from './output.mjs';
 import { errorFields, mimeBundle, plain } from './render.mjs';
-import { isNonExpressionStatement, matchingClose, statementHeads, tokenize } from './tokenizer.mjs';
+import { redeclarationCandidates } from './redeclare.mjs';
+import { isNonExpressionStatement, statementHeads, tokenize } from './tokenizer.mjs';
 import { syntaxErrorFromTs, toJavaScript, warmUpTypeScript } from './typescript.mjs';
 
 // Runs a cell's path once at startup (without evaluating), so the first cell is not the
@@ -141,12 +142,9 @@ export function lastStatementIsExpression(ex) {
   }
 }
 
-// V8's REPL mode lets a later cell declare a name again only with the same kind
-// (let/class, const, var/function). When a cell fails to compile because a top-level
-// name was declared before with another kind, retry with the declaration keyword
-// changed: `const x` after `let x` becomes `let x`, `let x` after `var`/`function x`
-// becomes `var x`, `class C {}` becomes `let|var|const C = class C {};` and so on.
-// Only compile errors are retried, so no code has run. Returns the next code or null.
+// A compile error for a top-level name declared before with another kind of declaration
+// is retried with the forms of redeclare.mjs. Only compile errors are retried, so no code
+// has run. Returns the next code or null.
 function redeclaration(ex, message) {
   const m = /^Identifier '([^']+)' has already been declared$/.exec(message);
   if (!m || (ex.retries = (ex.retries ?? 0) + 1) > 16) return null;
@@ -155,42 +153,6 @@ function redeclaration(ex, message) {
     ex.candidates = redeclarationCandidates(ex.evaluated, m[1]);
   }
   return ex.candidates.length ? ex.candidates.shift() : null;
-}
-
-function redeclarationCandidates(code, name) {
-  const toks = tokenize(code);
-  let found = null;
-  for (const hi of statementHeads(toks)) {
-    const t = toks[hi];
-    const nx = toks[hi + 1];
-    if (t.k === 'n' && nx && nx.k === 'n' && nx.v === name) {
-      if (found !== null) return []; // declared twice in this cell: a real error
-      found = hi;
-    }
-  }
-  if (found === null) return [];
-  const t = toks[found];
-  const swap = (kw) => code.slice(0, t.s) + kw + code.slice(t.e);
-  if (t.v === 'const') return [swap('let'), swap('var')];
-  if (t.v === 'let') return [swap('var'), swap('const')];
-  if (t.v === 'var') return [swap('let'), swap('const')];
-  if (t.v === 'class' || t.v === 'function') {
-    // `class C ... { }` -> `let C = class C ... { };`
-    let j = found + 2;
-    if (t.v === 'function') {
-      if (toks[j] && toks[j].v === '(') j = matchingClose(toks, j) + 1;
-      else return [];
-    } else {
-      while (j < toks.length && !(toks[j].v === '{' && toks[j].d === 0)) j++;
-    }
-    if (j <= 0 || j >= toks.length || toks[j].v !== '{') return [];
-    const close = matchingClose(toks, j);
-    if (close < 0) return [];
-    const wrap = (kw) =>
-      `${code.slice(0, t.s)}${kw} ${name} = ${code.slice(t.s, toks[close].e)};${code.slice(toks[close].e)}`;
-    return t.v === 'class' ? [wrap('var'), wrap('let'), wrap('const')] : [wrap('let'), wrap('const')];
-  }
-  return [];
 }
 
 function syntaxErrorFromDetails(ex, details, thrown) {

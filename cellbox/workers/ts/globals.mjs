@@ -1,6 +1,7 @@
 // What user code finds in its global scope beyond Node's: display(), a require() and
 // dynamic import() that resolve from the working directory (with packages that export
-// only for import, see esm_hooks.mjs), and the timers of timers.mjs.
+// only for import, see esm_hooks.mjs), the timers of timers.mjs and the standard input of
+// stdin.mjs.
 
 import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import { installEsmHooks } from './esm_hooks.mjs';
 import { IMPORT_HELPER } from './import_rewrite.mjs';
 import { enqueue } from './output.mjs';
 import { mimeBundle } from './render.mjs';
+import { installStdin } from './stdin.mjs';
 import { installTimers } from './timers.mjs';
 
 // The module that calls import() for a cell: Node names it in errors.
@@ -116,4 +118,5 @@ export function installGlobals() {
     enumerable: false,
   });
   installTimers();
+  installStdin();
 }

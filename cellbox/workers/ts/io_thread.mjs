@@ -137,6 +137,12 @@ export function ioThread() {
   }
 
   parentPort.on('message', (m) => {
+    if (m.finished && !unfinished.includes(m.finished)) {
+      // A second `done` for an execution (main.mjs ended one that a termination had cut
+      // short, but its first `done` had gone out already): the server must not see it.
+      release(m.bytes);
+      return;
+    }
     if (m.frames.length) {
       if (eof) {
         release(m.bytes);

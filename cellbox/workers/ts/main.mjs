@@ -80,6 +80,7 @@ import { installGlobals } from './globals.mjs';
 import { connect, disconnect, releaseGroup, remoteValue, replEvaluate } from './inspector.mjs';
 import {
   beginExecution,
+  doneQueued,
   emitText,
   endExecution,
   flushAtExit,
@@ -135,14 +136,33 @@ function finish(id, outcome) {
   const ex = current;
   if (!ex || ex.id !== id || ex.finished) return;
   ex.finished = true;
+  ex.outcome = outcome;
+  restoreEnv(ex);
+  if (outcome.kind === 'interrupted') {
+    ex.scope.interrupted = true; // its timers die with it (timers.mjs)
+    ex.concluding = true;
+    conclude(ex);
+  } else {
+    // Node reports the promises this turn left rejected without a handler only once the
+    // turn is over (`f()` of an async function that throws, without await): wait for that,
+    // so they are told by this execution rather than by the next one.
+    ex.concluding = true;
+    setImmediate(conclude, ex);
+  }
+}
+
+// The execution's outcome and `done` are sent. `lastDoneId` moves only once they are on
+// their way, so an interrupt whose termination cut this short still finds it unfinished.
+function conclude(ex) {
+  if (current !== ex || !ex.concluding) return;
+  ex.concluding = false;
+  const outcome = ex.outcome;
   try {
-    restoreEnv(ex);
     if (outcome.kind === 'value') {
       if (outcome.value !== undefined && lastStatementIsExpression(ex)) {
         push({ type: 'result', bundle: { 'text/plain': safeInspect(outcome.value) } });
       }
     } else if (outcome.kind === 'interrupted') {
-      ex.scope.interrupted = true; // its timers die with it (timers.mjs)
       push(INTERRUPTED);
     } else {
       push({ type: 'error', ...outcome.error });
@@ -152,8 +172,8 @@ function finish(id, outcome) {
   } finally {
     push({ type: 'done' });
     current = null;
-    lastDoneId = id;
-    endExecution(id);
+    endExecution(ex.id);
+    lastDoneId = ex.id;
     releaseGroup(ex.group);
   }
   if (waiting.length) setImmediate(startNext);
@@ -170,17 +190,22 @@ function onInterrupt(id) {
     finish(id, { kind: 'interrupted' });
     return;
   }
+  if (current && current.id === id && current.concluding) {
+    conclude(current); // it had finished: send that now
+    return;
+  }
   const queued = waiting.find((msg) => msg.id === id);
   if (queued) {
     queued.interrupted = true;
     return;
   }
   // A termination cut short the handler that started or finished this execution
-  // (it landed in the worker's own code): end it here, or it would never be done.
+  // (it landed in the worker's own code): end it here, or it would never be done. Its
+  // `done` may be queued already, or even sent (the io thread then drops this one).
   current = null;
-  push(INTERRUPTED, { type: 'done' });
-  lastDoneId = id;
+  if (!doneQueued()) push(INTERRUPTED, { type: 'done' });
   endExecution(id);
+  lastDoneId = id;
   if (waiting.length) setImmediate(startNext);
 }
 

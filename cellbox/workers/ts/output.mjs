@@ -152,6 +152,12 @@ export function push(...frames) {
   queue.push(...frames);
 }
 
+// Is the last frame queued a `done`?
+export function doneQueued() {
+  const last = queue[queue.length - 1];
+  return last !== undefined && last.type === 'done';
+}
+
 // The execution `id` is over (its `done` is queued): send everything.
 export function endExecution(id) {
   running = false;

@@ -1,0 +1,57 @@
+// Standard input: code runs without one (the worker's fd 0 is /dev/null), and reading it
+// must end at once, never hang until the timeout.
+//
+// * `rl.question()` (node:readline and node:readline/promises) on standard input waits
+//   for an answer that cannot come (Node never settles it when the input ends): it fails
+//   at once with StdinNotImplementedError, as Python's input() does here.
+// * Every other read of `process.stdin` (a 'data'/'end' listener, `for await` over a
+//   readline interface, .read()) sees end of input. Node's own stdin ends once per
+//   process, and a reader that comes after that would wait forever for an 'end' already
+//   emitted: here `process.stdin` is an empty stream, a new one once the last has ended.
+
+import readline from 'node:readline';
+import readlinePromises from 'node:readline/promises';
+import { Readable } from 'node:stream';
+
+export class StdinNotImplementedError extends Error {
+  constructor(what) {
+    super(`${what} is not supported: code in this sandbox runs without standard input`);
+    this.name = 'StdinNotImplementedError';
+  }
+}
+
+const ours = new WeakSet();
+let current = null;
+
+function emptyStdin() {
+  const stream = new Readable({
+    read() {
+      this.push(null);
+    },
+  });
+  stream.fd = 0;
+  stream.isTTY = false;
+  ours.add(stream);
+  return stream;
+}
+
+function stdin() {
+  if (current === null || current.readableEnded || current.destroyed) current = emptyStdin();
+  return current;
+}
+
+export function installStdin() {
+  Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: stdin });
+  const callbackQuestion = readline.Interface.prototype.question;
+  readline.Interface.prototype.question = function question(...args) {
+    if (ours.has(this.input)) throw new StdinNotImplementedError('readline question()');
+    return Reflect.apply(callbackQuestion, this, args);
+  };
+  const promisedQuestion = readlinePromises.Interface.prototype.question;
+  readlinePromises.Interface.prototype.question = function question(...args) {
+    if (ours.has(this.input)) {
+      return Promise.reject(new StdinNotImplementedError('readline question()'));
+    }
+    return Reflect.apply(promisedQuestion, this, args);
+  };
+}
