@@ -151,6 +151,32 @@ def test_names_may_be_declared_again_in_any_form(
     assert body["items"][0]["text"] in {"2", "3", "9", "6"}
 
 
+def test_a_busy_callback_a_cell_left_for_its_turn_times_out_with_it(
+    client: Client, ts: str
+) -> None:
+    client.run("let kept = 3", context_id=ts)
+    body = client.run(
+        "process.nextTick(() => { while (true) {} }); 'returned'", context_id=ts, timeout_ms=300
+    )
+    assert body["error"] is not None and body["error"]["name"] == "TimeoutError", body
+    assert body["items"] == []
+    assert client.run("kept", context_id=ts)["items"] == [{"is_primary": True, "text": "3"}]
+
+
+def test_a_value_whose_rendering_never_ends_times_out_with_the_state_kept(
+    client: Client, ts: str
+) -> None:
+    client.run("let kept = 4", context_id=ts)
+    body = client.run(
+        "({ [Symbol.for('nodejs.util.inspect.custom')]() { while (true) {} } })",
+        context_id=ts,
+        timeout_ms=300,
+    )
+    assert body["error"]["name"] == "TimeoutError", body
+    assert "lost" not in body["error"]["value"]
+    assert client.run("kept", context_id=ts)["items"] == [{"is_primary": True, "text": "4"}]
+
+
 @pytest.mark.slow
 def test_interrupts_racing_the_end_of_a_cell_never_lose_state(client: Client, ts: str) -> None:
     """An interrupt that lands as a busy cell ends by itself, under CPU load: the cell

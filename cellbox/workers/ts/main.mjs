@@ -84,8 +84,11 @@ import {
   emitText,
   endExecution,
   flushAtExit,
+  INTERRUPT,
   postFrames,
   push,
+  resolved,
+  S,
   startIo,
 } from './output.mjs';
 import { errorFields, installStackFilter, isErrorLike, plain, safeInspect } from './render.mjs';
@@ -147,8 +150,14 @@ function finish(id, outcome) {
     // turn is over (`f()` of an async function that throws, without await): wait for that,
     // so they are told by this execution rather than by the next one.
     ex.concluding = true;
-    setImmediate(conclude, ex);
+    setImmediate(concludeOutsideScope, ex);
   }
+}
+
+// From a microtask: rendering the value runs user code (a custom inspect), and a
+// termination of it inside the immediate's async scope would abort Node (see timers.mjs).
+function concludeOutsideScope(ex) {
+  resolved.then(() => conclude(ex));
 }
 
 // The execution's outcome and `done` are sent. `lastDoneId` moves only once they are on
@@ -156,7 +165,13 @@ function finish(id, outcome) {
 function conclude(ex) {
   if (current !== ex || !ex.concluding) return;
   ex.concluding = false;
-  const outcome = ex.outcome;
+  let outcome = ex.outcome;
+  if (outcome.kind !== 'interrupted' && Atomics.load(S, INTERRUPT) === ex.id) {
+    // Interrupted before its answer went out: its code had returned, but what it left for
+    // this turn (a busy process.nextTick callback) may just have been terminated.
+    ex.scope.interrupted = true;
+    outcome = { kind: 'interrupted' };
+  }
   try {
     if (outcome.kind === 'value') {
       if (outcome.value !== undefined && lastStatementIsExpression(ex)) {
@@ -191,7 +206,7 @@ function onInterrupt(id) {
     return;
   }
   if (current && current.id === id && current.concluding) {
-    conclude(current); // it had finished: send that now
+    conclude(current); // its outcome is known: send it now
     return;
   }
   const queued = waiting.find((msg) => msg.id === id);
