@@ -77,6 +77,8 @@ def environment(workdir: Path, path: str, wheelhouse: Path | None) -> dict[str, 
         "UV_CACHE_DIR": str(cache / "uv"),
         "UV_PYTHON_DOWNLOADS": "never",
         "npm_config_cache": str(cache / "npm"),
+        # the work directory's packages are found from any cwd (after the cwd's own)
+        "NODE_PATH": str(workdir / "node_modules"),
         "npm_config_update_notifier": "false",
         "npm_config_fund": "false",
         "npm_config_audit": "false",

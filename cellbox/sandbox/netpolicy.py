@@ -129,6 +129,9 @@ def parse(value: Any) -> Policy:
             if name not in names:
                 names.append(name)
         else:
+            if getattr(network.network_address, "scope_id", None) is not None:
+                # a zone names an interface of one host; rules match addresses, not zones
+                raise PolicyError(f"{entry!r}: an address range cannot name a zone (%...)")
             if network not in networks:
                 networks.append(network)
     return Policy("allow", tuple(names), tuple(networks))

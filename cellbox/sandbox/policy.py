@@ -209,6 +209,7 @@ LOADER_VARS = frozenset(
         "MALLOC_TRACE",
         "NIS_PATH",
         "NLSPATH",
+        "NODE_PATH",
         "PS4",
         "RESOLV_HOST_CONF",
         "RES_OPTIONS",

@@ -125,11 +125,14 @@ def test_names_of_releases_wheels_and_modules():
 
 def test_install_code_quotes_specs_as_literals():
     specs = ['evil"); import os; ("', "x>=1"]
-    python = install_code("python", specs)
+    python = install_code("python", specs, "/w")
     assert "install_for_creation(" in python and '"evil\\"); import os; (\\""' in python
     compile(python, "<code>", "eval")
-    typescript = install_code("typescript", specs)
-    assert 'spawnSync("npm", ["install", ...["evil\\"); import os; (\\"", "x>=1"]]' in typescript
+    typescript = install_code("typescript", specs, '/w/"x')
+    assert (
+        'spawnSync("npm", ["install", "--prefix", "/w/\\"x", ...["evil\\"); import os; '
+        '(\\"", "x>=1"]], { cwd: "/w/\\"x",'
+    ) in typescript
 
 
 def test_bare_pip_lines_become_the_pip_magic():

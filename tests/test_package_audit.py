@@ -1,0 +1,76 @@
+"""Packages at creation and network values, as a demanding user sends them: a package that
+replaces a preloaded one, npm packages for a context whose ``cwd`` lies outside its work
+directory, an allowlist entry that is an address with an interface zone.
+
+Traffic: the package registries (two small packages), nothing else.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cellbox.sandbox import netpolicy
+from tests.conftest import Client
+
+INSTALL_S = 180
+
+
+def _create(client: Client, **body: object) -> str:
+    response = client.post("/contexts", json=body, timeout=INSTALL_S)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _value(client: Client, context_id: str, code: str) -> str:
+    result = client.run(code, context_id=context_id, timeout_ms=INSTALL_S * 1000)
+    assert result["error"] is None, result
+    return result["items"][0]["text"]
+
+
+@pytest.mark.slow
+def test_a_package_at_creation_that_replaces_a_preloaded_one_is_the_one_imported(
+    client: Client,
+) -> None:
+    # cycler is preinstalled and imported by every forked worker (matplotlib needs it)
+    context_id = _create(client, packages=["cycler==0.11.0"])
+    try:
+        code = (
+            "import os, cycler, importlib.metadata as m\n"
+            "(cycler.__file__.startswith(os.environ['CONTEXT_SITE_PACKAGES']), "
+            "m.version('cycler'))"
+        )
+        assert _value(client, context_id, code) == "(True, '0.11.0')"
+        assert client.run("1", context_id=context_id)["execution_count"] == 2
+    finally:
+        client.delete(f"/contexts/{context_id}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cwd", ["/", "/tmp"])
+def test_npm_packages_at_creation_go_to_the_work_directory_whatever_the_cwd(
+    client: Client, cwd: str
+) -> None:
+    context_id = _create(client, language="typescript", cwd=cwd, packages=["is-odd@3"])
+    try:
+        code = 'process.cwd() + " " + require("is-odd")(3)'
+        assert _value(client, context_id, code) == f"'{cwd} true'"
+        # in the work directory (not the private /tmp), so a restart keeps them
+        assert client.post(f"/contexts/{context_id}/restart").status_code == 200
+        imported = 'const m = await import("is-odd"); m.default(5)'
+        assert _value(client, context_id, imported) == "true"
+    finally:
+        client.delete(f"/contexts/{context_id}")
+
+
+@pytest.mark.parametrize("entry", ["fe80::1%eth0", "2001:db8::%2/64"])
+def test_an_address_with_an_interface_zone_is_refused_as_malformed(
+    client: Client, entry: str
+) -> None:
+    with pytest.raises(netpolicy.PolicyError, match="zone"):
+        netpolicy.parse({"allow": [entry]})
+    before = {c["id"] for c in client.get("/contexts").json()["items"]}
+    response = client.post("/contexts", json={"network": {"allow": ["example.org", entry]}})
+    assert response.status_code == 400, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "network" and entry in error["error"], error
+    assert {c["id"] for c in client.get("/contexts").json()["items"]} == before
