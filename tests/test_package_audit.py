@@ -1,14 +1,18 @@
-"""Packages at creation and network values, as a demanding user sends them: a package that
-replaces a preloaded one, npm packages for a context whose ``cwd`` lies outside its work
-directory, an allowlist entry that is an address with an interface zone.
+"""Packages and network values as a demanding user sends them: ``pip install`` of what is
+preinstalled already, a package at creation that replaces a preloaded one, npm packages for
+a context whose ``cwd`` lies outside its work directory, an allowlist entry that is an
+address with an interface zone.
 
 Traffic: the package registries (two small packages), nothing else.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import pytest
 
+from cellbox.packages.satisfied import already_satisfied
 from cellbox.sandbox import netpolicy
 from tests.conftest import Client
 
@@ -25,6 +29,41 @@ def _value(client: Client, context_id: str, code: str) -> str:
     result = client.run(code, context_id=context_id, timeout_ms=INSTALL_S * 1000)
     assert result["error"] is None, result
     return result["items"][0]["text"]
+
+
+def test_what_the_shared_environment_meets_is_already_satisfied() -> None:
+    shared = {"numpy": "2.4.6", "pandas": "3.1.1", "six": "1.17.0", "pip": "26.3"}
+    specs = ["NumPy", "pandas>=2", "six==1.16", "tabulate", "pip[x]", "pandas; python_version<'3'"]
+    assert already_satisfied(specs, ["-q"], shared) == {"numpy": "2.4.6", "pandas": "3.1.1"}
+    assert already_satisfied(["numpy", "numpy<2"], [], shared) == {}  # one of them is not
+    assert already_satisfied(["numpy", "pandas"], [], shared, own={"numpy"}) == {"pandas": "3.1.1"}
+    assert already_satisfied(["numpy", "pandas"], [], shared, forced={"pandas"}) == {
+        "numpy": "2.4.6"
+    }
+    for upgrade in ("-U", "--upgrade", "--reinstall"):
+        assert already_satisfied(["numpy"], [upgrade], shared) == {}
+    assert already_satisfied(["numpy @ https://example.org/numpy.whl", "./numpy"], [], shared) == {}
+
+
+def test_pip_install_of_preinstalled_packages_installs_nothing(client: Client) -> None:
+    context_id = _create(client)
+    try:
+        cycler = importlib.metadata.version("cycler")
+        result = client.run(
+            f"!pip install numpy 'pandas>=1' cycler=={cycler}\n"
+            "import os\n"
+            "site = os.environ['CONTEXT_SITE_PACKAGES']\n"
+            "[n for n in os.listdir(site) if n.endswith('.dist-info')]",
+            context_id=context_id,
+            timeout_ms=INSTALL_S * 1000,
+        )
+        assert result["error"] is None, result
+        assert result["items"][0]["text"] == "[]", result
+        said = result["logs"]["stdout"]
+        assert f"Requirement already satisfied: cycler=={cycler} (preinstalled)" in said, result
+        assert not any("shadows" in line for line in result["logs"]["stderr"]), result
+    finally:
+        client.delete(f"/contexts/{context_id}")
 
 
 @pytest.mark.slow

@@ -132,34 +132,39 @@ def translate_pip_args(args: list[str]) -> list[str]:
     return out
 
 
-def named_requirements(args: list[str], read: object = None) -> set[str]:
-    """Normalized names of the packages a command names (arguments, ``-r`` files, ``-P``)."""
-    names: set[str] = set()
+UPGRADE_ALL = {"-U", "--upgrade", "--reinstall"}  # uv's spelling (after translate_pip_args)
+
+
+def requirement_specs(args: list[str], read: object = None) -> tuple[list[str], set[str]]:
+    """The requirement strings a command names (arguments, ``-r`` files), and the normalized
+    names it asks to upgrade or reinstall one by one (``-P``, ``--reinstall-package``)."""
+    specs: list[str] = []
+    forced: set[str] = set()
     reader = read if callable(read) else _read_text
     pending: str | None = None
     for arg in args:
-        if pending is not None:
-            if pending in ("-r", "--requirement", "--requirements"):
-                names |= _names_in_file(arg, reader)
-            elif pending in ("-P", "--upgrade-package"):
-                names |= _names_of([arg])
-            pending = None
-            continue
-        option, value = split_option(arg)
+        option, value = (pending, arg) if pending is not None else split_option(arg)
+        pending = None
         if option in _WITH_VALUE:
             if value is None:
                 pending = option
-            elif option in ("--requirement", "--requirements"):
-                names |= _names_in_file(value, reader)
-            elif option == "--upgrade-package":
-                names |= _names_of([value])
-            continue
-        if not arg.startswith("-"):
-            names |= _names_of([arg])
-    return names
+            elif option in ("-r", "--requirement", "--requirements"):
+                specs += _specs_in_file(value, reader)
+            elif option in ("-P", "--upgrade-package", "--reinstall-package"):
+                forced |= names_of([value])
+        elif not arg.startswith("-"):
+            specs.append(arg)
+    return specs, forced
 
 
-def _names_of(specs: Iterable[str]) -> set[str]:
+def named_requirements(args: list[str], read: object = None) -> set[str]:
+    """Normalized names of the packages a command names (arguments, ``-r`` files, ``-P``)."""
+    specs, forced = requirement_specs(args, read)
+    return names_of(specs) | forced
+
+
+def names_of(specs: Iterable[str]) -> set[str]:
+    """Normalized names of requirement strings (paths and URLs name none)."""
     found = set()
     for spec in specs:
         match = _NAME.match(spec.strip())
@@ -176,14 +181,14 @@ def _read_text(path: str) -> str:
         return ""
 
 
-def _names_in_file(path: str, read: object) -> set[str]:
+def _specs_in_file(path: str, read: object) -> list[str]:
     text = read(path)  # type: ignore[operator]
     specs = []
     for line in text.splitlines():
         line = line.split(" #", 1)[0].strip()
         if line and not line.startswith(("#", "-")):
             specs.append(line)
-    return _names_of(specs)
+    return specs
 
 
 _DIST_INFO = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.]*)-([^-/]+)\.dist-info$")

@@ -24,8 +24,9 @@ from collections.abc import Mapping
 
 from cellbox.packages.pip_args import (
     OWN_DESTINATION,
-    named_requirements,
+    names_of,
     releases,
+    requirement_specs,
     split_option,
     top_level_names,
     translate_pip_args,
@@ -33,42 +34,63 @@ from cellbox.packages.pip_args import (
 from cellbox.packages.pip_config import pip_config, uv_source_args
 from cellbox.packages.python_path import SITE_VAR
 from cellbox.packages.reach import Reach, check, index_url
+from cellbox.packages.satisfied import already_satisfied
 
 WHEELHOUSE_VAR = "CONTEXT_WHEEL_CACHE"
 UV_VAR = "CONTEXT_UV"
 _ROUTED = {"install", "uninstall"}
 
 
-def shared_distributions() -> set[str]:
-    """Normalized names of what the server's environment provides (from its dist-infos)."""
-    return {name for name, _ in releases(_listing(sysconfig.get_paths()["purelib"]))}
+def shared_distributions() -> dict[str, str]:
+    """Versions of what the server's environment provides, by normalized name (dist-infos)."""
+    return dict(releases(_listing(sysconfig.get_paths()["purelib"])))
+
+
+class Install:
+    """What the shim runs for ``uv pip <command> <args>``.
+
+    ``argv``: the uv command; ``excluded``: names to leave out of the resolution;
+    ``satisfied``: named packages the shared environment already meets (name -> version);
+    ``reach``: what the check of the package index found (out of reach: uv runs offline).
+    """
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.excluded: set[str] = set()
+        self.satisfied: dict[str, str] = {}
+        self.reach = Reach()
 
 
 def install_argv(
     uv: str, command: str, args: list[str], site: str, environ: Mapping[str, str], home: str
-) -> tuple[list[str], set[str], Reach]:
-    """The uv command for ``uv pip <command> <args>``; the names to exclude for installs;
-    what the check of the package index found (out of reach: then uv runs offline)."""
-    argv = [uv, "pip", command, *args]
+) -> Install:
+    """How to run ``uv pip <command> <args>`` for the context whose site directory is ``site``."""
+    plan = Install([uv, "pip", command, *args])
     layered = not {split_option(a)[0] for a in args} & OWN_DESTINATION  # else: the user's
     if layered:
-        argv += ["--target", site]
+        plan.argv += ["--target", site]
     if command != "install":
-        return argv, set(), Reach()
+        return plan
     if layered:
-        argv += ["--python", sys.executable]
-        argv += uv_source_args(pip_config(environ, home), args)
-    no_index = {"--offline", "--no-index"} & set(argv)
-    reach = Reach() if no_index else check(index_url(argv))
-    if reach.cut_off is not None:
+        plan.argv += ["--python", sys.executable]
+        plan.argv += uv_source_args(pip_config(environ, home), args)
+    no_index = {"--offline", "--no-index"} & set(plan.argv)
+    plan.reach = Reach() if no_index else check(index_url(plan.argv))
+    if plan.reach.cut_off is not None:
         # uv says so at once (and can still use the wheel cache) instead of retrying
-        argv.append("--offline")
+        plan.argv.append("--offline")
     if not layered:
-        return argv, set(), reach
+        return plan
     wheelhouse = environ.get(WHEELHOUSE_VAR)
     if wheelhouse and os.path.isdir(wheelhouse):
-        argv += ["--find-links", wheelhouse]
-    return argv, shared_distributions() - named_requirements(args), reach
+        plan.argv += ["--find-links", wheelhouse]
+    shared = shared_distributions()
+    specs, forced = requirement_specs(args)
+    own = {name for name, _ in releases(_listing(site))}
+    plan.satisfied = already_satisfied(specs, args, shared, own, forced)
+    named = (names_of(specs) | forced) - set(plan.satisfied)
+    plan.excluded = set(shared) - named
+    return plan
 
 
 def run_uv(command: str, args: list[str]) -> int:
@@ -79,17 +101,21 @@ def run_uv(command: str, args: list[str]) -> int:
         sys.stderr.write("cellbox: this context has no package directory configured\n")
         return 1
     home = os.environ.get("HOME", "/")
-    argv, excluded, reach = install_argv(uv, command, args, site, os.environ, home)
+    plan = install_argv(uv, command, args, site, os.environ, home)
+    if not any(a == "--quiet" or (a[:2] == "-q" and set(a[1:]) == {"q"}) for a in args):
+        for name, version in sorted(plan.satisfied.items()):
+            print(f"Requirement already satisfied: {name}=={version} (preinstalled)", flush=True)
+    argv = plan.argv
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="cellbox-excludes-") as f:
-        if excluded:
-            f.write("\n".join(sorted(excluded)) + "\n")
+        if plan.excluded:
+            f.write("\n".join(sorted(plan.excluded)) + "\n")
             f.flush()
             argv += ["--excludes", f.name]
         before = _listing(site)
         code = subprocess.call(argv)
     if code == 0 and command == "install":
         _note_shadowed(_listing(site) - before)
-    said = reach.cut_off or reach.doubt
+    said = plan.reach.cut_off or plan.reach.doubt
     if code != 0 and said is not None:
         sys.stderr.write(f"cellbox: {said}\n")
     return code
