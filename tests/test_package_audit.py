@@ -66,6 +66,27 @@ def test_pip_install_of_preinstalled_packages_installs_nothing(client: Client) -
         client.delete(f"/contexts/{context_id}")
 
 
+def test_commands_of_installed_packages_are_on_the_path_and_pip3_x_is_the_shim(
+    client: Client,
+) -> None:
+    context_id = _create(client)
+    try:
+        pip3x = "pip{}.{}".format(*__import__("sys").version_info[:2])
+        result = client.run(
+            f"!{pip3x} install -q tabulate\n"
+            "!tabulate --help | head -1\n"
+            "import subprocess\n"
+            "subprocess.run(['tabulate', '--help'], capture_output=True).returncode",
+            context_id=context_id,
+            timeout_ms=INSTALL_S * 1000,
+        )
+        assert result["error"] is None, result
+        assert result["logs"]["stdout"][0].startswith("Usage: tabulate"), result
+        assert result["items"][0]["text"] == "0", result
+    finally:
+        client.delete(f"/contexts/{context_id}")
+
+
 @pytest.mark.slow
 def test_a_package_at_creation_that_replaces_a_preloaded_one_is_the_one_imported(
     client: Client,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cellbox.packages.pip_args import top_level_names
 from cellbox.packages.pip_command import UV_VAR, WHEELHOUSE_VAR
-from cellbox.packages.python_path import SITE_VAR
+from cellbox.packages.python_path import SHIM_BIN, SITE_VAR
 
 SHIM = Path(__file__).resolve().parent / "shim"
 PRIVATE = ".cellbox"  # inside the work directory: covered by the context's disk quota
@@ -71,7 +71,7 @@ def environment(workdir: Path, path: str, wheelhouse: Path | None) -> dict[str, 
     """
     cache = cache_dir(workdir)
     env = {
-        "PATH": f"{SHIM / 'bin'}:{path}",
+        "PATH": f"{SHIM_BIN}:{path}",
         "PYTHONPATH": str(SHIM),  # `python -m pip` and the site directory (sitecustomize)
         SITE_VAR: str(site_dir(workdir)),
         "UV_CACHE_DIR": str(cache / "uv"),

@@ -1,8 +1,11 @@
-"""Inside a context: its own site directory goes ahead of the shared site-packages.
+"""Inside a context: its own site directory goes ahead of the shared site-packages, and
+the commands its packages install go on ``PATH``.
 
 Imported by the worker and, through ``sitecustomize`` on ``PYTHONPATH``, by every Python
-process the context starts, so ``import x`` finds what the context installed. Standard
-library only: it runs at every interpreter start in a context.
+process the context starts, so ``import x`` finds what the context installed and ``!x`` or
+``subprocess.run(["x"])`` its command. Standard library only: it runs at every interpreter
+start in a context. ``PATH`` is changed here, inside, never in what the server hands the
+sandbox's launch chain: the directory is the context's to write.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from importlib.machinery import (
 )
 
 SITE_VAR = "CONTEXT_SITE_PACKAGES"
+# the shims of pip, uv and npm (cellbox/packages/shim/bin): they stay first on PATH
+SHIM_BIN = os.path.join(os.path.dirname(os.path.realpath(__file__)), "shim", "bin")
 
 
 def activate() -> str | None:
@@ -49,6 +54,7 @@ def activate() -> str | None:
             (SourceFileLoader, SOURCE_SUFFIXES),
             (SourcelessFileLoader, BYTECODE_SUFFIXES),
         )
+    _put_commands_on_path(os.path.join(target, "bin"))
     if os.path.isdir(target):
         # .pth files (editable installs, namespace packages), as a real site directory has
         before = list(sys.path)
@@ -57,3 +63,15 @@ def activate() -> str | None:
             sys.path.remove(path)
             sys.path.insert(sys.path.index(target) + 1, path)
     return target
+
+
+def _put_commands_on_path(bin_dir: str) -> None:
+    """``bin_dir`` on ``PATH`` (for this process and its children), after the shims, so
+    ``pip`` stays the shim even once the context installed a pip of its own."""
+    path = os.environ.get("PATH")
+    if path is None:
+        return
+    entries = path.split(os.pathsep)
+    if bin_dir not in entries:
+        entries.insert(entries.index(SHIM_BIN) + 1 if SHIM_BIN in entries else 0, bin_dir)
+        os.environ["PATH"] = os.pathsep.join(entries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -89,13 +90,17 @@ def test_site_directory_goes_before_shared_site_packages(tmp_path, monkeypatch):
     site = tmp_path / "ctx" / ".cellbox" / "python"
     monkeypatch.setenv(python_path.SITE_VAR, str(site))
     monkeypatch.setattr(sys, "path", ["/lib/python3.11", "/venv/lib/site-packages", "/x"])
+    monkeypatch.setenv("PATH", f"{python_path.SHIM_BIN}:/venv/bin:/usr/bin")
     assert python_path.activate() == str(site)
     assert sys.path == ["/lib/python3.11", str(site), "/venv/lib/site-packages", "/x"]
+    # its commands after the shims (pip stays the shim), ahead of the rest, once
+    commands = f"{python_path.SHIM_BIN}:{site / 'bin'}:/venv/bin:/usr/bin"
+    assert os.environ["PATH"] == commands
     assert not site.exists()  # made by the first install, not before
     site.mkdir(parents=True)
     (site / "cellbox_probe_mod.py").write_text("VALUE = 7\n")
     python_path.activate()
-    assert sys.path.count(str(site)) == 1
+    assert sys.path.count(str(site)) == 1 and os.environ["PATH"] == commands
     assert importlib.util.find_spec("cellbox_probe_mod").origin == str(
         site / "cellbox_probe_mod.py"
     )
