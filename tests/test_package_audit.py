@@ -9,6 +9,8 @@ Traffic: the package registries (two small packages), nothing else.
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import time
 
 import pytest
 
@@ -17,6 +19,8 @@ from cellbox.sandbox import netpolicy
 from tests.conftest import Client
 
 INSTALL_S = 180
+# releases of six that have a wheel (11 kB): the wheel cache test names ones not cached yet
+SIX = ["1.10.0", "1.11.0", "1.12.0", "1.13.0", "1.14.0", "1.15.0", "1.16.0"]
 
 
 def _create(client: Client, **body: object) -> str:
@@ -134,3 +138,36 @@ def test_an_address_with_an_interface_zone_is_refused_as_malformed(
     [error] = response.json()["errors"]
     assert error["field"] == "network" and entry in error["error"], error
     assert {c["id"] for c in client.get("/contexts").json()["items"]} == before
+
+
+@pytest.mark.slow
+def test_the_server_fetches_nothing_for_a_context_whose_policy_keeps_it_offline(
+    client: Client,
+) -> None:
+    # The server fills the shared wheel cache with the releases it sees in site directories.
+    # An offline context naming a release (a bare dist-info is enough) must not make it
+    # fetch: that would reach the index on the context's behalf, past its policy.
+    offline = _create(client, network="off")
+    online = _create(client)
+    wheels = _value(client, online, "__import__('os').environ['CONTEXT_WHEEL_CACHE']")[1:-1]
+    cached = {name.split("-")[1] for name in os.listdir(wheels) if name.startswith("six-")}
+    denied, control = [version for version in SIX if version not in cached][:2]
+    fetched = os.path.join(wheels, f"six-{control}-py2.py3-none-any.whl")
+    plant = (
+        "import os, pathlib\n"
+        "pathlib.Path(os.environ['CONTEXT_SITE_PACKAGES'], 'six-{}.dist-info').mkdir(parents=True)"
+    )
+    try:
+        # the offline one comes first in the scan's (sorted) order
+        client.run(plant.format(denied), context_id=offline)
+        client.run(plant.format(control), context_id=online)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(fetched):
+            assert time.monotonic() < deadline, "the server never cached the online release"
+            time.sleep(0.25)
+        assert not any(name.startswith(f"six-{denied}-") for name in os.listdir(wheels))
+    finally:
+        for context_id in (offline, online):
+            client.delete(f"/contexts/{context_id}")
+        if os.path.exists(fetched):
+            os.remove(fetched)  # so the next run finds the same two releases uncached

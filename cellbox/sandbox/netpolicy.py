@@ -87,6 +87,11 @@ class Policy:
         return False
 
     @property
+    def reaches_the_internet(self) -> bool:
+        """Can the code reach any public host (so also a package index) by itself?"""
+        return self.kind in (PUBLIC, HOST)
+
+    @property
     def has_dns(self) -> bool:
         return self.kind == PUBLIC or (self.kind == "allow" and bool(self.names))
 

@@ -60,7 +60,10 @@ class ContextRegistry:
             pool.refill()
         self._reaper = asyncio.create_task(self._reap_idle())
         if self.wheels is not None:
-            self.wheels.start(lambda: [c.workspace.path for c in self.list()])
+            # never fetched for a context: what its own network policy keeps it from
+            self.wheels.start(
+                lambda: [c.workspace.path for c in self.list() if c.network.reaches_the_internet]
+            )
 
     @property
     def closing(self) -> bool:
