@@ -91,6 +91,24 @@ def test_commands_of_installed_packages_are_on_the_path_and_pip3_x_is_the_shim(
         client.delete(f"/contexts/{context_id}")
 
 
+def test_another_python_of_the_system_starts_cleanly_and_sees_the_context_packages(
+    client: Client,
+) -> None:
+    # /usr/bin/python3 (and scripts whose first line names it) has no cellbox to import
+    context_id = _create(client)
+    try:
+        result = client.run(
+            "!pip install -q tabulate\n"
+            "!/usr/bin/python3 -c 'import tabulate, os; print(tabulate.__file__.startswith(os.getcwd()))'",
+            context_id=context_id,
+            timeout_ms=INSTALL_S * 1000,
+        )
+        assert result["error"] is None, result
+        assert result["logs"] == {"stdout": ["True"], "stderr": []}, result
+    finally:
+        client.delete(f"/contexts/{context_id}")
+
+
 @pytest.mark.slow
 def test_a_package_at_creation_that_replaces_a_preloaded_one_is_the_one_imported(
     client: Client,
