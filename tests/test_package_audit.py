@@ -1,21 +1,27 @@
 """Packages and network values as a demanding user sends them: ``pip install`` of what is
 preinstalled already, a package at creation that replaces a preloaded one, npm packages for
-a context whose ``cwd`` lies outside its work directory, an allowlist entry that is an
-address with an interface zone.
+a context whose ``cwd`` lies outside its work directory, commands of installed packages,
+the wheel cache and an offline context, allowlist entries that are an address with an
+interface zone or an internationalized name, a lookup of a label that holds a dot.
 
 Traffic: the package registries (two small packages), nothing else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
 import time
 
+import dns.message
+import dns.name
+import dns.rcode
 import pytest
 
 from cellbox.packages.satisfied import already_satisfied
 from cellbox.sandbox import netpolicy
+from cellbox.sandbox.dns import Forwarder
 from tests.conftest import Client
 
 INSTALL_S = 180
@@ -189,3 +195,30 @@ def test_the_server_fetches_nothing_for_a_context_whose_policy_keeps_it_offline(
             client.delete(f"/contexts/{context_id}")
         if os.path.exists(fetched):
             os.remove(fetched)  # so the next run finds the same two releases uncached
+
+
+def test_an_internationalized_name_is_allowed_in_its_ascii_form(client: Client) -> None:
+    policy = netpolicy.parse({"allow": ["Bücher.example", "*.straße.example"]})
+    assert policy.describe() == {"allow": ["xn--bcher-kva.example", "*.xn--strae-oqa.example"]}
+    assert policy.allows_name("xn--bcher-kva.example")
+    assert policy.allows_name("www.xn--strae-oqa.example")
+    response = client.post("/contexts", json={"network": {"allow": ["bücher.example"]}})
+    assert response.status_code == 201, response.text
+    assert response.json()["network"] == {"allow": ["xn--bcher-kva.example"]}
+    client.delete(f"/contexts/{response.json()['id']}")
+
+
+def test_a_label_holding_a_dot_is_no_subdomain_of_an_allowed_name() -> None:
+    # one label "evil.example" right under "com" is written "evil\\.example.com"
+    policy = netpolicy.parse({"allow": ["*.example.com", "example.com"]})
+    for labels in ([b"evil.example", b"com", b""], [b"example.com", b""]):
+        name = dns.name.Name(labels)
+        assert not policy.allows_name(name.to_text(omit_final_dot=True)), name
+
+        async def never(addresses: list[str]) -> None:
+            raise AssertionError(addresses)
+
+        # refused by the context's forwarder itself, never asked upstream (there is none)
+        reply = asyncio.run(Forwarder(policy, [], never)._reply(dns.message.make_query(name, "A")))
+        assert reply.rcode() == dns.rcode.REFUSED, name
+    assert policy.allows_name("www.example.com") and policy.allows_name("example.com")

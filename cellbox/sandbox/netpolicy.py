@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import dns.exception
+import dns.name
+
 OFF = "off"
 PUBLIC = "public"
 HOST = "host"
@@ -72,10 +75,12 @@ class Policy:
         return {"allow": [*self.names, *(str(n) for n in self.networks)]}
 
     def allows_name(self, name: str) -> bool:
-        """Does the allowlist name ``name`` (exactly, or under a ``*.`` entry)?"""
+        """Does the allowlist name ``name`` (in DNS text form: exactly, or under a ``*.``
+        entry)?"""
         if self.kind == PUBLIC:
             return True
-        if self.kind != "allow":
+        if self.kind != "allow" or "\\" in name:
+            # an escape: "a\\.example.com" is ONE label, "a.example", right under "com"
             return False
         name = name.rstrip(".").lower()
         for entry in self.names:
@@ -97,8 +102,17 @@ class Policy:
 
 
 def _name(entry: str) -> str | None:
-    """``entry`` as a lower-case DNS name (``*.`` prefix allowed), or None if it is none."""
+    """``entry`` as a lower-case DNS name (``*.`` prefix allowed), or None if it is none.
+
+    An internationalized name is taken in its ASCII form (``bücher.example`` is
+    ``xn--bcher-kva.example``), which is what a lookup asks for.
+    """
     name = entry.strip().rstrip(".").lower()
+    if not name.isascii():
+        try:
+            name = dns.name.from_unicode(name).to_text(omit_final_dot=True)
+        except (dns.exception.DNSException, UnicodeError):
+            return None
     labels = name[2:].split(".") if name.startswith("*.") else name.split(".")
     if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
         return None
