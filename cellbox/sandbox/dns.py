@@ -84,7 +84,7 @@ class Forwarder(asyncio.DatagramProtocol):
             reply = _error(query, dns.rcode.SERVFAIL)
         if self._transport is not None and not self._transport.is_closing():
             with contextlib.suppress(OSError, dns.exception.DNSException):
-                self._transport.sendto(reply.to_wire(max_size=MAX_UDP_ANSWER), addr)
+                self._transport.sendto(_udp_wire(query, reply), addr)
 
     async def _reply(self, query: dns.message.Message) -> dns.message.Message:
         if len(query.question) != 1 or query.opcode() != 0:
@@ -126,6 +126,18 @@ def _error(query: dns.message.Message, rcode: dns.rcode.Rcode) -> dns.message.Me
     response = dns.message.make_response(query)
     response.set_rcode(rcode)
     return response
+
+
+def _udp_wire(query: dns.message.Message, reply: dns.message.Message) -> bytes:
+    """``reply`` as one UDP datagram; one too big is sent truncated (TC, no records), as a
+    server does, so the client fails or asks again at once instead of waiting in vain."""
+    try:
+        return reply.to_wire(max_size=MAX_UDP_ANSWER)
+    except dns.exception.TooBig:
+        truncated = dns.message.make_response(query)
+        truncated.set_rcode(reply.rcode())
+        truncated.flags |= dns.flags.TC
+        return truncated.to_wire(max_size=MAX_UDP_ANSWER)
 
 
 def policy_refusal(query: dns.message.Message) -> dns.message.Message:
