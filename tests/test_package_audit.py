@@ -156,6 +156,20 @@ def test_npm_packages_at_creation_go_to_the_work_directory_whatever_the_cwd(
         client.delete(f"/contexts/{context_id}")
 
 
+@pytest.mark.slow
+def test_npm_install_from_the_code_outside_the_work_directory_lands_in_it(
+    client: Client,
+) -> None:
+    context_id = _create(client, language="typescript", cwd="/tmp")
+    try:
+        code = 'require("node:child_process").execSync("npm install is-odd@3", {stdio: "pipe"}); 1'
+        assert _value(client, context_id, code) == "1"
+        assert client.post(f"/contexts/{context_id}/restart").status_code == 200
+        assert _value(client, context_id, 'require("is-odd")(7)') == "true"
+    finally:
+        client.delete(f"/contexts/{context_id}")
+
+
 @pytest.mark.parametrize("entry", ["fe80::1%eth0", "2001:db8::%2/64"])
 def test_an_address_with_an_interface_zone_is_refused_as_malformed(
     client: Client, entry: str
