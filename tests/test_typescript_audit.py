@@ -206,3 +206,16 @@ def test_interrupts_racing_the_end_of_a_cell_never_lose_state(client: Client, ts
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
+
+
+def test_a_cell_that_is_only_an_object_literal_shows_the_object(client: Client, ts: str) -> None:
+    shown = client.run("{ a: 1, b: 'x' }", context_id=ts)
+    assert shown["error"] is None, shown
+    assert shown["items"] == [{"is_primary": True, "text": "{ a: 1, b: 'x' }"}]
+    typed = client.run("{ n: 1 as number, list: [] as string[] }", context_id=ts)
+    assert typed["items"] == [{"is_primary": True, "text": "{ n: 1, list: [] }"}], typed
+    block = client.run("{ let inner = 2; console.log(inner) }", context_id=ts)
+    assert block["error"] is None, block
+    assert (block["items"], block["logs"]["stdout"]) == ([], ["2"])
+    wrong = client.run("{ a: 1,, }", context_id=ts)
+    assert wrong["error"]["name"] == "SyntaxError", wrong

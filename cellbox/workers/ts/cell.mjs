@@ -87,16 +87,36 @@ export function runCell(ex, msg, settle, isCurrent) {
     settle({ kind: 'error', error: errorFields(err) });
     return;
   }
-  const cellName = `cell-${ex.cell}`;
-  let js;
-  try {
-    const out = toJavaScript(msg.code);
-    js = out.js;
-    ex.transformed = out.transformed;
-  } catch (err) {
-    settle({ kind: 'error', error: syntaxErrorFromTs(err, cellName) });
-    return;
+  let js = null;
+  if (OBJECT_LITERAL.test(msg.code)) {
+    try {
+      js = compile(ex, `(${msg.code})`);
+      ex.asBlock = msg.code;
+    } catch {
+      js = null;
+    }
   }
+  if (js === null) {
+    try {
+      js = compile(ex, msg.code);
+    } catch (err) {
+      settle({ kind: 'error', error: syntaxErrorFromTs(err, `cell-${ex.cell}`) });
+      return;
+    }
+  }
+  evaluate(ex, js);
+}
+
+// A cell that is only `{ ... }` is an object literal, as in Node's REPL (`{ a: 1, b: 2 }`
+// would not even compile as a block); it runs as a block when it does not compile as one.
+const OBJECT_LITERAL = /^\s*\{[\s\S]*\}\s*$/;
+
+// The REPL script for `code` (TypeScript removed, imports rewritten); throws a syntax error
+// of the TypeScript transform.
+function compile(ex, code) {
+  const out = toJavaScript(code);
+  let js = out.js;
+  ex.transformed = out.transformed;
   ex.source = js;
   let toks = null;
   if (js.includes('import') || js.includes('export')) {
@@ -104,7 +124,7 @@ export function runCell(ex, msg, settle, isCurrent) {
     js = rewrite(js, toks);
   }
   ex.toks = toks;
-  evaluate(ex, js);
+  return js;
 }
 
 function evaluate(ex, js) {
@@ -195,6 +215,16 @@ function onEvaluated(ex, err, res, sync) {
       let error;
       if (details.exception === undefined) {
         error = { name: 'Error', value: plain(details.text), traceback: plain(details.text) };
+      } else if (sync && thrown instanceof SyntaxError && ex.asBlock !== undefined) {
+        // Not an object literal after all: the cell as it is.
+        const code = ex.asBlock;
+        ex.asBlock = undefined;
+        try {
+          evaluate(ex, compile(ex, code));
+        } catch (err) {
+          ex.settle({ kind: 'error', error: syntaxErrorFromTs(err, `cell-${ex.cell}`) });
+        }
+        return;
       } else if (sync && thrown instanceof SyntaxError) {
         // A compile error (answered before anything ran).
         const retry = redeclaration(ex, thrown.message);

@@ -68,6 +68,8 @@
 // (values, errors, bundles) · globals.mjs (display, require, import) · timers.mjs ·
 // cell_scope.mjs (which cell code belongs to) · esm_hooks.mjs.
 
+import { MessageChannel } from 'node:worker_threads';
+
 import {
   lastStatementIsExpression,
   newExecution,
@@ -87,7 +89,6 @@ import {
   INTERRUPT,
   postFrames,
   push,
-  resolved,
   S,
   startIo,
 } from './output.mjs';
@@ -150,15 +151,20 @@ function finish(id, outcome) {
     // turn is over (`f()` of an async function that throws, without await): wait for that,
     // so they are told by this execution rather than by the next one.
     ex.concluding = true;
-    setImmediate(concludeOutsideScope, ex);
+    nextTurn.port1.postMessage(ex.id);
   }
 }
 
-// From a microtask: rendering the value runs user code (a custom inspect), and a
-// termination of it inside the immediate's async scope would abort Node (see timers.mjs).
-function concludeOutsideScope(ex) {
-  resolved.then(() => conclude(ex));
-}
+// The next turn of the event loop, as a message to ourselves: not an immediate, because a
+// termination that lands in Node's own code around an immediate callback aborts Node (see
+// timers.mjs), and rendering the value runs user code (a custom inspect) that an interrupt
+// may have to stop. Node's MessagePort dispatch, where cells run too, is safe.
+const nextTurn = new MessageChannel();
+nextTurn.port2.on('message', (id) => {
+  if (current && current.id === id) conclude(current);
+});
+nextTurn.port1.unref();
+nextTurn.port2.unref();
 
 // The execution's outcome and `done` are sent. `lastDoneId` moves only once they are on
 // their way, so an interrupt whose termination cut this short still finds it unfinished.
