@@ -177,6 +177,17 @@ def test_a_value_whose_rendering_never_ends_times_out_with_the_state_kept(
     assert client.run("kept", context_id=ts)["items"] == [{"is_primary": True, "text": "4"}]
 
 
+def test_output_of_exit_listeners_reaches_the_answer(client: Client, ts: str) -> None:
+    body = client.run(
+        "process.on('exit', (code) => console.log('exiting with', code));\n"
+        "console.log('before'); process.exit(3)",
+        context_id=ts,
+    )
+    assert body["error"]["name"] == "ContextDied", body
+    assert "exited with code 3" in body["error"]["value"]
+    assert body["logs"]["stdout"] == ["before", "exiting with 3"]
+
+
 @pytest.mark.slow
 def test_interrupts_racing_the_end_of_a_cell_never_lose_state(client: Client, ts: str) -> None:
     """An interrupt that lands as a busy cell ends by itself, under CPU load: the cell

@@ -255,15 +255,19 @@ function backgroundError(prefix, err) {
 process.on('uncaughtException', (err) => backgroundError('Uncaught', err));
 process.on('unhandledRejection', (reason) => backgroundError('Uncaught (in promise)', reason));
 
-process.on('exit', () => {
-  // process.exit() from user code (or EOF): push out what was printed.
+// process.exit() from user code (or EOF): push out what was printed, also by the user's
+// 'exit' listeners, which run after any of ours: so at the exit itself, which Node's
+// process.exit() makes through process.reallyExit once the listeners have run.
+const reallyExit = process.reallyExit;
+process.reallyExit = function exitAfterFlush(code) {
   disconnect();
   try {
     flushAtExit();
   } catch {
     // exiting anyway
   }
-});
+  return Reflect.apply(reallyExit, this, [code]);
+};
 
 // ---------------------------------------------------------------------------------
 // startup (the io thread is already running): capture, globals, inspector, warm-up, ready
