@@ -188,6 +188,27 @@ def test_output_of_exit_listeners_reaches_the_answer(client: Client, ts: str) ->
     assert body["logs"]["stdout"] == ["before", "exiting with 3"]
 
 
+def test_a_busy_interval_of_a_finished_cell_is_stopped_by_a_timeout(
+    client: Client, ts: str
+) -> None:
+    armed = client.run(
+        "let kept = 5;\n"
+        "setInterval(() => { const t = Date.now(); while (Date.now() - t < 5000) {} }, 50); 'armed'",
+        context_id=ts,
+    )
+    assert armed["error"] is None, armed
+    time.sleep(0.2)
+    stopped = client.run("kept", context_id=ts, timeout_ms=500)
+    assert stopped["error"]["name"] == "TimeoutError", stopped
+    after = client.run("kept", context_id=ts, timeout_ms=2000)
+    assert after["error"] is None, after  # the context is usable again, its state kept
+    assert after["items"] == [{"is_primary": True, "text": "5"}]
+    told = stopped["logs"]["stderr"] + after["logs"]["stderr"]
+    assert told == [
+        "[cellbox: an interrupt stopped a setInterval callback; the interval was cleared]"
+    ]
+
+
 @pytest.mark.slow
 def test_interrupts_racing_the_end_of_a_cell_never_lose_state(client: Client, ts: str) -> None:
     """An interrupt that lands as a busy cell ends by itself, under CPU load: the cell

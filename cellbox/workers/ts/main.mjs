@@ -54,6 +54,7 @@
 //   aborts the process. setTimeout/setInterval/setImmediate callbacks are moved out of
 //   that scope (see timers.mjs); code run through AsyncResource.runInAsyncScope
 //   is not, and interrupting it while it spins ends the context (the server restarts).
+// * An interval whose callback an interrupt cut short is cleared (timers.mjs).
 // * A cell interrupted while it awaits keeps its continuation. The timers it set never
 //   fire any more (timers.mjs), so a loop that sleeps stays asleep; if it awaits
 //   something else (a network answer, a promise of an earlier cell) that settles later,
@@ -93,6 +94,7 @@ import {
   startIo,
 } from './output.mjs';
 import { errorFields, installStackFilter, isErrorLike, plain, safeInspect } from './render.mjs';
+import { clearInterruptedInterval } from './timers.mjs';
 
 const fdArg = process.argv.indexOf('--fd');
 const FD = fdArg >= 0 ? Number(process.argv[fdArg + 1]) : NaN;
@@ -279,6 +281,7 @@ connect();
 warmUpCell();
 
 function onMessage(msg) {
+  clearInterruptedInterval();
   if (msg.op === 'execute') {
     if (current) waiting.push(msg);
     else startExecution(msg);

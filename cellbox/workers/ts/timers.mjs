@@ -13,7 +13,8 @@
 //   timer (`await sleep(100)` in a polling loop), the loop would go on in the background
 //   forever, printing into later executions. So the timers a cell set (itself or from its
 //   continuations, see cell_scope.mjs) never fire once it was interrupted: a sleeping
-//   loop stays asleep, an interval stops. Timers of cells that finished keep running.
+//   loop stays asleep, an interval stops. Timers of cells that finished keep running,
+//   but an interval whose callback an interrupt cut short is cleared.
 
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import util from 'node:util';
@@ -24,6 +25,21 @@ import { resolved } from './output.mjs';
 const require = createRequire(import.meta.url);
 const NEVER = new Promise(() => {});
 
+// The interval whose callback runs now. Still set once the callback is over only if an
+// interrupt's termination cut it short: that interval is then cleared, or a busy one
+// that fires again at once would keep every later execution from running.
+let runningInterval = null;
+
+/** Clears an interval whose callback an interrupt stopped; true if there was one. */
+export function clearInterruptedInterval() {
+  const timer = runningInterval;
+  if (timer === null) return false;
+  runningInterval = null;
+  clearInterval(timer);
+  process.stderr.write('[cellbox: an interrupt stopped a setInterval callback; the interval was cleared]\n');
+  return true;
+}
+
 function runOutsideScope(callback, repeats) {
   const scope = currentScope();
   return function scheduled(...args) {
@@ -33,11 +49,15 @@ function runOutsideScope(callback, repeats) {
     }
     const self = this;
     resolved.then(() => {
+      const cut = runningInterval;
+      if (cut !== null && clearInterruptedInterval() && cut === self) return;
+      if (repeats) runningInterval = self;
       try {
         Reflect.apply(callback, self, args);
       } catch (err) {
         process.emit('uncaughtException', err, 'uncaughtException');
       }
+      if (repeats) runningInterval = null;
     });
   };
 }
