@@ -112,7 +112,9 @@ class Outbox:
             self._controls += 1
             self._size += len(frame)
             over = tag == FRAME and self._active and self._size > BACKLOG_LIMIT
-        if soon and self._waiting:
+        # A writer held back past the limit waits for the sender: it must be awake even for a
+        # frame that could have waited for ``done`` (a cell value or error that big).
+        if (soon or over) and self._waiting:
             self._kick()
         if over:
             self._throttle()
