@@ -36,14 +36,16 @@ def classify(code: int | None, oom: bool, heap_oom: bool, signal_offset: bool) -
     ``signal_offset``: a status of 128+N means death by signal N (the sandbox's init
     reports its child's signal that way).
     """
-    if oom:
+    number = _signal_number(code, signal_offset)
+    # ``oom`` counts any OOM kill in the context's cgroup, maybe of a child the code started
+    # while the worker lived on; the OOM killer sends SIGKILL, so only that explains a death.
+    if oom and (code is None or number == signal.SIGKILL):
         return Death(OOM, "was killed: out of memory")
     if heap_oom:
         return Death(OOM, "was killed: out of memory (the JavaScript heap limit was reached)")
     if code is None:
         return Death(UNKNOWN, "ended (its exit status is unknown)")
-    if code < 0 or (code > 128 and signal_offset):
-        number = -code if code < 0 else code - 128
+    if number is not None:
         try:
             name = signal.Signals(number).name
         except ValueError:
@@ -53,6 +55,17 @@ def classify(code: int | None, oom: bool, heap_oom: bool, signal_offset: bool) -
             reason += " (from outside, or out of memory)"
         return Death(SIGNAL, reason)
     return Death(EXIT, f"exited with code {code}")
+
+
+def _signal_number(code: int | None, signal_offset: bool) -> int | None:
+    """The signal that ended a process with this status, or None if it exited."""
+    if code is None:
+        return None
+    if code < 0:
+        return -code
+    if code > 128 and signal_offset:
+        return code - 128
+    return None
 
 
 def record(runtime: str, death: Death, owner: str, pid: int) -> None:
