@@ -40,7 +40,7 @@ import packages_bench  # noqa: E402
 import server_cpu  # noqa: E402
 from baseline import Baseline  # noqa: E402
 from figures import Plan  # noqa: E402
-from machine import machine_info, read  # noqa: E402
+from machine import guest_halt_poll_ns, machine_info, read  # noqa: E402
 from options import parse_args  # noqa: E402
 from server import CLIENTS, Api, Server  # noqa: E402
 from table import details, table  # noqa: E402
@@ -321,19 +321,21 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     bench = Bench(args)
-    info = machine_info()
     if os.getuid() != 0:
         print("note: not root; the PSS figure may not be able to read worker processes")
-    bench.start_baseline()
-    bench.start_server()
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        print("interrupted; writing what was measured", flush=True)
-    finally:
-        bench.stop_server()
-        if bench.baseline is not None:
-            bench.baseline.close()
+    with guest_halt_poll_ns(args.guest_halt_poll_ns):
+        info = machine_info()
+        print(f"cpu idle: {info['cpuidle']}", flush=True)
+        bench.start_baseline()
+        bench.start_server()
+        try:
+            bench.run()
+        except KeyboardInterrupt:
+            print("interrupted; writing what was measured", flush=True)
+        finally:
+            bench.stop_server()
+            if bench.baseline is not None:
+                bench.baseline.close()
     for name, rec in bench.records.items():
         judge(name, rec)
     info["loadavg_end"] = read("/proc/loadavg").split()[:3]

@@ -6,6 +6,8 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -39,6 +41,39 @@ def git_commit() -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+CPUIDLE = Path("/sys/devices/system/cpu/cpuidle")
+HALT_POLL_NS = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+
+
+def cpuidle_info() -> dict:
+    """How idle vCPUs wait: a guest whose vCPUs halt at once pays a host wake-up for every
+    hand-off between processes; with guest halt polling they poll for a while first."""
+    return {
+        "driver": read(str(CPUIDLE / "current_driver")).strip() or None,
+        "governor": read(str(CPUIDLE / "current_governor_ro")).strip() or None,
+        "guest_halt_poll_ns": read(str(HALT_POLL_NS)).strip() or None,
+    }
+
+
+@contextmanager
+def guest_halt_poll_ns(value: int | None) -> Iterator[None]:
+    """Set the haltpoll governor's polling limit for the run and put the old one back."""
+    if value is None:
+        yield
+        return
+    try:
+        old = HALT_POLL_NS.read_text()
+        HALT_POLL_NS.write_text(str(value))
+    except OSError as exc:
+        raise SystemExit(
+            f"--guest-halt-poll-ns needs root and the haltpoll cpuidle governor: {exc}"
+        ) from None
+    try:
+        yield
+    finally:
+        HALT_POLL_NS.write_text(old)
+
+
 def machine_info() -> dict:
     cpu_model = next(
         (
@@ -68,6 +103,7 @@ def machine_info() -> dict:
         "uid": os.getuid(),
         "git_commit": git_commit(),
         "loadavg_start": read("/proc/loadavg").split()[:3],
+        "cpuidle": cpuidle_info(),
         "packages": {
             p: _version(p)
             for p in (

@@ -49,6 +49,14 @@ def parse_args(argv: list[str], description: str) -> argparse.Namespace:
         help="HTTP client of the burst and throughput threads (default stdlib http.client: "
         "httpx costs several times more CPU per request, and the client shares the cores)",
     )
+    parser.add_argument(
+        "--guest-halt-poll-ns",
+        type=int,
+        metavar="NS",
+        help="in a KVM guest with the haltpoll cpuidle governor: let idle vCPUs poll this long "
+        "before halting during the run (the kernel's default is 200000; this VM boots with 0), "
+        "then restore the setting",
+    )
     parser.add_argument("--throughput-seconds", type=float, help="length of one throughput run")
     parser.add_argument(
         "--results-dir", default=str(BENCH_DIR / "results"), help="where the JSON goes"
