@@ -104,6 +104,9 @@ def run(handler: Callable[[argparse.Namespace], int | None], args: argparse.Name
     # (as Python already does for stderr).
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
+    # Ctrl-C stops a cell or the command even when this process was started with SIGINT
+    # ignored (as a shell without job control starts the commands it runs in the background).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return handler(args) or 0
     except BrokenPipeError:

@@ -192,13 +192,23 @@ def test_output_the_terminal_cannot_encode_is_escaped(server):
     assert (done.returncode, done.stdout) == (0, b"\\u03c0 \\u2248 3.14\n'ok'\n"), done.stderr
 
 
-def test_ctrl_c_outside_a_running_cell_ends_quietly_with_130(server, sdk):
-    # A --json cell is one plain request, so Ctrl-C stops the command itself there.
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started_with", [None, _ignore_sigint], ids=["default", "sigint_ignored"])
+def test_ctrl_c_outside_a_running_cell_ends_quietly_with_130(server, sdk, started_with):
+    # A --json cell is one plain request, so Ctrl-C stops the command itself there, also
+    # when the command inherited SIGINT ignored (a shell's background job).
     env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token}
     before = {context.id for context in sdk.contexts.list()}
     code = "open('started', 'w').close()\nimport time\ntime.sleep(60)"
     process = subprocess.Popen(
-        [CELLBOX, "exec", "--json", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [CELLBOX, "exec", "--json", code],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=started_with,
     )
     deadline = time.monotonic() + 30
     while not any(
