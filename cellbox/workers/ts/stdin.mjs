@@ -3,7 +3,7 @@
 //
 // * `rl.question()` (node:readline and node:readline/promises) on standard input waits
 //   for an answer that cannot come (Node never settles it when the input ends): it fails
-//   at once with StdinNotImplementedError, as Python's input() does here.
+//   at once with StdinUnavailableError, as Python's input() fails at once here.
 // * Every other read of `process.stdin` (a 'data'/'end' listener, `for await` over a
 //   readline interface, .read()) sees end of input. Node's own stdin ends once per
 //   process, and a reader that comes after that would wait forever for an 'end' already
@@ -13,10 +13,10 @@ import readline from 'node:readline';
 import readlinePromises from 'node:readline/promises';
 import { Readable } from 'node:stream';
 
-export class StdinNotImplementedError extends Error {
+export class StdinUnavailableError extends Error {
   constructor(what) {
     super(`${what} is not supported: code in this sandbox runs without standard input`);
-    this.name = 'StdinNotImplementedError';
+    this.name = 'StdinUnavailableError';
   }
 }
 
@@ -44,13 +44,13 @@ export function installStdin() {
   Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: stdin });
   const callbackQuestion = readline.Interface.prototype.question;
   readline.Interface.prototype.question = function question(...args) {
-    if (ours.has(this.input)) throw new StdinNotImplementedError('readline question()');
+    if (ours.has(this.input)) throw new StdinUnavailableError('readline question()');
     return Reflect.apply(callbackQuestion, this, args);
   };
   const promisedQuestion = readlinePromises.Interface.prototype.question;
   readlinePromises.Interface.prototype.question = function question(...args) {
     if (ours.has(this.input)) {
-      return Promise.reject(new StdinNotImplementedError('readline question()'));
+      return Promise.reject(new StdinUnavailableError('readline question()'));
     }
     return Reflect.apply(promisedQuestion, this, args);
   };
