@@ -157,12 +157,6 @@ def requirement_specs(args: list[str], read: object = None) -> tuple[list[str], 
     return specs, forced
 
 
-def named_requirements(args: list[str], read: object = None) -> set[str]:
-    """Normalized names of the packages a command names (arguments, ``-r`` files, ``-P``)."""
-    specs, forced = requirement_specs(args, read)
-    return names_of(specs) | forced
-
-
 def names_of(specs: Iterable[str]) -> set[str]:
     """Normalized names of requirement strings (paths and URLs name none)."""
     found = set()

@@ -10,9 +10,10 @@ from pathlib import Path
 from cellbox.packages import layout, python_path
 from cellbox.packages.creation import install_code
 from cellbox.packages.pip_args import (
-    named_requirements,
+    names_of,
     normalize,
     releases,
+    requirement_specs,
     top_level_names,
     translate_pip_args,
 )
@@ -35,9 +36,9 @@ def test_pip_only_options_are_dropped_and_renamed():
 def test_named_requirements_from_arguments_files_and_upgrade_packages():
     files = {"req.txt": "# c\nPandas==2.2 ; python_version>'3'\n-e ./local\nsix\n"}
     args = ["-U", "Foo_Bar[extra]>=1", "-r", "req.txt", "-P", "numpy", "./pkg", "-i", "idx"]
-    names = named_requirements(args, read=lambda p: files.get(p, ""))
-    assert names == {"foo-bar", "pandas", "six", "numpy"}
-    assert named_requirements(["git+https://x/y.git", "https://x/a-1.whl"]) == set()
+    specs, forced = requirement_specs(args, read=lambda p: files.get(p, ""))
+    assert (names_of(specs), forced) == ({"foo-bar", "pandas", "six"}, {"numpy"})
+    assert names_of(requirement_specs(["git+https://x/y.git", "https://x/a-1.whl"])[0]) == set()
     assert normalize("Ruamel.YAML_clib") == "ruamel-yaml-clib"
 
 
