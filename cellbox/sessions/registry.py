@@ -24,14 +24,20 @@ from cellbox.sessions.execution import (
     ExecutionLimits,
     ShuttingDown,
 )
+from cellbox.sessions.fates import Fates
 from cellbox.sessions.pools import pools_for
 
 log = logging.getLogger("cellbox.contexts")
 
+LIVE_CONTEXTS_LOG = "live-contexts"  # in the state directory: see :mod:`.fates`
+
 
 class ContextNotFound(LookupError):
-    def __init__(self, context_id: str) -> None:
-        super().__init__(f"context {context_id} not found")
+    """An unknown context; ``reason``: why it is gone, when that was not its client's doing."""
+
+    def __init__(self, context_id: str, reason: str | None = None) -> None:
+        text = f"context {context_id} not found"
+        super().__init__(f"{text}: {reason}" if reason else text)
 
 
 class TooManyContexts(RuntimeError):
@@ -53,6 +59,7 @@ class ContextRegistry:
         self._closing = False
         self._reaper: asyncio.Task[None] | None = None
         self.wheels = WheelCache(sandbox.wheelhouse) if sandbox.wheelhouse else None
+        self.fates = Fates(settings.state_dir / LIVE_CONTEXTS_LOG)
 
     def start(self) -> None:
         """Fill the warm pools and start reaping idle contexts."""
@@ -75,7 +82,7 @@ class ContextRegistry:
     def get(self, context_id: str) -> Context:
         context = self._contexts.get(context_id)
         if context is None or context.closed:
-            raise ContextNotFound(context_id)
+            raise ContextNotFound(context_id, self.fates.why(context_id))
         return context
 
     def list(self) -> list[Context]:
@@ -119,6 +126,7 @@ class ContextRegistry:
                 self.settings.node_id,
             )
             self._contexts[context.id] = context
+            self.fates.created(context.id)
             return context
         finally:
             self._creating -= 1
@@ -141,10 +149,14 @@ class ContextRegistry:
         execution.task.add_done_callback(lambda _: self._executions.discard(execution))
         return execution
 
-    async def delete(self, context_id: str) -> None:
+    async def delete(self, context_id: str, *, on_purpose: bool = True) -> None:
+        """Remove a context; ``on_purpose=False`` (the server stops): the next run of the
+        server tells that it was lost."""
         context = self.get(context_id)
         context.closed = True
         del self._contexts[context.id]
+        if on_purpose:
+            self.fates.deleted(context.id)
         if context.running is not None:
             context.running.stop(DELETED)
         if context.worker is not None:
@@ -181,6 +193,7 @@ class ContextRegistry:
                         log.info("removing idle context %s", context.id)
                         with contextlib.suppress(ContextNotFound):
                             await self.delete(context.id)
+                            self.fates.reaped(context.id, self.settings.idle_timeout_s)
 
     async def drain(self) -> None:
         """Refuse new work (503); give the executions already accepted the shutdown grace
@@ -221,7 +234,8 @@ class ContextRegistry:
             await self.wheels.stop()
         for context in list(self._contexts.values()):
             with contextlib.suppress(ContextNotFound):
-                await self.delete(context.id)
+                await self.delete(context.id, on_purpose=False)
+        self.fates.close()
         for pool in self.pools.values():
             await pool.close()
         await self.sandbox.close()
