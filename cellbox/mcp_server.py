@@ -95,22 +95,22 @@ class Tools:
         self, context_id: str | None, language: str, action: Callable[[str], Awaitable[T]]
     ) -> tuple[T, str]:
         """``action`` on the given context, else on the default one, and a note for the model:
-        a default context that is gone (deleted, or idle too long) is replaced, and the note
-        says that what it held is lost."""
+        a default context that is gone (deleted, idle too long, lost in a server restart) is
+        replaced, and the note says why and that what it held is lost."""
         context = await self.context_for(context_id, language)
         try:
             return await action(context), ""
-        except ContextNotFound:
+        except ContextNotFound as exc:
             if context_id:
                 raise
+            why = exc.message.partition(": ")[2] or "it was deleted"  # the server's reason
         async with self._defaults_lock:
             if self.defaults.get(language) == context:  # not replaced by a parallel call yet
                 del self.defaults[language]
         fresh = await self.context_for(None, language)
         note = (
-            f"note: the default {language} context {context} was gone (deleted, or idle too "
-            f"long), so this ran in a new one, {fresh}: variables, imports and files from "
-            "before are lost\n"
+            f"note: the default {language} context {context} was gone ({why}), so this ran "
+            f"in a new one, {fresh}: variables, imports and files from before are lost\n"
         )
         try:
             return await action(fresh), note

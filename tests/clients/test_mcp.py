@@ -167,7 +167,7 @@ def test_a_default_context_that_is_gone_is_replaced_and_said_so(server):
                 sdk.contexts.delete(gone)
             listed = await client.call_tool("list_files", {})
             assert not listed.is_error, text_of(listed)
-            assert f"default python context {gone} was gone" in text_of(listed)
+            assert f"default python context {gone} was gone (it was deleted)" in text_of(listed)
             again = await client.call_tool("run_code", {"code": "'kept' in globals()"})
             assert "result: False" in text_of(again) and "was gone" not in text_of(again)
             # A display object's HTML or Markdown, not its "<… object>" repr.
