@@ -25,6 +25,22 @@ import util from 'node:util';
 
 import { newScope, runInScope } from './cell_scope.mjs';
 import { rewrite } from './import_rewrite.mjs';
+import {
+  ArrayPrototypePop,
+  ArrayPrototypeShift,
+  AtomicsLoad,
+  ObjectHasOwn,
+  ObjectKeys,
+  processEnv,
+  PromisePrototypeThen,
+  RegExpPrototypeExec,
+  regExpTest,
+  StringCtor,
+  StringPrototypeIncludes,
+  StringPrototypeRepeat,
+  StringPrototypeSplit,
+  SyntaxErrorCtor,
+} from './intrinsics.mjs';
 import { releaseGroup, remoteValue, replEvaluate } from './inspector.mjs';
 import { INTERRUPT, S } from './output.mjs';
 import { errorFields, mimeBundle, plain } from './render.mjs';
@@ -39,17 +55,20 @@ export function warmUpCell() {
   const sample = 'import { a } from "m"\nexport const b = 1; for (;;) {}\nimport("x"); 1';
   const toks = tokenize(sample);
   rewrite(sample, toks);
-  isNonExpressionStatement(toks, statementHeads(toks).at(-1));
+  const heads = statementHeads(toks);
+  isNonExpressionStatement(toks, heads[heads.length - 1]);
   errorFields(new Error('warm-up'));
   JSON.stringify({ type: 'result', bundle: mimeBundle({ a: [1] }) });
 }
+
+const { isPromise } = util.types;
 
 // A new execution's record; `cell` numbers the cells of this worker (cell-1, cell-2, ...).
 export function newExecution(id, cell) {
   return {
     id,
     cell,
-    envBackup: new Map(),
+    envBackup: [], // [name, value before (undefined: unset)] of each variable it set
     finished: false,
     source: '',
     group: `cell-${id}`,
@@ -58,21 +77,24 @@ export function newExecution(id, cell) {
 }
 
 function applyEnv(ex, env) {
-  for (const key of Object.keys(env)) {
-    if (!ex.envBackup.has(key)) {
-      const had = Object.prototype.hasOwnProperty.call(process.env, key);
-      ex.envBackup.set(key, had ? process.env[key] : undefined);
-    }
-    process.env[key] = String(env[key]);
+  const keys = ObjectKeys(env);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
+    const had = ObjectHasOwn(processEnv, key);
+    ex.envBackup[i] = [key, had ? processEnv[key] : undefined];
+    processEnv[key] = StringCtor(env[key]);
   }
 }
 
 export function restoreEnv(ex) {
-  for (const [key, value] of ex.envBackup) {
-    if (value === undefined) delete process.env[key];
-    else process.env[key] = value;
+  const backup = ex.envBackup;
+  for (let i = 0; i < backup.length; i++) {
+    const key = backup[i][0];
+    const value = backup[i][1];
+    if (value === undefined) delete processEnv[key];
+    else processEnv[key] = value;
   }
-  ex.envBackup.clear();
+  ex.envBackup = [];
 }
 
 // Evaluates the cell of `msg` for the execution `ex`. Its outcome is handed to
@@ -88,7 +110,7 @@ export function runCell(ex, msg, settle, isCurrent) {
     return;
   }
   let js = null;
-  if (OBJECT_LITERAL.test(msg.code)) {
+  if (regExpTest(OBJECT_LITERAL, msg.code)) {
     try {
       js = compile(ex, `(${msg.code})`);
       ex.asBlock = msg.code;
@@ -119,7 +141,7 @@ function compile(ex, code) {
   ex.transformed = out.transformed;
   ex.source = js;
   let toks = null;
-  if (js.includes('import') || js.includes('export')) {
+  if (StringPrototypeIncludes(js, 'import') || StringPrototypeIncludes(js, 'export')) {
     toks = tokenize(js);
     js = rewrite(js, toks);
   }
@@ -151,7 +173,7 @@ export function lastStatementIsExpression(ex) {
           toks[h].v === 'var' &&
           toks[h + 1].k === 'n';
         if (!trailingVar) break;
-        heads.pop();
+        ArrayPrototypePop(heads);
         stop = h;
       }
     }
@@ -166,18 +188,19 @@ export function lastStatementIsExpression(ex) {
 // is retried with the forms of redeclare.mjs. Only compile errors are retried, so no code
 // has run. Returns the next code or null.
 function redeclaration(ex, message) {
-  const m = /^Identifier '([^']+)' has already been declared$/.exec(message);
+  const m = RegExpPrototypeExec(ALREADY_DECLARED, StringCtor(message));
   if (!m || (ex.retries = (ex.retries ?? 0) + 1) > 16) return null;
   if (ex.retryName !== m[1] || !ex.candidates) {
     ex.retryName = m[1];
     ex.candidates = redeclarationCandidates(ex.evaluated, m[1]);
   }
-  return ex.candidates.length ? ex.candidates.shift() : null;
+  return ex.candidates.length ? ArrayPrototypeShift(ex.candidates) : null;
 }
+const ALREADY_DECLARED = /^Identifier '([^']+)' has already been declared$/;
 
 function syntaxErrorFromDetails(ex, details, thrown) {
   const fields = errorFields(thrown);
-  const lines = ex.evaluated.split('\n');
+  const lines = StringPrototypeSplit(ex.evaluated, '\n');
   let line = details.lineNumber ?? 0;
   let column = details.columnNumber ?? 0;
   if (line >= lines.length) {
@@ -187,7 +210,7 @@ function syntaxErrorFromDetails(ex, details, thrown) {
   }
   const sourceLine = lines[line];
   let where = `cell-${ex.cell}:${line + 1}`;
-  if (sourceLine !== undefined) where += `\n${sourceLine}\n${' '.repeat(column)}^`;
+  if (sourceLine !== undefined) where += `\n${sourceLine}\n${StringPrototypeRepeat(' ', column)}^`;
   fields.traceback = plain(`${where}\n\n${fields.name}: ${fields.value}`);
   return fields;
 }
@@ -198,7 +221,7 @@ function onEvaluated(ex, err, res, sync) {
     return;
   }
   if (err || !res) {
-    if (Atomics.load(S, INTERRUPT) === ex.id) ex.settle({ kind: 'interrupted' });
+    if (AtomicsLoad(S, INTERRUPT) === ex.id) ex.settle({ kind: 'interrupted' });
     else {
       const value = plain(err ? err.message : 'no result');
       ex.settle({
@@ -215,7 +238,7 @@ function onEvaluated(ex, err, res, sync) {
       let error;
       if (details.exception === undefined) {
         error = { name: 'Error', value: plain(details.text), traceback: plain(details.text) };
-      } else if (sync && thrown instanceof SyntaxError && ex.asBlock !== undefined) {
+      } else if (sync && thrown instanceof SyntaxErrorCtor && ex.asBlock !== undefined) {
         // Not an object literal after all: the cell as it is.
         const code = ex.asBlock;
         ex.asBlock = undefined;
@@ -225,7 +248,7 @@ function onEvaluated(ex, err, res, sync) {
           ex.settle({ kind: 'error', error: syntaxErrorFromTs(err, `cell-${ex.cell}`) });
         }
         return;
-      } else if (sync && thrown instanceof SyntaxError) {
+      } else if (sync && thrown instanceof SyntaxErrorCtor) {
         // A compile error (answered before anything ran).
         const retry = redeclaration(ex, thrown.message);
         if (retry !== null) {
@@ -241,8 +264,9 @@ function onEvaluated(ex, err, res, sync) {
       return;
     }
     const value = remoteValue(res.result);
-    if (util.types.isPromise(value)) {
-      value.then(
+    if (isPromise(value)) {
+      PromisePrototypeThen(
+        value,
         (settled) => ex.settle({ kind: 'value', value: settled }),
         (reason) => ex.settle({ kind: 'error', error: errorFields(reason) }),
       );

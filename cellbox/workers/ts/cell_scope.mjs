@@ -6,7 +6,10 @@
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 
+import { ReflectApply } from './intrinsics.mjs';
+
 const store = new AsyncLocalStorage();
+const { getStore, run } = AsyncLocalStorage.prototype;
 
 /** A new cell's scope; `interrupted` is set when its execution is interrupted. */
 export function newScope() {
@@ -15,10 +18,10 @@ export function newScope() {
 
 /** Runs `fn` as code of the cell whose scope is `scope`. */
 export function runInScope(scope, fn) {
-  return store.run(scope, fn);
+  return ReflectApply(run, store, [scope, fn]);
 }
 
 /** The scope of the cell whose code is running (undefined: the worker's own code). */
 export function currentScope() {
-  return store.getStore();
+  return ReflectApply(getStore, store, []);
 }

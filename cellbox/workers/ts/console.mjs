@@ -4,6 +4,15 @@ import { Console } from 'node:console';
 import { Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 
+import {
+  BufferFrom,
+  BufferIsEncoding,
+  ObjectDefineProperty,
+  process,
+  processNextTick,
+  StringCtor,
+  Uint8ArrayCtor,
+} from './intrinsics.mjs';
 import { emitText } from './output.mjs';
 
 class CaptureStream extends Writable {
@@ -16,15 +25,15 @@ class CaptureStream extends Writable {
   }
   _text(chunk, encoding) {
     if (typeof chunk === 'string') {
-      if (encoding && encoding !== 'utf8' && encoding !== 'utf-8' && Buffer.isEncoding(encoding)) {
-        return this.decoder.write(Buffer.from(chunk, encoding));
+      if (encoding && encoding !== 'utf8' && encoding !== 'utf-8' && BufferIsEncoding(encoding)) {
+        return this.decoder.write(BufferFrom(chunk, encoding));
       }
       return chunk;
     }
-    if (chunk instanceof Uint8Array) {
-      return this.decoder.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    if (chunk instanceof Uint8ArrayCtor) {
+      return this.decoder.write(BufferFrom(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     }
-    return String(chunk);
+    return StringCtor(chunk);
   }
   write(chunk, encoding, cb) {
     if (typeof encoding === 'function') {
@@ -32,7 +41,7 @@ class CaptureStream extends Writable {
       encoding = undefined;
     }
     emitText(this.type, this._text(chunk, encoding));
-    if (typeof cb === 'function') process.nextTick(cb, null);
+    if (typeof cb === 'function') processNextTick(cb, null);
     return true;
   }
   _write(chunk, encoding, cb) {
@@ -48,7 +57,7 @@ class CaptureStream extends Writable {
       encoding = undefined;
     }
     if (chunk !== undefined && chunk !== null) this.write(chunk, encoding);
-    if (typeof cb === 'function') process.nextTick(cb);
+    if (typeof cb === 'function') processNextTick(cb);
     return this;
   }
   hasColors() {
@@ -65,12 +74,12 @@ class CaptureStream extends Writable {
 export function installConsole() {
   const capturedStdout = new CaptureStream('stdout', 1);
   const capturedStderr = new CaptureStream('stderr', 2);
-  Object.defineProperty(process, 'stdout', {
+  ObjectDefineProperty(process, 'stdout', {
     configurable: true,
     enumerable: true,
     get: () => capturedStdout,
   });
-  Object.defineProperty(process, 'stderr', {
+  ObjectDefineProperty(process, 'stderr', {
     configurable: true,
     enumerable: true,
     get: () => capturedStderr,

@@ -10,11 +10,17 @@
 
 import { registerHooks } from 'node:module';
 
+import { ArrayPrototypeIncludes } from './intrinsics.mjs';
+
 const NOT_EXPORTED = 'ERR_PACKAGE_PATH_NOT_EXPORTED';
 
 /** require()'s resolution conditions with "require" replaced by "import". */
 function importConditions(conditions) {
-  return conditions.map((condition) => (condition === 'require' ? 'import' : condition));
+  const replaced = [];
+  for (let i = 0; i < conditions.length; i++) {
+    replaced[i] = conditions[i] === 'require' ? 'import' : conditions[i];
+  }
+  return replaced;
 }
 
 function resolve(specifier, context, nextResolve) {
@@ -22,7 +28,7 @@ function resolve(specifier, context, nextResolve) {
     return nextResolve(specifier, context);
   } catch (err) {
     const conditions = context.conditions ?? [];
-    if (err?.code !== NOT_EXPORTED || !conditions.includes('require')) throw err;
+    if (err?.code !== NOT_EXPORTED || !ArrayPrototypeIncludes(conditions, 'require')) throw err;
     try {
       return nextResolve(specifier, { ...context, conditions: importConditions(conditions) });
     } catch {

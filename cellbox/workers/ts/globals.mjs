@@ -9,6 +9,20 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { installEsmHooks } from './esm_hooks.mjs';
 import { IMPORT_HELPER } from './import_rewrite.mjs';
+import {
+  ErrorCtor,
+  ObjectAssign,
+  ObjectDefineProperty,
+  ObjectKeys,
+  PromisePrototypeThen,
+  processCwd,
+  regExpTest,
+  StringCtor,
+  StringPrototypeReplaceAll,
+  StringPrototypeSplit,
+  StringPrototypeStartsWith,
+  StringPrototypeTrim,
+} from './intrinsics.mjs';
 import { enqueue } from './output.mjs';
 import { mimeBundle } from './render.mjs';
 import { installStdin } from './stdin.mjs';
@@ -18,11 +32,12 @@ import { installTimers } from './timers.mjs';
 const IMPORTER_FILE = fileURLToPath(import.meta.url);
 
 function display(...values) {
-  for (const value of values) {
-    const bundle = mimeBundle(value);
+  for (let i = 0; i < values.length; i++) {
+    const bundle = mimeBundle(values[i]);
+    const keys = ObjectKeys(bundle);
     let size = 64;
-    for (const key in bundle) {
-      const item = bundle[key];
+    for (let k = 0; k < keys.length; k++) {
+      const item = bundle[keys[k]];
       size += typeof item === 'string' ? item.length : 64;
     }
     enqueue({ type: 'display', bundle }, size);
@@ -30,11 +45,11 @@ function display(...values) {
 }
 
 // Cells resolve modules as if they were a file in the working directory.
-const cellParent = () => path.join(process.cwd(), '[cellbox]');
+const cellParent = () => path.join(processCwd(), '[cellbox]');
 let requireCwd = null;
 let requireFn = null;
 function currentRequire() {
-  const cwd = process.cwd();
+  const cwd = processCwd();
   if (cwd !== requireCwd) {
     requireFn = createRequire(cellParent());
     requireCwd = cwd;
@@ -56,31 +71,33 @@ function userRequire(id) {
     const message =
       `require('${id}') cannot load ${file}: it is an ES module whose graph uses ` +
       `top-level await, which require() cannot wait for; use \`await import('${id}')\``;
-    throw Object.assign(new Error(message, { cause: err }), { code: err.code });
+    throw ObjectAssign(new ErrorCtor(message, { cause: err }), { code: err.code });
   }
 }
 
 // Node's message has a line naming the requiring module ("From <file>"): here, the cell's.
 function requiredByCell(err) {
   const from = `From ${cellParent()}`;
-  return String(err.message).split('\n').some((line) => line.trim() === from);
+  const lines = StringPrototypeSplit(StringCtor(err.message), '\n');
+  for (let i = 0; i < lines.length; i++) if (StringPrototypeTrim(lines[i]) === from) return true;
+  return false;
 }
 userRequire.resolve = (request, options) => currentRequire().resolve(request, options);
 userRequire.resolve.paths = (request) => currentRequire().resolve.paths(request);
 userRequire.cache = currentRequire().cache;
 
 function cellImport(specifier, options) {
-  const spec = String(specifier);
+  const spec = StringCtor(specifier);
   let target = spec;
   if (
     spec === '.' ||
     spec === '..' ||
-    spec.startsWith('./') ||
-    spec.startsWith('../') ||
+    StringPrototypeStartsWith(spec, './') ||
+    StringPrototypeStartsWith(spec, '../') ||
     path.isAbsolute(spec)
   ) {
-    target = pathToFileURL(path.resolve(process.cwd(), spec)).href;
-  } else if (!/^[a-z][a-z0-9+.-]*:/i.test(spec) && !isBuiltin(spec)) {
+    target = pathToFileURL(path.resolve(processCwd(), spec)).href;
+  } else if (!regExpTest(URL_SCHEME, spec) && !isBuiltin(spec)) {
     // A bare package name: resolve it from the working directory.
     try {
       target = pathToFileURL(userRequire.resolve(spec)).href;
@@ -89,14 +106,16 @@ function cellImport(specifier, options) {
     }
   }
   const loading = options === undefined ? import(target) : import(target, options);
-  return loading.catch((err) => {
+  return PromisePrototypeThen(loading, undefined, (err) => {
     // Node names the importing module: that is this worker, not the user's cell.
-    const cwd = process.cwd();
+    const cwd = processCwd();
     const cwdUrl = pathToFileURL(path.join(cwd, '/')).href;
-    for (const key of ['message', 'stack']) {
+    for (let i = 0; i < ERROR_TEXTS.length; i++) {
+      const key = ERROR_TEXTS[i];
       try {
         if (typeof err[key] === 'string') {
-          err[key] = err[key].replaceAll(import.meta.url, cwdUrl).replaceAll(IMPORTER_FILE, cwd);
+          const named = StringPrototypeReplaceAll(err[key], import.meta.url, cwdUrl);
+          err[key] = StringPrototypeReplaceAll(named, IMPORTER_FILE, cwd);
         }
       } catch {
         // a frozen or exotic error: leave it
@@ -105,13 +124,15 @@ function cellImport(specifier, options) {
     throw err;
   });
 }
+const URL_SCHEME = /^[a-z][a-z0-9+.-]*:/i;
+const ERROR_TEXTS = ['message', 'stack'];
 
 export function installGlobals() {
   installEsmHooks();
   const hidden = (value) => ({ value, writable: true, configurable: true, enumerable: false });
-  Object.defineProperty(globalThis, 'display', hidden(display));
-  Object.defineProperty(globalThis, 'require', hidden(userRequire));
-  Object.defineProperty(globalThis, IMPORT_HELPER, {
+  ObjectDefineProperty(globalThis, 'display', hidden(display));
+  ObjectDefineProperty(globalThis, 'require', hidden(userRequire));
+  ObjectDefineProperty(globalThis, IMPORT_HELPER, {
     value: cellImport,
     writable: false,
     configurable: false,

@@ -3,6 +3,14 @@
 // routed through a helper (code evaluated through the inspector has no module referrer).
 // Pure, on the tokens of tokenizer.mjs: tested on its own by tokenizer.test.mjs.
 
+import {
+  ArrayPrototypeJoin,
+  ArrayPrototypePush,
+  ArrayPrototypeSort,
+  StringPrototypeRepeat,
+  StringPrototypeSlice,
+  StringPrototypeSplit,
+} from './intrinsics.mjs';
 import { matchingClose, parseImport, statementHeads } from './tokenizer.mjs';
 
 export const IMPORT_HELPER = '__cellbox_import__';
@@ -14,29 +22,36 @@ function importEdit(src, toks, hi) {
   const { def, ns, spec, attrs } = parsed;
   const start = toks[hi].s;
   const end = toks[parsed.next - 1].e;
-  const attrText = attrs ? `, { with: ${src.slice(attrs[0].s, attrs[1].e)} }` : '';
-  const call = `await ${IMPORT_HELPER}(${src.slice(spec.s, spec.e)}${attrText})`;
+  const attrText = attrs ? `, { with: ${StringPrototypeSlice(src, attrs[0].s, attrs[1].e)} }` : '';
+  const call = `await ${IMPORT_HELPER}(${StringPrototypeSlice(src, spec.s, spec.e)}${attrText})`;
   let text;
   if (ns !== null) {
     text = `const ${ns} = ${call}${def !== null ? `, ${def} = ${ns}.default` : ''};`;
   } else if (parsed.named !== null) {
-    const parts = parsed.named.map(({ item, local }) => {
-      const imported = item.k === 'str' ? src.slice(item.s, item.e) : item.v;
-      return local === null || local === imported ? imported : `${imported}: ${local}`;
-    });
-    if (def !== null) parts.unshift(`default: ${def}`);
-    text = `const { ${parts.join(', ')} } = ${call};`;
+    const parts = def !== null ? [`default: ${def}`] : [];
+    for (let i = 0; i < parsed.named.length; i++) {
+      const { item, local } = parsed.named[i];
+      const imported = item.k === 'str' ? StringPrototypeSlice(src, item.s, item.e) : item.v;
+      ArrayPrototypePush(
+        parts,
+        local === null || local === imported ? imported : `${imported}: ${local}`,
+      );
+    }
+    text = `const { ${ArrayPrototypeJoin(parts, ', ')} } = ${call};`;
   } else if (def !== null) {
     text = `const ${def} = (${call}).default;`;
   } else {
     text = `${call};`;
   }
-  const lines = src.slice(start, end).split('\n').length - 1;
-  return { s: start, e: end, text: text + '\n'.repeat(lines) };
+  const lines = StringPrototypeSplit(StringPrototypeSlice(src, start, end), '\n').length - 1;
+  return { s: start, e: end, text: text + StringPrototypeRepeat('\n', lines) };
 }
 
+// The text from s to e as spaces, its line breaks kept.
 function blank(src, s, e) {
-  return src.slice(s, e).replace(/[^\n]/g, ' ');
+  const lines = StringPrototypeSplit(StringPrototypeSlice(src, s, e), '\n');
+  for (let i = 0; i < lines.length; i++) lines[i] = StringPrototypeRepeat(' ', lines[i].length);
+  return ArrayPrototypeJoin(lines, '\n');
 }
 
 // Rewrites for a REPL script: static imports, exports, dynamic import().
@@ -49,23 +64,25 @@ export function rewrite(src, toks) {
       const nx = toks[i + 1];
       const pv = toks[i - 1];
       if (nx && nx.v === '(' && !(pv && (pv.v === '.' || pv.v === '?.'))) {
-        edits.push({ s: t.s, e: t.e, text: IMPORT_HELPER });
+        ArrayPrototypePush(edits, { s: t.s, e: t.e, text: IMPORT_HELPER });
       }
     }
   }
-  for (const hi of statementHeads(toks)) {
+  const heads = statementHeads(toks);
+  for (let h = 0; h < heads.length; h++) {
+    const hi = heads[h];
     const t = toks[hi];
     if (t.k !== 'n') continue;
     if (t.v === 'import') {
       const nx = toks[hi + 1];
       if (nx && (nx.v === '(' || nx.v === '.')) continue;
       const edit = importEdit(src, toks, hi);
-      if (edit) edits.push(edit);
+      if (edit) ArrayPrototypePush(edits, edit);
     } else if (t.v === 'export') {
       const nx = toks[hi + 1];
       if (!nx) continue;
       if (nx.v === 'default') {
-        edits.push({ s: t.s, e: nx.e, text: blank(src, t.s, nx.e) });
+        ArrayPrototypePush(edits, { s: t.s, e: nx.e, text: blank(src, t.s, nx.e) });
       } else if (nx.v === '{' || nx.v === '*') {
         let j = hi + 1;
         if (nx.v === '{') j = matchingClose(toks, hi + 1);
@@ -75,20 +92,21 @@ export function rewrite(src, toks) {
         if (j < toks.length && toks[j].k === 'str') j++;
         if (j < toks.length && toks[j].v === ';') j++;
         const end = toks[j - 1].e;
-        edits.push({ s: t.s, e: end, text: blank(src, t.s, end) });
+        ArrayPrototypePush(edits, { s: t.s, e: end, text: blank(src, t.s, end) });
       } else {
-        edits.push({ s: t.s, e: t.e, text: blank(src, t.s, t.e) });
+        ArrayPrototypePush(edits, { s: t.s, e: t.e, text: blank(src, t.s, t.e) });
       }
     }
   }
   if (edits.length === 0) return src;
-  edits.sort((a, b) => a.s - b.s);
+  ArrayPrototypeSort(edits, (a, b) => a.s - b.s);
   let out = '';
   let pos = 0;
-  for (const edit of edits) {
+  for (let i = 0; i < edits.length; i++) {
+    const edit = edits[i];
     if (edit.s < pos) continue;
-    out += src.slice(pos, edit.s) + edit.text;
+    out += StringPrototypeSlice(src, pos, edit.s) + edit.text;
     pos = edit.e;
   }
-  return out + src.slice(pos);
+  return out + StringPrototypeSlice(src, pos);
 }

@@ -3,24 +3,37 @@
 import inspector from 'node:inspector';
 import v8 from 'node:v8';
 
+import {
+  BigIntCtor,
+  ErrorCtor,
+  ObjectDefineProperty,
+  ReflectApply,
+  SetCtor,
+  SetPrototypeAdd,
+  SetPrototypeDelete,
+  StringPrototypeSlice,
+  SymbolFor,
+} from './intrinsics.mjs';
+
 const session = new inspector.Session();
+const { connect: connectMethod, disconnect: disconnectMethod, post: postMethod } =
+  inspector.Session.prototype;
+const { onInit } = v8.promiseHooks;
 
-export function connect() {
-  session.connect();
+function sessionPost(method, params, callback) {
+  ReflectApply(postMethod, session, [method, params, callback]);
 }
 
-export function disconnect() {
-  try {
-    session.disconnect();
-  } catch {
-    // already gone
-  }
-}
+// The object group of the worker's own remote objects, never released.
+const OWN_GROUP = 'cellbox';
 
-// Runtime.callFunctionOn hands a remote object to this global: the real value.
-const CAPTURE = Symbol.for('cellbox.capture');
+// The remote object of the function that Runtime.callFunctionOn hands a value to (the
+// real value behind a RemoteObject). The function is reached through a global symbol
+// once, at connect(); later calls name it by its objectId, so no global is looked up.
+const CAPTURE = SymbolFor('cellbox.capture');
 let captured;
-Object.defineProperty(globalThis, CAPTURE, {
+let captureId = null;
+ObjectDefineProperty(globalThis, CAPTURE, {
   value(v) {
     captured = v;
   },
@@ -29,16 +42,34 @@ Object.defineProperty(globalThis, CAPTURE, {
   enumerable: false,
 });
 
+export function connect() {
+  ReflectApply(connectMethod, session, []);
+  const found = post('Runtime.evaluate', {
+    expression: 'globalThis[Symbol.for("cellbox.capture")]',
+    objectGroup: OWN_GROUP,
+    silent: true,
+  });
+  captureId = found.result.objectId;
+}
+
+export function disconnect() {
+  try {
+    ReflectApply(disconnectMethod, session, []);
+  } catch {
+    // already gone
+  }
+}
+
 function post(method, params) {
   let out = null;
   let error = null;
   let called = false;
-  session.post(method, params, (err, res) => {
+  sessionPost(method, params, (err, res) => {
     called = true;
     error = err;
     out = res;
   });
-  if (!called) throw new Error(`inspector ${method} did not answer synchronously`);
+  if (!called) throw new ErrorCtor(`inspector ${method} did not answer synchronously`);
   if (error) throw error;
   return out;
 }
@@ -48,8 +79,9 @@ export function remoteValue(obj) {
   if (obj.objectId !== undefined) {
     captured = undefined;
     post('Runtime.callFunctionOn', {
-      objectId: obj.objectId,
-      functionDeclaration: 'function () { "use strict"; globalThis[Symbol.for("cellbox.capture")](this); }',
+      objectId: captureId,
+      functionDeclaration: 'function (value) { "use strict"; this(value); }',
+      arguments: [{ objectId: obj.objectId }],
       silent: true,
     });
     const value = captured;
@@ -58,7 +90,7 @@ export function remoteValue(obj) {
   }
   if (obj.unserializableValue !== undefined) {
     const u = obj.unserializableValue;
-    if (obj.type === 'bigint') return BigInt(u.slice(0, -1));
+    if (obj.type === 'bigint') return BigIntCtor(StringPrototypeSlice(u, 0, -1));
     if (u === '-0') return -0;
     if (u === 'NaN') return NaN;
     if (u === 'Infinity') return Infinity;
@@ -71,7 +103,7 @@ export function remoteValue(obj) {
 
 export function releaseGroup(group) {
   try {
-    session.post('Runtime.releaseObjectGroup', { objectGroup: group });
+    sessionPost('Runtime.releaseObjectGroup', { objectGroup: group });
   } catch {
     // best effort
   }
@@ -85,7 +117,7 @@ export function releaseGroup(group) {
 // kills the process ("Invoke in DisallowJavascriptExecutionScope"; seen after a few
 // thousand `1+1` evaluations). Holding the promise until the answer arrives prevents
 // that; only the promises of interrupted, forever-pending cells stay.
-const pendingScripts = new Set();
+const pendingScripts = new SetCtor();
 
 // Runtime.evaluate in REPL mode; `done(err, res, sync)` is called once, when it
 // answers; `sync` when it answered before returning (a compile error).
@@ -93,7 +125,7 @@ export function replEvaluate(expression, objectGroup, done) {
   // The first promise created by Runtime.evaluate is the REPL script's own.
   let scriptPromise = null;
   let stopHook = null;
-  stopHook = v8.promiseHooks.onInit((promise) => {
+  stopHook = onInit((promise) => {
     if (scriptPromise === null) {
       scriptPromise = promise;
       if (stopHook !== null) {
@@ -105,7 +137,7 @@ export function replEvaluate(expression, objectGroup, done) {
   let answered = false;
   let returned = false;
   try {
-    session.post(
+    sessionPost(
       'Runtime.evaluate',
       {
         expression,
@@ -118,7 +150,7 @@ export function replEvaluate(expression, objectGroup, done) {
       },
       (err, res) => {
         answered = true;
-        if (scriptPromise !== null) pendingScripts.delete(scriptPromise);
+        if (scriptPromise !== null) SetPrototypeDelete(pendingScripts, scriptPromise);
         done(err, res, !returned);
       },
     );
@@ -127,5 +159,5 @@ export function replEvaluate(expression, objectGroup, done) {
     if (stopHook !== null) stopHook();
     stopHook = null;
   }
-  if (scriptPromise !== null && !answered) pendingScripts.add(scriptPromise);
+  if (scriptPromise !== null && !answered) SetPrototypeAdd(pendingScripts, scriptPromise);
 }

@@ -136,7 +136,9 @@ export function ioThread() {
     setTimeout(tick, 20);
   }
 
-  parentPort.on('message', (m) => {
+  // The frames to write come on a port of their own (the main thread posts them with the
+  // MessagePort method it took at startup, see intrinsics.mjs).
+  workerData.frames.on('message', (m) => {
     if (m.finished && !unfinished.includes(m.finished)) {
       // A second `done` for an execution (main.mjs ended one that a termination had cut
       // short, but its first `done` had gone out already): the server must not see it.

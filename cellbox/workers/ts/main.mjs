@@ -67,9 +67,10 @@
 // outgoing queue) · console.mjs (capture) · inspector.mjs (evaluation) · tokenizer.mjs
 // (statements) · import_rewrite.mjs (imports, exports) · typescript.mjs · render.mjs
 // (values, errors, bundles) · globals.mjs (display, require, import) · timers.mjs ·
-// cell_scope.mjs (which cell code belongs to) · esm_hooks.mjs.
+// cell_scope.mjs (which cell code belongs to) · esm_hooks.mjs · intrinsics.mjs (the
+// built-ins the worker uses, taken at startup: cells may replace or delete the globals).
 
-import { MessageChannel } from 'node:worker_threads';
+import { MessageChannel, MessagePort } from 'node:worker_threads';
 
 import {
   lastStatementIsExpression,
@@ -80,6 +81,20 @@ import {
 } from './cell.mjs';
 import { installConsole } from './console.mjs';
 import { installGlobals } from './globals.mjs';
+import {
+  ArrayPrototypeFind,
+  ArrayPrototypePush,
+  ArrayPrototypeShift,
+  AtomicsLoad,
+  listener,
+  NumberIsInteger,
+  process,
+  processChdir,
+  processExit,
+  processOn,
+  ReflectApply,
+  TypeErrorCtor,
+} from './intrinsics.mjs';
 import { connect, disconnect, releaseGroup, remoteValue, replEvaluate } from './inspector.mjs';
 import {
   beginExecution,
@@ -98,7 +113,7 @@ import { clearInterruptedInterval } from './timers.mjs';
 
 const fdArg = process.argv.indexOf('--fd');
 const FD = fdArg >= 0 ? Number(process.argv[fdArg + 1]) : NaN;
-if (!Number.isInteger(FD) || FD < 0) {
+if (!NumberIsInteger(FD) || FD < 0) {
   process.stderr.write('usage: node main.mjs --fd N\n');
   process.exit(2);
 }
@@ -106,6 +121,7 @@ if (!Number.isInteger(FD) || FD < 0) {
 // The worker's own scheduling: Node's, not the user's timers (timers.mjs) that die with an
 // interrupted cell (this module may run inside a cell's scope, from its outcome).
 const { setImmediate } = globalThis;
+const postToPort = MessagePort.prototype.postMessage;
 
 let current = null; // the running execution
 const waiting = []; // executions received while one runs (not expected by protocol)
@@ -153,7 +169,7 @@ function finish(id, outcome) {
     // turn is over (`f()` of an async function that throws, without await): wait for that,
     // so they are told by this execution rather than by the next one.
     ex.concluding = true;
-    nextTurn.port1.postMessage(ex.id);
+    ReflectApply(postToPort, nextTurn.port1, [ex.id]);
   }
 }
 
@@ -162,9 +178,12 @@ function finish(id, outcome) {
 // timers.mjs), and rendering the value runs user code (a custom inspect) that an interrupt
 // may have to stop. Node's MessagePort dispatch, where cells run too, is safe.
 const nextTurn = new MessageChannel();
-nextTurn.port2.on('message', (id) => {
-  if (current && current.id === id) conclude(current);
-});
+nextTurn.port2.on(
+  'message',
+  listener((id) => {
+    if (current && current.id === id) conclude(current);
+  }),
+);
 nextTurn.port1.unref();
 nextTurn.port2.unref();
 
@@ -174,7 +193,7 @@ function conclude(ex) {
   if (current !== ex || !ex.concluding) return;
   ex.concluding = false;
   let outcome = ex.outcome;
-  if (outcome.kind !== 'interrupted' && Atomics.load(S, INTERRUPT) === ex.id) {
+  if (outcome.kind !== 'interrupted' && AtomicsLoad(S, INTERRUPT) === ex.id) {
     // Interrupted before its answer went out: its code had returned, but what it left for
     // this turn (a busy process.nextTick callback) may just have been terminated.
     ex.scope.interrupted = true;
@@ -204,7 +223,7 @@ function conclude(ex) {
 
 function startNext() {
   if (current || waiting.length === 0) return;
-  startExecution(waiting.shift());
+  startExecution(ArrayPrototypeShift(waiting));
 }
 
 function onInterrupt(id) {
@@ -217,7 +236,7 @@ function onInterrupt(id) {
     conclude(current); // its outcome is known: send it now
     return;
   }
-  const queued = waiting.find((msg) => msg.id === id);
+  const queued = ArrayPrototypeFind(waiting, (msg) => msg.id === id);
   if (queued) {
     queued.interrupted = true;
     return;
@@ -237,8 +256,8 @@ function onInterrupt(id) {
 function changeDirectory(target) {
   let reply;
   try {
-    if (typeof target !== 'string') throw new TypeError("chdir: 'path' must be a string");
-    process.chdir(target);
+    if (typeof target !== 'string') throw new TypeErrorCtor("chdir: 'path' must be a string");
+    processChdir(target);
     reply = { type: 'chdir', ok: true, error: '' };
   } catch (err) {
     reply = { type: 'chdir', ok: false, error: `cannot change directory: ${plain(err.message)}` };
@@ -254,8 +273,8 @@ function backgroundError(prefix, err) {
   const text = isErrorLike(err) ? fields.traceback : `${fields.value}`;
   emitText('stderr', `${prefix} ${text}\n`);
 }
-process.on('uncaughtException', (err) => backgroundError('Uncaught', err));
-process.on('unhandledRejection', (reason) => backgroundError('Uncaught (in promise)', reason));
+processOn('uncaughtException', (err) => backgroundError('Uncaught', err));
+processOn('unhandledRejection', (reason) => backgroundError('Uncaught (in promise)', reason));
 
 // process.exit() from user code (or EOF): push out what was printed, also by the user's
 // 'exit' listeners, which run after any of ours: so at the exit itself, which Node's
@@ -268,7 +287,7 @@ process.reallyExit = function exitAfterFlush(code) {
   } catch {
     // exiting anyway
   }
-  return Reflect.apply(reallyExit, this, [code]);
+  return ReflectApply(reallyExit, this, [code]);
 };
 
 // ---------------------------------------------------------------------------------
@@ -283,14 +302,14 @@ warmUpCell();
 function onMessage(msg) {
   clearInterruptedInterval();
   if (msg.op === 'execute') {
-    if (current) waiting.push(msg);
+    if (current) ArrayPrototypePush(waiting, msg);
     else startExecution(msg);
   } else if (msg.op === 'interrupt') {
     onInterrupt(msg.id);
   } else if (msg.op === 'chdir') {
     changeDirectory(msg.path);
   } else if (msg.op === 'eof') {
-    process.exit(0);
+    processExit(0);
   }
 }
 

@@ -5,8 +5,23 @@
 // runs is held (up to IDLE_CAP) for the next one. The main thread waits (Atomics) while
 // more than OUT_LIMIT characters are posted but not yet written.
 
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 
+import {
+  ArrayPrototypePush,
+  AtomicsAdd,
+  AtomicsLoad,
+  AtomicsWait,
+  DateNow,
+  JSONStringify,
+  listener,
+  PromisePrototypeThen,
+  PromiseResolve,
+  process,
+  processExit,
+  ReflectApply,
+  StringPrototypeToWellFormed,
+} from './intrinsics.mjs';
 import { ioThread } from './io_thread.mjs';
 
 const shared = new SharedArrayBuffer(8);
@@ -20,17 +35,24 @@ const IDLE_CAP = 1 << 20;
 export const EXIT_IO_FAILED = 70; // cellbox/exit_codes.py INTERNAL_ERROR
 
 const realStderr = process.stderr;
+const realStderrWriteMethod = realStderr.write;
 // Node's own, taken before timers.mjs replaces the global with the user's timers.
 const { setImmediate } = globalThis;
+const now = performance.now.bind(performance);
 export function realStderrWrite(text) {
   try {
-    realStderr.write(text);
+    ReflectApply(realStderrWriteMethod, realStderr, [text]);
   } catch {
     // nothing left to report to
   }
 }
+const postToPort = MessagePort.prototype.postMessage;
+function portPost(port, message) {
+  ReflectApply(postToPort, port, [message]);
+}
 
 let io = null;
+let toIo = null; // our end of the channel the io thread reads frames to write from
 let queue = []; // frames, in order; stdout/stderr chunks of the same stream coalesced
 let queuedChars = 0;
 let lastFlushAt = 0;
@@ -41,43 +63,48 @@ let running = false; // an execution is running: output flows
 
 // Start the io thread on the socket `fd`; `onMessage` gets what the server sends.
 export function startIo(fd, onMessage) {
+  const channel = new MessageChannel();
+  toIo = channel.port1;
   io = new Worker(`(${ioThread})()`, {
     eval: true,
-    workerData: { fd, shared },
+    workerData: { fd, shared, frames: channel.port2 },
+    transferList: [channel.port2],
     name: 'cellbox-io',
   });
-  io.on('error', (err) => {
+  const failed = (err) => {
     // Without the io thread nothing can reach the server: die loudly on the real stderr.
     realStderrWrite(`cellbox worker: io thread failed: ${err && err.stack}\n`);
-    process.exit(EXIT_IO_FAILED);
-  });
-  io.on('exit', (code) => {
-    if (!exiting) process.exit(code || EXIT_IO_FAILED);
-  });
-  io.on('message', onMessage);
+    processExit(EXIT_IO_FAILED);
+  };
+  const ended = (code) => {
+    if (!exiting) processExit(code || EXIT_IO_FAILED);
+  };
+  io.on('error', listener(failed));
+  io.on('exit', listener(ended));
+  io.on('message', listener(onMessage));
 }
 
 export function postFrames(frames, finished) {
   let bytes = 0;
-  const texts = new Array(frames.length);
+  const texts = [];
   for (let i = 0; i < frames.length; i++) {
-    texts[i] = JSON.stringify(frames[i]);
+    texts[i] = JSONStringify(frames[i]);
     bytes += texts[i].length;
   }
-  Atomics.add(S, PENDING, bytes);
-  io.postMessage({ frames: texts, bytes, finished });
+  AtomicsAdd(S, PENDING, bytes);
+  portPost(toIo, { frames: texts, bytes, finished });
   // Backpressure: a program printing in a tight loop waits for the socket here.
-  let pending = Atomics.load(S, PENDING);
+  let pending = AtomicsLoad(S, PENDING);
   while (pending > OUT_LIMIT && !exiting) {
-    Atomics.wait(S, PENDING, pending, 100);
-    pending = Atomics.load(S, PENDING);
+    AtomicsWait(S, PENDING, pending, 100);
+    pending = AtomicsLoad(S, PENDING);
   }
 }
 
 export function flush(finished = 0) {
   flushScheduled = false;
   if (queue.length === 0 && !finished) return;
-  lastFlushAt = performance.now();
+  lastFlushAt = now();
   const frames = queue;
   queue = [];
   queuedChars = 0;
@@ -89,10 +116,13 @@ function scheduledFlush() {
   flushScheduled = false;
 }
 
-export const resolved = Promise.resolve();
+const resolved = PromiseResolve();
+/** Runs `fn` as a microtask of its own (outside any async scope Node pushed, see timers.mjs). */
+export function inMicrotask(fn) {
+  PromisePrototypeThen(resolved, fn);
+}
 function deferredFlush() {
-  // Run as a microtask, outside the immediate's async scope (see timers.mjs).
-  resolved.then(scheduledFlush);
+  inMicrotask(scheduledFlush);
 }
 
 export function enqueue(frame, size) {
@@ -103,14 +133,14 @@ export function enqueue(frame, size) {
       return;
     }
   }
-  queue.push(frame);
+  ArrayPrototypePush(queue, frame);
   queuedChars += size;
   afterEnqueue();
 }
 
 function afterEnqueue() {
   if (!running) return;
-  if (queuedChars >= FLUSH_CHARS || performance.now() - lastFlushAt > FLUSH_AGE_MS) {
+  if (queuedChars >= FLUSH_CHARS || now() - lastFlushAt > FLUSH_AGE_MS) {
     flush();
   } else if (!flushScheduled) {
     flushScheduled = true;
@@ -120,7 +150,7 @@ function afterEnqueue() {
 
 export function emitText(type, text) {
   if (!text) return;
-  text = text.toWellFormed();
+  text = StringPrototypeToWellFormed(text);
   const last = queue[queue.length - 1];
   if (!running && queuedChars + text.length > IDLE_CAP) {
     idleDropped += text.length;
@@ -149,7 +179,7 @@ export function beginExecution() {
 
 // Queue frames without sending them yet (the end of an execution sends them all).
 export function push(...frames) {
-  queue.push(...frames);
+  for (let i = 0; i < frames.length; i++) ArrayPrototypePush(queue, frames[i]);
 }
 
 // Is the last frame queued a `done`?
@@ -172,10 +202,10 @@ export function flushAtExit() {
     queue = [];
     postFrames(frames, 0);
   }
-  const deadline = Date.now() + 1000;
-  let pending = Atomics.load(S, PENDING);
-  while (pending > 0 && Date.now() < deadline) {
-    Atomics.wait(S, PENDING, pending, 20);
-    pending = Atomics.load(S, PENDING);
+  const deadline = DateNow() + 1000;
+  let pending = AtomicsLoad(S, PENDING);
+  while (pending > 0 && DateNow() < deadline) {
+    AtomicsWait(S, PENDING, pending, 20);
+    pending = AtomicsLoad(S, PENDING);
   }
 }

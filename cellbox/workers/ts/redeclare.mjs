@@ -5,6 +5,7 @@
 // function declaration as `let|var|const C = class C {...};`.
 // Pure, on the tokens of tokenizer.mjs.
 
+import { SetPrototypeHas, StringPrototypeSlice } from './intrinsics.mjs';
 import { matchingClose, statementHeads, tokenize } from './tokenizer.mjs';
 
 const BINDINGS = new Set(['let', 'const', 'var']);
@@ -17,7 +18,7 @@ function declares(toks, k, name) {
   if (t.v === 'function' && nx.v === '*') nx = toks[k + 2];
   if (nx === undefined) return false;
   if (nx.k === 'n') return nx.v === name;
-  if (BINDINGS.has(t.v) && (nx.v === '[' || nx.v === '{')) {
+  if (SetPrototypeHas(BINDINGS, t.v) && (nx.v === '[' || nx.v === '{')) {
     // a destructuring pattern: any name in it (a property key too: harmless here)
     const close = matchingClose(toks, k + 1);
     for (let j = k + 2; j < close; j++) if (toks[j].k === 'n' && toks[j].v === name) return true;
@@ -29,12 +30,14 @@ function declares(toks, k, name) {
 // differs from head for `async function`); null when none or more than one.
 function declarationOf(toks, name) {
   let found = null;
-  for (const head of statementHeads(toks)) {
+  const heads = statementHeads(toks);
+  for (let h = 0; h < heads.length; h++) {
+    const head = heads[h];
     let kw = head;
     const next = toks[head + 1];
     if (toks[head].v === 'async' && next && next.v === 'function' && !next.nl) kw = head + 1;
     const t = toks[kw];
-    if (t.k !== 'n' || !(BINDINGS.has(t.v) || t.v === 'class' || t.v === 'function')) continue;
+    if (t.k !== 'n' || !(SetPrototypeHas(BINDINGS, t.v) || t.v === 'class' || t.v === 'function')) continue;
     if (!declares(toks, kw, name)) continue;
     if (found !== null) return null; // declared twice in this cell: a real error
     found = { head, kw };
@@ -48,7 +51,7 @@ export function redeclarationCandidates(code, name) {
   const found = declarationOf(toks, name);
   if (found === null) return [];
   const t = toks[found.kw];
-  const swap = (kw) => code.slice(0, t.s) + kw + code.slice(t.e);
+  const swap = (kw) => StringPrototypeSlice(code, 0, t.s) + kw + StringPrototypeSlice(code, t.e);
   if (t.v === 'const') return [swap('let'), swap('var')];
   if (t.v === 'let') return [swap('var'), swap('const')];
   if (t.v === 'var') return [swap('let'), swap('const')];
@@ -66,6 +69,6 @@ export function redeclarationCandidates(code, name) {
   if (close < 0) return [];
   const start = toks[found.head].s;
   const wrap = (kw) =>
-    `${code.slice(0, start)}${kw} ${name} = ${code.slice(start, toks[close].e)};${code.slice(toks[close].e)}`;
+    `${StringPrototypeSlice(code, 0, start)}${kw} ${name} = ${StringPrototypeSlice(code, start, toks[close].e)};${StringPrototypeSlice(code, toks[close].e)}`;
   return t.v === 'class' ? [wrap('var'), wrap('let'), wrap('const')] : [wrap('let'), wrap('const')];
 }

@@ -5,6 +5,38 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import util from 'node:util';
 
+import {
+  ArrayPrototypeJoin,
+  ArrayPrototypePop,
+  ArrayPrototypePush,
+  BufferFrom,
+  BufferPrototypeToString,
+  ErrorCtor,
+  JSONParse,
+  JSONStringify,
+  ObjectGetPrototypeOf,
+  ObjectKeys,
+  ObjectPrototype,
+  ReflectApply,
+  RegExpPrototypeExec,
+  regExpTest,
+  SetCtor,
+  SetPrototypeAdd,
+  SetPrototypeHas,
+  StringCtor,
+  StringPrototypeEndsWith,
+  StringPrototypeIncludes,
+  StringPrototypeSlice,
+  StringPrototypeSplit,
+  StringPrototypeStartsWith,
+  StringPrototypeToWellFormed,
+  StringPrototypeTrim,
+  Uint8ArrayCtor,
+} from './intrinsics.mjs';
+
+const { inspect } = util;
+const { isNativeError } = util.types;
+
 // Frames of any module of this worker are its own, not the user's.
 const WORKER_DIR = path.dirname(fileURLToPath(import.meta.url)) + path.sep;
 const WORKER_URL = new URL('./', import.meta.url).href;
@@ -14,16 +46,30 @@ const inspectOptions = { colors: false };
 const ANSI = /\u001b\[[0-9;?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)/g;
 
 export function plain(text) {
-  return String(text).replace(ANSI, '').toWellFormed();
+  return StringPrototypeToWellFormed(withoutAnsi(StringCtor(text)));
+}
+
+function withoutAnsi(text) {
+  ANSI.lastIndex = 0;
+  let match = RegExpPrototypeExec(ANSI, text);
+  if (match === null) return text;
+  let out = '';
+  let from = 0;
+  while (match !== null) {
+    out += StringPrototypeSlice(text, from, match.index);
+    from = ANSI.lastIndex;
+    match = RegExpPrototypeExec(ANSI, text);
+  }
+  return out + StringPrototypeSlice(text, from);
 }
 
 export function safeInspect(value) {
   try {
-    return plain(util.inspect(value, inspectOptions));
+    return plain(inspect(value, inspectOptions));
   } catch (err) {
     let why = 'unknown error';
     try {
-      why = String(err && err.message);
+      why = StringCtor(err && err.message);
     } catch {
       // keep the generic reason
     }
@@ -32,7 +78,7 @@ export function safeInspect(value) {
 }
 
 export function isErrorLike(value) {
-  if (value instanceof Error || util.types.isNativeError(value)) return true;
+  if (value instanceof ErrorCtor || isNativeError(value)) return true;
   return (
     value !== null &&
     typeof value === 'object' &&
@@ -44,18 +90,26 @@ export function isErrorLike(value) {
 const FRAME = /^\s+at /;
 
 function cleanStack(stack) {
-  const lines = String(stack).split('\n');
+  const lines = StringPrototypeSplit(StringCtor(stack), '\n');
   const out = [];
-  for (const line of lines) {
-    if (FRAME.test(line)) {
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (regExpTest(FRAME, line)) {
       // Frames below the cell (the inspector call into it) and the worker's own.
-      if (line.includes('(node:inspector:') || line.includes('at Session.post ')) break;
-      if (line.includes(WORKER_DIR) || line.includes(WORKER_URL)) continue;
+      if (
+        StringPrototypeIncludes(line, '(node:inspector:') ||
+        StringPrototypeIncludes(line, 'at Session.post ')
+      ) {
+        break;
+      }
+      if (StringPrototypeIncludes(line, WORKER_DIR) || StringPrototypeIncludes(line, WORKER_URL)) {
+        continue;
+      }
     }
-    out.push(line);
+    ArrayPrototypePush(out, line);
   }
-  while (out.length && out[out.length - 1].trim() === '') out.pop();
-  return plain(out.join('\n'));
+  while (out.length && StringPrototypeTrim(out[out.length - 1]) === '') ArrayPrototypePop(out);
+  return plain(ArrayPrototypeJoin(out, '\n'));
 }
 
 // The stacks user code sees (`err.stack`, `console.log(err)`, an error shown as a value)
@@ -66,22 +120,25 @@ export function installStackFilter() {
   const format = Error.prepareStackTrace;
   if (typeof format !== 'function') return;
   Error.prepareStackTrace = function prepareStackTrace(error, frames) {
-    return Reflect.apply(format, this, [error, userFrames(frames)]);
+    return ReflectApply(format, this, [error, userFrames(frames)]);
   };
 }
 
 function userFrames(frames) {
   const kept = [];
-  for (const frame of frames) {
+  for (let i = 0; i < frames.length; i++) {
+    const frame = frames[i];
     let file = '';
     try {
-      file = String(frame.getFileName() ?? '');
+      file = StringCtor(frame.getFileName() ?? '');
     } catch {
       // a frame without a file: the user's
     }
     if (file === 'node:inspector') break;
-    if (file.startsWith(WORKER_DIR) || file.startsWith(WORKER_URL)) continue;
-    kept.push(frame);
+    if (StringPrototypeStartsWith(file, WORKER_DIR) || StringPrototypeStartsWith(file, WORKER_URL)) {
+      continue;
+    }
+    ArrayPrototypePush(kept, frame);
   }
   return kept;
 }
@@ -89,11 +146,12 @@ function userFrames(frames) {
 // The `cause` chain of an error, as text to append to its traceback.
 function causes(err) {
   let text = '';
-  const seen = new Set([err]);
+  const seen = new SetCtor();
+  SetPrototypeAdd(seen, err);
   try {
     let cause = err.cause;
-    while (cause !== undefined && !seen.has(cause) && seen.size <= 5) {
-      seen.add(cause);
+    while (cause !== undefined && !SetPrototypeHas(seen, cause) && seen.size <= 5) {
+      SetPrototypeAdd(seen, cause);
       const shown =
         isErrorLike(cause) && typeof cause.stack === 'string'
           ? cleanStack(cause.stack)
@@ -136,7 +194,9 @@ export function errorFields(thrown) {
       traceback = '';
     }
     if (!traceback) traceback = value ? `${name}: ${value}` : name;
-    else if (renamed && traceback.startsWith('Error:')) traceback = name + traceback.slice(5);
+    else if (renamed && StringPrototypeStartsWith(traceback, 'Error:')) {
+      traceback = name + StringPrototypeSlice(traceback, 5);
+    }
     traceback += causes(thrown);
     return { name: plain(name), value: plain(value), traceback };
   }
@@ -148,14 +208,14 @@ const MIME_KEY = /^[a-z]+\/[a-z0-9][\w.+-]*$/i;
 
 function isPlainObject(value) {
   if (value === null || typeof value !== 'object') return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
+  const proto = ObjectGetPrototypeOf(value);
+  return proto === ObjectPrototype || proto === null;
 }
 
 function jsonValue(value) {
   try {
-    const text = JSON.stringify(value);
-    return text === undefined ? null : JSON.parse(text);
+    const text = JSONStringify(value);
+    return text === undefined ? null : JSONParse(text);
   } catch {
     return safeInspect(value);
   }
@@ -163,23 +223,25 @@ function jsonValue(value) {
 
 export function mimeBundle(value) {
   if (isPlainObject(value)) {
-    const keys = Object.keys(value);
-    if (keys.length > 0 && keys.every((key) => MIME_KEY.test(key))) {
+    const keys = ObjectKeys(value);
+    let mime = keys.length > 0;
+    for (let i = 0; mime && i < keys.length; i++) mime = regExpTest(MIME_KEY, keys[i]);
+    if (mime) {
       const bundle = {};
-      for (const key of keys) {
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i];
         const item = value[key];
-        if (key === 'application/json' || key.endsWith('+json')) {
+        if (key === 'application/json' || StringPrototypeEndsWith(key, '+json')) {
           bundle[key] = jsonValue(item);
         } else if (typeof item === 'string') {
-          bundle[key] = item.toWellFormed();
-        } else if (item instanceof Uint8Array) {
-          bundle[key] = Buffer.from(item.buffer, item.byteOffset, item.byteLength).toString(
-            'base64',
-          );
+          bundle[key] = StringPrototypeToWellFormed(item);
+        } else if (item instanceof Uint8ArrayCtor) {
+          const bytes = BufferFrom(item.buffer, item.byteOffset, item.byteLength);
+          bundle[key] = BufferPrototypeToString(bytes, 'base64');
         } else if (item !== null && typeof item === 'object') {
           bundle[key] = jsonValue(item);
         } else {
-          bundle[key] = String(item);
+          bundle[key] = StringCtor(item);
         }
       }
       return bundle;

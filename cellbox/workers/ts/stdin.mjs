@@ -13,6 +13,16 @@ import readline from 'node:readline';
 import readlinePromises from 'node:readline/promises';
 import { Readable } from 'node:stream';
 
+import {
+  ObjectDefineProperty,
+  process,
+  PromiseReject,
+  ReflectApply,
+  WeakSetCtor,
+  WeakSetPrototypeAdd,
+  WeakSetPrototypeHas,
+} from './intrinsics.mjs';
+
 export class StdinUnavailableError extends Error {
   constructor(what) {
     super(`${what} is not supported: code in this sandbox runs without standard input`);
@@ -20,7 +30,7 @@ export class StdinUnavailableError extends Error {
   }
 }
 
-const ours = new WeakSet();
+const ours = new WeakSetCtor();
 let current = null;
 
 function emptyStdin() {
@@ -31,7 +41,7 @@ function emptyStdin() {
   });
   stream.fd = 0;
   stream.isTTY = false;
-  ours.add(stream);
+  WeakSetPrototypeAdd(ours, stream);
   return stream;
 }
 
@@ -41,17 +51,19 @@ function stdin() {
 }
 
 export function installStdin() {
-  Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: stdin });
+  ObjectDefineProperty(process, 'stdin', { configurable: true, enumerable: true, get: stdin });
   const callbackQuestion = readline.Interface.prototype.question;
   readline.Interface.prototype.question = function question(...args) {
-    if (ours.has(this.input)) throw new StdinUnavailableError('readline question()');
-    return Reflect.apply(callbackQuestion, this, args);
+    if (WeakSetPrototypeHas(ours, this.input)) {
+      throw new StdinUnavailableError('readline question()');
+    }
+    return ReflectApply(callbackQuestion, this, args);
   };
   const promisedQuestion = readlinePromises.Interface.prototype.question;
   readlinePromises.Interface.prototype.question = function question(...args) {
-    if (ours.has(this.input)) {
-      return Promise.reject(new StdinUnavailableError('readline question()'));
+    if (WeakSetPrototypeHas(ours, this.input)) {
+      return PromiseReject(new StdinUnavailableError('readline question()'));
     }
-    return Reflect.apply(promisedQuestion, this, args);
+    return ReflectApply(promisedQuestion, this, args);
   };
 }

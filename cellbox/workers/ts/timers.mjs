@@ -20,10 +20,19 @@ import { createRequire, syncBuiltinESMExports } from 'node:module';
 import util from 'node:util';
 
 import { currentScope } from './cell_scope.mjs';
-import { resolved } from './output.mjs';
+import {
+  ObjectDefineProperty,
+  PromiseCtor,
+  PromisePrototypeThen,
+  processEmit,
+  ReflectApply,
+} from './intrinsics.mjs';
+import { emitText, inMicrotask } from './output.mjs';
 
 const require = createRequire(import.meta.url);
-const NEVER = new Promise(() => {});
+const NEVER = new PromiseCtor(() => {});
+// Node's own, as they were before any cell ran.
+const { clearInterval } = globalThis;
 
 // The interval whose callback runs now. Still set once the callback is over only if an
 // interrupt's termination cut it short: that interval is then cleared, or a busy one
@@ -36,7 +45,7 @@ export function clearInterruptedInterval() {
   if (timer === null) return false;
   runningInterval = null;
   clearInterval(timer);
-  process.stderr.write('[cellbox: an interrupt stopped a setInterval callback; the interval was cleared]\n');
+  emitText('stderr', '[cellbox: an interrupt stopped a setInterval callback; the interval was cleared]\n');
   return true;
 }
 
@@ -48,14 +57,14 @@ function runOutsideScope(callback, repeats) {
       return;
     }
     const self = this;
-    resolved.then(() => {
+    inMicrotask(() => {
       const cut = runningInterval;
       if (cut !== null && clearInterruptedInterval() && cut === self) return;
       if (repeats) runningInterval = self;
       try {
-        Reflect.apply(callback, self, args);
+        ReflectApply(callback, self, args);
       } catch (err) {
-        process.emit('uncaughtException', err, 'uncaughtException');
+        processEmit('uncaughtException', err, 'uncaughtException');
       }
       if (repeats) runningInterval = null;
     });
@@ -66,13 +75,15 @@ function wrapTimer(original, promised) {
   const repeats = original.name === 'setInterval';
   const wrapped = {
     [original.name](callback, ...rest) {
-      if (typeof callback !== 'function') return original(callback, ...rest);
-      return original(runOutsideScope(callback, repeats), ...rest);
+      if (typeof callback !== 'function') return ReflectApply(original, undefined, arguments);
+      const args = [runOutsideScope(callback, repeats)];
+      for (let i = 0; i < rest.length; i++) args[i + 1] = rest[i];
+      return ReflectApply(original, undefined, args);
     },
   }[original.name];
   const custom = promised ?? original[util.promisify.custom];
   if (custom !== undefined) {
-    Object.defineProperty(wrapped, util.promisify.custom, { value: custom, configurable: true });
+    ObjectDefineProperty(wrapped, util.promisify.custom, { value: custom, configurable: true });
   }
   return wrapped;
 }
@@ -82,9 +93,9 @@ function wrapPromised(original) {
   return {
     [original.name](...args) {
       const scope = currentScope();
-      const waiting = Reflect.apply(original, this, args);
+      const waiting = ReflectApply(original, this, args);
       if (scope === undefined) return waiting;
-      return waiting.then((value) => (scope.interrupted ? NEVER : value));
+      return PromisePrototypeThen(waiting, (value) => (scope.interrupted ? NEVER : value));
     },
   }[original.name];
 }
@@ -99,7 +110,7 @@ export function installTimers() {
       promisesModule[name] = promised;
     }
     const wrapped = wrapTimer(globalThis[name], promised);
-    Object.defineProperty(globalThis, name, {
+    ObjectDefineProperty(globalThis, name, {
       value: wrapped,
       writable: true,
       configurable: true,

@@ -4,6 +4,19 @@
 // import_rewrite.mjs.
 // Pure: tested on its own by tokenizer.test.mjs.
 
+import {
+  ArrayPrototypePop,
+  ArrayPrototypePush,
+  MathMax,
+  MathMin,
+  RegExpPrototypeExec,
+  regExpTest,
+  SetPrototypeHas,
+  StringPrototypeCharCodeAt,
+  StringPrototypeIndexOf,
+  StringPrototypeSlice,
+} from './intrinsics.mjs';
+
 const RE_NAME = /[$_\p{ID_Start}\\#][$\p{ID_Continue}\u200c\u200d\\]*/uy;
 const RE_NUM = /(?:0[xXoObB][\da-fA-F_]*n?|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?[\d_]+)?n?)/y;
 const RE_PUNCT =
@@ -27,13 +40,17 @@ const NON_EXPR_HEADS = new Set([
   'return', 'throw', 'break', 'continue', 'debugger', 'with', 'export', 'enum',
 ]);
 
+const SPACE = /\s/u;
+const LINE_BREAK = /[\n\r\u2028\u2029]/;
+const LETTER = /[a-z]/i;
+
 function isNewline(c) {
   return c === 10 || c === 13 || c === 0x2028 || c === 0x2029;
 }
 
 function regexAllowed(prev) {
   if (prev === null) return true;
-  if (prev.k === 'n') return BEFORE_EXPR.has(prev.v);
+  if (prev.k === 'n') return SetPrototypeHas(BEFORE_EXPR, prev.v);
   if (prev.k === 'p') return !(prev.v === ')' || prev.v === ']' || prev.v === '++' || prev.v === '--');
   return false;
 }
@@ -41,10 +58,10 @@ function regexAllowed(prev) {
 function scanTemplate(src, i) {
   const n = src.length;
   while (i < n) {
-    const c = src.charCodeAt(i);
+    const c = StringPrototypeCharCodeAt(src, i);
     if (c === 92) i += 2;
     else if (c === 96) return { end: i + 1, open: false };
-    else if (c === 36 && src.charCodeAt(i + 1) === 123) return { end: i + 2, open: true };
+    else if (c === 36 && StringPrototypeCharCodeAt(src, i + 1) === 123) return { end: i + 2, open: true };
     else i++;
   }
   return { end: n, open: false };
@@ -61,11 +78,11 @@ export function tokenize(src) {
   let prev = null;
   const push = (k, v, s, e, d) => {
     prev = { k, v, s, e, d, nl };
-    toks.push(prev);
+    ArrayPrototypePush(toks, prev);
     nl = false;
   };
   while (i < n) {
-    const c = src.charCodeAt(i);
+    const c = StringPrototypeCharCodeAt(src, i);
     if (isNewline(c)) {
       nl = true;
       i++;
@@ -75,21 +92,21 @@ export function tokenize(src) {
       i++;
       continue;
     }
-    if (c > 127 && /\s/u.test(src[i])) {
+    if (c > 127 && regExpTest(SPACE, src[i])) {
       i++;
       continue;
     }
     const s = i;
     if (c === 47) {
-      const c2 = src.charCodeAt(i + 1);
+      const c2 = StringPrototypeCharCodeAt(src, i + 1);
       if (c2 === 47) {
-        while (i < n && !isNewline(src.charCodeAt(i))) i++;
+        while (i < n && !isNewline(StringPrototypeCharCodeAt(src, i))) i++;
         continue;
       }
       if (c2 === 42) {
-        const end = src.indexOf('*/', i + 2);
+        const end = StringPrototypeIndexOf(src, '*/', i + 2);
         const stop = end < 0 ? n : end + 2;
-        if (/[\n\r\u2028\u2029]/.test(src.slice(i, stop))) nl = true;
+        if (regExpTest(LINE_BREAK, StringPrototypeSlice(src, i, stop))) nl = true;
         i = stop;
         continue;
       }
@@ -98,7 +115,7 @@ export function tokenize(src) {
         let inClass = false;
         let ok = false;
         while (j < n) {
-          const r = src.charCodeAt(j);
+          const r = StringPrototypeCharCodeAt(src, j);
           if (isNewline(r)) break;
           if (r === 92) j += 2;
           else if (r === 91) {
@@ -114,7 +131,7 @@ export function tokenize(src) {
           } else j++;
         }
         if (ok) {
-          while (j < n && /[a-z]/i.test(src[j])) j++;
+          while (j < n && regExpTest(LETTER, src[j])) j++;
           i = j;
           push('re', undefined, s, i, stack.length);
           continue;
@@ -124,7 +141,7 @@ export function tokenize(src) {
     if (c === 34 || c === 39) {
       let j = i + 1;
       while (j < n) {
-        const r = src.charCodeAt(j);
+        const r = StringPrototypeCharCodeAt(src, j);
         if (r === 92) j += 2;
         else if (r === c) {
           j++;
@@ -132,41 +149,41 @@ export function tokenize(src) {
         } else if (isNewline(r)) break;
         else j++;
       }
-      i = Math.min(j, n);
+      i = MathMin(j, n);
       push('str', undefined, s, i, stack.length);
       continue;
     }
     if (c === 96 || (c === 125 && stack[stack.length - 1] === '${')) {
-      if (c === 125) stack.pop();
+      if (c === 125) ArrayPrototypePop(stack);
       const t = scanTemplate(src, i + 1);
       i = t.end;
       push('tpl', undefined, s, i, stack.length);
-      if (t.open) stack.push('${');
+      if (t.open) ArrayPrototypePush(stack, '${');
       continue;
     }
-    if ((c >= 48 && c <= 57) || (c === 46 && src.charCodeAt(i + 1) >= 48 && src.charCodeAt(i + 1) <= 57)) {
+    if ((c >= 48 && c <= 57) || (c === 46 && StringPrototypeCharCodeAt(src, i + 1) >= 48 && StringPrototypeCharCodeAt(src, i + 1) <= 57)) {
       RE_NUM.lastIndex = i;
-      const m = RE_NUM.exec(src);
-      i += m ? Math.max(m[0].length, 1) : 1;
+      const m = RegExpPrototypeExec(RE_NUM, src);
+      i += m ? MathMax(m[0].length, 1) : 1;
       push('num', undefined, s, i, stack.length);
       continue;
     }
     RE_NAME.lastIndex = i;
-    const name = RE_NAME.exec(src);
+    const name = RegExpPrototypeExec(RE_NAME, src);
     if (name) {
       i += name[0].length;
       push('n', name[0], s, i, stack.length);
       continue;
     }
     RE_PUNCT.lastIndex = i;
-    const m = RE_PUNCT.exec(src);
+    const m = RegExpPrototypeExec(RE_PUNCT, src);
     const v = m ? m[0] : src[i];
     i += v.length;
     if (v === '(' || v === '[' || v === '{') {
       push('p', v, s, i, stack.length);
-      stack.push(v);
+      ArrayPrototypePush(stack, v);
     } else if (v === ')' || v === ']' || v === '}') {
-      if (stack.length) stack.pop();
+      if (stack.length) ArrayPrototypePop(stack);
       push('p', v, s, i, stack.length);
     } else {
       push('p', v, s, i, stack.length);
@@ -176,7 +193,7 @@ export function tokenize(src) {
 }
 
 function endsExpression(t) {
-  if (t.k === 'n') return !NOT_EXPR_END.has(t.v);
+  if (t.k === 'n') return !SetPrototypeHas(NOT_EXPR_END, t.v);
   if (t.k === 'p') return t.v === ')' || t.v === ']' || t.v === '}' || t.v === '++' || t.v === '--';
   return true;
 }
@@ -208,7 +225,7 @@ export function statementHeads(toks) {
       prevTop.k === 'p' &&
       prevTop.v === '}' &&
       head &&
-      ((head.k === 'n' && BLOCK_HEADS.has(head.v)) || (head.k === 'p' && head.v === '{') ||
+      ((head.k === 'n' && SetPrototypeHas(BLOCK_HEADS, head.v)) || (head.k === 'p' && head.v === '{') ||
         head.asyncFunction)
     ) {
       fresh = true;
@@ -220,8 +237,8 @@ export function statementHeads(toks) {
         const nx = toks[i + 1];
         t.asyncFunction = !!nx && nx.k === 'n' && nx.v === 'function' && !nx.nl;
       }
-      heads.push(i);
-      parenState = t.k === 'n' && CONTROL_HEADS.has(t.v) ? 1 : 0;
+      ArrayPrototypePush(heads, i);
+      parenState = t.k === 'n' && SetPrototypeHas(CONTROL_HEADS, t.v) ? 1 : 0;
       if (t.k === 'n' && t.v === 'import') {
         const parsed = parseImport(toks, i);
         if (parsed) freshAt = parsed.next;
@@ -245,7 +262,7 @@ export function isNonExpressionStatement(toks, i) {
   const nx = toks[i + 1];
   if (t.k === 'p') return t.v === '{';
   if (t.k !== 'n') return false;
-  if (NON_EXPR_HEADS.has(t.v)) return true;
+  if (SetPrototypeHas(NON_EXPR_HEADS, t.v)) return true;
   if (t.v === 'let') return !!nx && (nx.k === 'n' || nx.v === '[' || nx.v === '{');
   if (t.v === 'import') return !nx || !(nx.v === '(' || nx.v === '.');
   if (t.v === 'async') return !!t.asyncFunction;
@@ -301,7 +318,7 @@ export function parseImport(toks, hi) {
         } else if (item.k === 'str') {
           return null;
         }
-        named.push({ item, local });
+        ArrayPrototypePush(named, { item, local });
         if (at(j).v === ',') j++;
         else if (at(j).v !== '}') return null;
       }

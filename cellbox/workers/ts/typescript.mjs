@@ -2,15 +2,23 @@
 
 import { stripTypeScriptTypes } from 'node:module';
 
+import {
+  regExpTest,
+  withBuiltIns,
+  StringCtor,
+  StringPrototypeIndexOf,
+  StringPrototypeSlice,
+  StringPrototypeStartsWith,
+} from './intrinsics.mjs';
 import { plain } from './render.mjs';
 
 export function syntaxErrorFromTs(err, cellName) {
-  const message = plain(err && err.message ? err.message : String(err));
+  const message = plain(err && err.message ? err.message : StringCtor(err));
   let traceback = `SyntaxError: ${message}`;
   const stack = err && typeof err.stack === 'string' ? err.stack : '';
-  const cut = stack.indexOf('\n\nSyntaxError');
-  if (cut > 0 && stack.startsWith(':')) {
-    traceback = `${cellName}${plain(stack.slice(0, cut))}\n\n${traceback}`;
+  const cut = StringPrototypeIndexOf(stack, '\n\nSyntaxError');
+  if (cut > 0 && StringPrototypeStartsWith(stack, ':')) {
+    traceback = `${cellName}${plain(StringPrototypeSlice(stack, 0, cut))}\n\n${traceback}`;
   }
   return { name: 'SyntaxError', value: message, traceback };
 }
@@ -22,16 +30,20 @@ const MAYBE_TYPESCRIPT =
 
 // JavaScript for a cell; `transformed` when code had to be generated (positions moved).
 export function toJavaScript(code) {
-  if (!MAYBE_TYPESCRIPT.test(code)) return { js: code, transformed: false };
-  try {
-    return { js: stripTypeScriptTypes(code, { mode: 'strip' }), transformed: false };
-  } catch (err) {
-    if (err && err.code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
-      return { js: stripTypeScriptTypes(code, { mode: 'transform' }), transformed: true };
+  if (!regExpTest(MAYBE_TYPESCRIPT, code)) return { js: code, transformed: false };
+  return withBuiltIns(() => {
+    try {
+      return { js: stripTypeScriptTypes(code, STRIP), transformed: false };
+    } catch (err) {
+      if (err && err.code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
+        return { js: stripTypeScriptTypes(code, TRANSFORM), transformed: true };
+      }
+      throw err;
     }
-    throw err;
-  }
+  });
 }
+const STRIP = { mode: 'strip' };
+const TRANSFORM = { mode: 'transform' };
 
 
 // The first transform loads a wasm module (~50 ms): pay it before `ready`, and swallow the

@@ -1,0 +1,67 @@
+"""TypeScript contexts whose code breaks what the worker itself relies on: globals and
+built-in methods replaced or deleted, a worker that dies while idle. The execution answers
+normally and the context keeps its state, or the loss is told completely."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Client
+
+
+@pytest.fixture
+def ts(client: Client) -> Iterator[str]:
+    context_id = client.context("typescript")
+    yield context_id
+    client.delete(f"/contexts/{context_id}")
+
+
+SABOTAGE = {
+    "delete-JSON": "delete globalThis.JSON",
+    "JSON-throws": "JSON.stringify = JSON.parse = () => { throw 1 }",
+    "no-Promise": "globalThis.Promise = undefined",
+    "Object-methods": (
+        "Object.keys = Object.entries = Object.defineProperty = Object.getPrototypeOf ="
+        " () => { throw 1 }"
+    ),
+    "Array-methods": (
+        "for (const m of ['map', 'push', 'shift', 'join', 'find', 'includes', 'splice'])"
+        " Array.prototype[m] = () => { throw 1 };\n"
+        "Array.prototype[Symbol.iterator] = function* () { throw 1 }"
+    ),
+    "String-and-RegExp-methods": (
+        "for (const m of ['split', 'slice', 'includes', 'replace', 'charCodeAt', 'toWellFormed'])"
+        " String.prototype[m] = () => { throw 1 };\n"
+        "RegExp.prototype.exec = () => null"
+    ),
+    "delete-console-process-Reflect": (
+        "delete globalThis.console; delete globalThis.process; delete globalThis.Reflect;"
+        " delete globalThis.Atomics; delete globalThis.Buffer; delete globalThis.Symbol"
+    ),
+    "Function-apply-call": "Function.prototype.apply = Function.prototype.call = () => { throw 1 }",
+    "Promise-then": "Promise.prototype.then = () => { throw 1 }",
+    "Map-Set-methods": "Map.prototype.set = Set.prototype.add = Set.prototype.delete = () => { throw 1 }",
+}
+
+
+@pytest.mark.parametrize("sabotage", SABOTAGE.values(), ids=SABOTAGE.keys())
+def test_replaced_built_ins_do_not_break_the_worker(client: Client, ts: str, sabotage: str) -> None:
+    client.run("let kept = 'k'", context_id=ts)
+    body = client.run(f"{sabotage};\n'sabotaged'", context_id=ts, timeout_ms=5000)
+    assert body["error"] is None, body
+    assert body["items"] == [{"is_primary": True, "text": "'sabotaged'"}]
+    again = "const kept: string = 'again';\nsetTimeout(() => {}, 1);\ndisplay({ 'text/plain': 'shown' });\nkept"
+    later = [
+        client.run(code, context_id=ts, timeout_ms=5000, env_vars={"CELLBOX_ENV": "1"})
+        for code in ("kept", again, "null.x")
+    ]
+    assert [b["execution_count"] for b in later] == [3, 4, 5], later
+    assert later[0]["items"] == [{"is_primary": True, "text": "'k'"}], later[0]
+    assert later[1]["items"] == [
+        {"is_primary": False, "text": "shown"},
+        {"is_primary": True, "text": "'again'"},
+    ], later[1]
+    assert later[2]["error"]["name"] == "TypeError", later[2]
+    assert "null" in later[2]["error"]["value"]
