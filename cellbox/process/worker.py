@@ -174,7 +174,10 @@ class WorkerProcess:
         assert self.process.stderr is not None
         with contextlib.suppress(Exception):
             while chunk := await self.process.stderr.read(65536):
-                self._stderr_tail = (self._stderr_tail + chunk)[-_STDERR_TAIL:]
+                tail = self._stderr_tail + chunk
+                if len(tail) > _STDERR_TAIL:  # whole lines only
+                    tail = tail[-_STDERR_TAIL:].partition(b"\n")[2]
+                self._stderr_tail = tail
 
     def send(self, message: dict[str, Any]) -> None:
         if self.alive:
@@ -222,7 +225,7 @@ class WorkerProcess:
 
     async def exit_reason(self) -> str:
         """How the worker died, in words (waits for the process to end)."""
-        return (await self.death()).reason
+        return (await self.death()).with_output()
 
     async def death(self) -> Death:
         """How the worker ended (waits up to 2 s for its exit status); worked out once."""
@@ -248,7 +251,7 @@ class WorkerProcess:
         if fatal:
             death = Death(death.cause, f"{death.reason}; {fatal[-1].strip()}")
         elif tail:
-            death = Death(death.cause, f"{death.reason}; last output: {tail[-500:]}")
+            death = Death(death.cause, death.reason, deaths.last_words(tail))
         if died:
             deaths.record(self.runtime.name, death, self.owner, self.pid)
         return death

@@ -78,9 +78,11 @@ UNSEEN = "while it ran code for a client that had gone away"
 def _died_untold(death: Death, when: str) -> dict[str, Any]:
     return error_event(
         "ContextDied",
-        f"the context's process {death.reason} {when}: its state (variables, imports, "
-        "definitions) was lost and this code was NOT run. The next execution runs on a "
-        "fresh process (execution_count starts again at 1).",
+        death.told(
+            f"the context's process {death.reason} {when}: its state (variables, imports, "
+            "definitions) was lost and this code was NOT run. The next execution runs on a "
+            "fresh process (execution_count starts again at 1)"
+        ),
     )
 
 
@@ -325,8 +327,11 @@ class Execution:
         await context.discard_worker(worker)
         return error_event(
             "ContextDied",
-            f"the context's process {death.reason} before this code finished (it may not "
-            "have started): its state was lost; the next execution starts on a fresh process",
+            death.told(
+                f"the context's process {death.reason} before this code finished (it may "
+                "not have started): its state was lost; the next execution starts on a fresh "
+                "process"
+            ),
         )
 
     def _tell_loss(self, death: Death) -> None:

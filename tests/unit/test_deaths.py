@@ -47,3 +47,44 @@ def test_the_javascript_heap_limit_is_out_of_memory_whatever_the_status() -> Non
     death = deaths.classify(134, oom=False, heap_oom=True, signal_offset=True)
     assert death.cause == deaths.OOM
     assert "JavaScript heap" in death.reason
+
+
+def test_an_abort_names_its_signal_and_what_sends_it() -> None:
+    death = deaths.classify(-signal.SIGABRT, oom=False, heap_oom=False, signal_offset=False)
+    assert death.cause == deaths.SIGNAL
+    assert death.reason.startswith("was killed by SIGABRT (it aborted: process.abort()")
+
+
+NODE_ABORT = """warning: disk almost full
+----- Native stack trace -----
+
+ 1: 0x9b5050  [/usr/bin/node]
+ 2: 0x7f680ed8f08d
+
+----- JavaScript stack trace -----
+
+1: file:///srv/cellbox/workers/ts/timers.mjs:56:17
+2: listOnTimeout (node:internal/timers:635:17)
+
+"""
+
+
+def test_last_words_leave_out_node_stack_dumps() -> None:
+    assert deaths.last_words(NODE_ABORT) == "warning: disk almost full"
+    assert deaths.last_words(NODE_ABORT.split("warning: disk almost full\n")[1]) == ""
+
+
+def test_last_words_are_whole_lines_within_the_limit() -> None:
+    text = "first line\n" + "x" * 30 + "\nsecond to last\nlast line\n"
+    assert deaths.last_words(text, limit=30) == "second to last\nlast line"
+    long = deaths.last_words("start\n" + "y" * 100 + "z", limit=30)
+    assert long == "…" + "y" * 28 + "z" and len(long) == 30
+
+
+def test_a_death_tells_its_last_output_after_what_it_means() -> None:
+    quiet = deaths.Death(deaths.EXIT, "exited with code 1")
+    assert quiet.told("the process exited: state lost") == "the process exited: state lost."
+    assert quiet.with_output() == "exited with code 1"
+    loud = deaths.Death(deaths.EXIT, "exited with code 1", "Error: boom")
+    assert loud.told("state lost") == "state lost. Its last output:\nError: boom"
+    assert loud.with_output() == "exited with code 1; last output:\nError: boom"
