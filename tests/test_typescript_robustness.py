@@ -1,6 +1,7 @@
 """TypeScript contexts whose code breaks what the worker itself relies on: globals and
-built-in methods replaced or deleted, a worker that dies while idle. The execution answers
-normally and the context keeps its state, or the loss is told completely."""
+built-in methods replaced or deleted, a worker that dies while idle (told as Python tells
+it). The execution answers normally and the context keeps its state, or the loss is told
+completely."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Client
+from tests.conftest import Client, Server
+from tests.security.conftest import wait_until
 
 
 @pytest.fixture
@@ -65,3 +67,56 @@ def test_replaced_built_ins_do_not_break_the_worker(client: Client, ts: str, sab
     ], later[1]
     assert later[2]["error"]["name"] == "TypeError", later[2]
     assert "null" in later[2]["error"]["value"]
+
+
+IDLE_DEATHS = {
+    "typescript-exit": (
+        "typescript",
+        "let x = 1; setTimeout(() => process.exit(3), 20); 'armed'",
+        "exited with code 3",
+    ),
+    "typescript-abort": (
+        "typescript",
+        "let x = 1; setTimeout(() => process.abort(), 20); 'armed'",
+        "was killed by SIGABRT (it aborted",
+    ),
+    "python-exit": (
+        "python",
+        "x = 1\nimport os, threading\nthreading.Timer(0.02, os._exit, (3,)).start()",
+        "exited with code 3",
+    ),
+    "python-abort": (
+        "python",
+        "x = 1\nimport os, threading\nthreading.Timer(0.02, os.abort).start()",
+        "was killed by SIGABRT (it aborted",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("language", "code", "cause"), IDLE_DEATHS.values(), ids=IDLE_DEATHS.keys()
+)
+def test_a_death_while_idle_is_told_whole_and_the_count_starts_again_at_1(
+    server: Server, client: Client, language: str, code: str, cause: str
+) -> None:
+    """Both languages alike: the answer that tells of the loss names the cause completely
+    and carries execution_count 1 (never 0); the first execution that runs is 1 too."""
+    context_id = client.context(language)
+    try:
+        assert client.run(code, context_id=context_id)["error"] is None
+        assert client.run("x", context_id=context_id)["execution_count"] == 2
+        assert wait_until(lambda: f"{context_id} {cause}" in server.read_log())
+        told = client.run("x", context_id=context_id)
+        assert told["error"]["name"] == "ContextDied", told
+        value = told["error"]["value"]
+        assert value.startswith(f"the context's process {cause}"), value
+        assert "while it was idle: its state" in value and "this code was NOT run" in value
+        assert value.endswith("(execution_count starts again at 1)."), value  # nothing cut
+        assert told["execution_count"] == 1
+        fresh = client.run(
+            "typeof x" if language == "typescript" else "'x' in globals()", context_id=context_id
+        )
+        assert fresh["items"][0]["text"] in {"'undefined'", "False"}, fresh
+        assert fresh["execution_count"] == 1
+    finally:
+        client.delete(f"/contexts/{context_id}")

@@ -216,6 +216,9 @@ class Execution:
         untold = await context.lost_process()
         if untold is not None:  # never run code on a silently fresh process
             self._tell_loss(untold[0])
+            # The process was replaced, so the count has started again at 1 (the contract
+            # has no 0); this code was not run, so the first one that runs counts 1 as well.
+            self.execution_count = 1
             self.started.set_result(None)
             self._emit(_died_untold(*untold))
             self._emit(self._exit_event(failed=True))
