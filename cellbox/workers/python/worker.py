@@ -301,6 +301,15 @@ def _restore_env(saved: dict[str, str | None]) -> None:
     saved.clear()
 
 
+def _import_from_the_current_directory() -> None:
+    """``import helper`` finds the ``helper.py`` the code wrote in its current directory,
+    as in Jupyter: ``python -m`` put the directory the worker started in first on
+    ``sys.path``; the current directory (``""``, which follows ``os.chdir``) takes its place.
+    """
+    if sys.path and sys.path[0] == os.getcwd():
+        sys.path[0] = ""
+
+
 def prepare() -> None:
     """Do the heavy one-time work; safe before ``fork()`` (no threads, no fd changes).
 
@@ -310,6 +319,7 @@ def prepare() -> None:
     global _WORKER
     if _WORKER is not None:
         return
+    _import_from_the_current_directory()
     worker = Worker()
     worker.prepare()
     os.system = shell.interruptible_system
