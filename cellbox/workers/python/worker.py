@@ -31,6 +31,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from cellbox.ansi import strip_ansi
@@ -113,6 +114,7 @@ class Worker:
         sys.stderr = TextSink(self, STDERR, 2)
         sys.stdin = NoStdin()
         signal.signal(signal.SIGINT, self._on_sigint)
+        self._start_directory_history()
 
         self.outbox.start()
         self.capture.start()
@@ -142,6 +144,7 @@ class Worker:
             if not isinstance(path, str):
                 raise TypeError("chdir: 'path' must be a string")
             os.chdir(path)
+            self._start_directory_history()
             reply = {"type": "chdir", "ok": True, "error": ""}
         except Exception as exc:
             reply = {"type": "chdir", "ok": False, "error": f"cannot change directory: {exc}"}
@@ -149,6 +152,11 @@ class Worker:
             self.outbox.send_now(encode_lenient(reply))
         except OSError:
             os._exit(0)  # the server went away
+
+    def _start_directory_history(self) -> None:
+        """IPython's directory history (``_dh``, ``%cd -``, ``%dhist``) starts at the
+        context's directory, not at the one the shell was made in (a zygote's)."""
+        self.shell.history_manager.dir_hist[:] = [Path.cwd()]
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.inbox.heard()

@@ -1,4 +1,5 @@
-"""A module the code writes in its current directory is importable, as in Jupyter."""
+"""The code's current directory: modules written there import, as in Jupyter, and IPython's
+directory history starts there."""
 
 from __future__ import annotations
 
@@ -29,3 +30,18 @@ def test_typescript_imports_what_the_code_wrote(client) -> None:  # noqa: ANN001
         assert _value(client, "(await import('./t.ts')).z", ctx) == "9"
     finally:
         client.delete(f"/contexts/{ctx}")
+
+
+def test_cd_back_returns_to_the_contexts_directory(client) -> None:  # noqa: ANN001
+    for fields in ({}, {"cwd": "/tmp"}):
+        response = client.post("/contexts", json={"language": "python", **fields})
+        body = response.json()
+        try:
+            assert (
+                _value(client, "_dh[0] == __import__('pathlib').Path.cwd()", body["id"]) == "True"
+            )
+            client.run("%cd /usr", context_id=body["id"])
+            client.run("%cd -", context_id=body["id"])
+            assert _value(client, "%pwd", body["id"]) == repr(body["cwd"])
+        finally:
+            client.delete(f"/contexts/{body['id']}")
