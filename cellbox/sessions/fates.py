@@ -55,7 +55,8 @@ class Fates:
         self._forget(context_id)
 
     def reaped(self, context_id: str, idle_timeout_s: float) -> None:
-        """Removed (see :meth:`deleted`) by the idle reaper: its 404 says so."""
+        """Removed by the idle reaper: its 404 says so."""
+        self._forget(context_id)
         self._remember(
             context_id,
             f"it was removed after {idle_timeout_s:g} s without use (the server's idle "

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Literal
 
 from cellbox.config import Settings
 from cellbox.packages.wheelhouse import WheelCache
@@ -149,14 +150,18 @@ class ContextRegistry:
         execution.task.add_done_callback(lambda _: self._executions.discard(execution))
         return execution
 
-    async def delete(self, context_id: str, *, on_purpose: bool = True) -> None:
-        """Remove a context; ``on_purpose=False`` (the server stops): the next run of the
-        server tells that it was lost."""
+    async def delete(
+        self, context_id: str, *, by: Literal["client", "idle", "shutdown"] = "client"
+    ) -> None:
+        """Remove a context. Its 404 from now on says why unless its client asked
+        (``by="shutdown"``: the next run of the server tells that it was lost)."""
         context = self.get(context_id)
         context.closed = True
         del self._contexts[context.id]
-        if on_purpose:
+        if by == "client":
             self.fates.deleted(context.id)
+        elif by == "idle":
+            self.fates.reaped(context.id, self.settings.idle_timeout_s)
         if context.running is not None:
             context.running.stop(DELETED)
         if context.worker is not None:
@@ -192,8 +197,7 @@ class ContextRegistry:
                     if context.last_used < cutoff:
                         log.info("removing idle context %s", context.id)
                         with contextlib.suppress(ContextNotFound):
-                            await self.delete(context.id)
-                            self.fates.reaped(context.id, self.settings.idle_timeout_s)
+                            await self.delete(context.id, by="idle")
 
     async def drain(self) -> None:
         """Refuse new work (503); give the executions already accepted the shutdown grace
@@ -234,7 +238,7 @@ class ContextRegistry:
             await self.wheels.stop()
         for context in list(self._contexts.values()):
             with contextlib.suppress(ContextNotFound):
-                await self.delete(context.id, on_purpose=False)
+                await self.delete(context.id, by="shutdown")
         self.fates.close()
         for pool in self.pools.values():
             await pool.close()

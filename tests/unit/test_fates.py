@@ -18,7 +18,6 @@ def test_deleted_is_plain_and_reaped_says_why(tmp_path: Path) -> None:
     book.created("a")
     book.created("b")
     book.deleted("a")
-    book.deleted("b")
     book.reaped("b", 600.0)
     assert book.why("a") is None
     assert "after 600 s without use" in (book.why("b") or "")
