@@ -22,6 +22,8 @@ def test_deleted_is_plain_and_reaped_says_why(tmp_path: Path) -> None:
     assert book.why("a") is None
     assert "after 600 s without use" in (book.why("b") or "")
     assert book.why("never-made") is None
+    book.close()
+    assert Fates(tmp_path / "log").why("b") is None  # not live any more: not lost by a restart
 
 
 def test_the_next_run_tells_the_contexts_the_last_one_lost(tmp_path: Path) -> None:
