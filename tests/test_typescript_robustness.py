@@ -45,6 +45,8 @@ SABOTAGE = {
     "Function-apply-call": "Function.prototype.apply = Function.prototype.call = () => { throw 1 }",
     "Promise-then": "Promise.prototype.then = () => { throw 1 }",
     "Map-Set-methods": "Map.prototype.set = Set.prototype.add = Set.prototype.delete = () => { throw 1 }",
+    "toJSON-on-prototypes": "Object.prototype.toJSON = Array.prototype.toJSON = () => { throw 1 }",
+    "process-listeners-removed": "process.removeAllListeners()",
 }
 
 
@@ -120,3 +122,44 @@ def test_a_death_while_idle_is_told_whole_and_the_count_starts_again_at_1(
         assert fresh["execution_count"] == 1
     finally:
         client.delete(f"/contexts/{context_id}")
+
+
+def test_a_cells_own_tojson_still_applies_to_its_code(client: Client, ts: str) -> None:
+    # taken off while the worker writes its frames, put back before the cell's code runs
+    client.run("Object.prototype.toJSON = function () { return 'mine' }", context_id=ts)
+    body = client.run("let shown = JSON.stringify({ a: 1 }); shown", context_id=ts)
+    assert body["items"] == [{"is_primary": True, "text": "'\"mine\"'"}], body
+    again = client.run("const shown = JSON.stringify({ b: 2 }); shown", context_id=ts)  # a retry
+    assert again["items"] == [{"is_primary": True, "text": "'\"mine\"'"}], again
+
+
+def test_background_errors_are_told_after_process_listeners_are_removed(
+    client: Client, ts: str
+) -> None:
+    client.run("let kept = 1; process.removeAllListeners()", context_id=ts)
+    body = client.run(
+        "setTimeout(() => { throw new Error('later') }); Promise.reject(new Error('now'));\n"
+        "await new Promise((r) => setTimeout(r, 20)); kept",
+        context_id=ts,
+    )
+    assert body["error"] is None, body
+    assert body["items"] == [{"is_primary": True, "text": "1"}]
+    told = [line for line in body["logs"]["stderr"] if not line.startswith("    at ")]
+    assert told == ["Uncaught (in promise) Error: now", "Uncaught Error: later"], body
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "throw { get message() { throw 1 }, get stack() { throw 2 } }",
+        "Promise.reject(new Proxy({}, { get() { throw 3 }, getPrototypeOf() { throw 4 } }))",
+    ],
+    ids=["getters-throw", "proxy-traps-throw"],
+)
+def test_a_thrown_value_whose_reading_throws_is_still_answered(
+    client: Client, ts: str, code: str
+) -> None:
+    body = client.run(code, context_id=ts, timeout_ms=5000)
+    assert body["error"] is not None and body["error"]["name"] == "Error", body
+    assert body["error"]["traceback"].startswith("Uncaught "), body
+    assert client.run("1", context_id=ts)["items"] == [{"is_primary": True, "text": "1"}]

@@ -66,6 +66,7 @@ const { isPromise } = util.types;
 // A new execution's record; `cell` numbers the cells of this worker (cell-1, cell-2, ...).
 export function newExecution(id, cell) {
   return {
+    __proto__: null, // a setter a cell puts on Object.prototype cannot catch its fields
     id,
     cell,
     envBackup: [], // [name, value before (undefined: unset)] of each variable it set

@@ -7,12 +7,14 @@ import {
   BigIntCtor,
   ErrorCtor,
   ObjectDefineProperty,
+  putBack,
   ReflectApply,
   SetCtor,
   SetPrototypeAdd,
   SetPrototypeDelete,
   StringPrototypeSlice,
   SymbolFor,
+  takeToJSON,
 } from './intrinsics.mjs';
 
 const session = new inspector.Session();
@@ -20,8 +22,14 @@ const { connect: connectMethod, disconnect: disconnectMethod, post: postMethod }
   inspector.Session.prototype;
 const { onInit } = v8.promiseHooks;
 
+// Node's session writes each message with JSON.stringify: no toJSON of a cell's may apply.
 function sessionPost(method, params, callback) {
-  ReflectApply(postMethod, session, [method, params, callback]);
+  const taken = takeToJSON();
+  try {
+    ReflectApply(postMethod, session, [method, params, callback]);
+  } finally {
+    putBack(taken);
+  }
 }
 
 // The object group of the worker's own remote objects, never released.
@@ -124,10 +132,16 @@ const pendingScripts = new SetCtor();
 export function replEvaluate(expression, objectGroup, done) {
   // The first promise created by Runtime.evaluate is the REPL script's own.
   let scriptPromise = null;
+  // The cell runs inside the post below, once Node has written the message: a toJSON
+  // taken off for that is put back as the cell starts (its first promise) or answers
+  // (a compile error), before any code of the cell's runs.
+  let taken = null;
   let stopHook = null;
   stopHook = onInit((promise) => {
     if (scriptPromise === null) {
       scriptPromise = promise;
+      putBack(taken);
+      taken = null;
       if (stopHook !== null) {
         stopHook();
         stopHook = null;
@@ -136,8 +150,9 @@ export function replEvaluate(expression, objectGroup, done) {
   });
   let answered = false;
   let returned = false;
+  taken = takeToJSON();
   try {
-    sessionPost(
+    ReflectApply(postMethod, session, [
       'Runtime.evaluate',
       {
         expression,
@@ -149,12 +164,16 @@ export function replEvaluate(expression, objectGroup, done) {
         includeCommandLineAPI: false,
       },
       (err, res) => {
+        putBack(taken);
+        taken = null;
         answered = true;
         if (scriptPromise !== null) SetPrototypeDelete(pendingScripts, scriptPromise);
         done(err, res, !returned);
       },
-    );
+    ]);
   } finally {
+    putBack(taken);
+    taken = null;
     returned = true;
     if (stopHook !== null) stopHook();
     stopHook = null;

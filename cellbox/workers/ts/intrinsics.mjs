@@ -39,6 +39,8 @@ export const {
   keys: ObjectKeys,
   prototype: ObjectPrototype,
 } = Object;
+const { getOwnPropertyDescriptor: ObjectGetOwnPropertyDescriptor } = Object;
+const { ownKeys: ReflectOwnKeys, deleteProperty: ReflectDeleteProperty } = Reflect;
 export const { min: MathMin, max: MathMax } = Math;
 export const { now: DateNow } = Date;
 export const { isInteger: NumberIsInteger } = Number;
@@ -115,6 +117,31 @@ export function PromiseReject(reason) {
   return ReflectApply(promiseReject, PromiseCtor, [reason]);
 }
 
+// JSON.stringify calls any `toJSON` it finds on an object's prototype chain, and both the
+// worker's frames and Node's inspector session (its messages) are written with it: a cell
+// that gives Object.prototype or Array.prototype a `toJSON` would change or break them
+// all. `takeToJSON()` takes such a method off (returning what `putBack` restores) while
+// the worker writes; checking costs two own-property lookups.
+const TO_JSON_HOLDERS = [Object.prototype, Array.prototype];
+export function takeToJSON() {
+  let taken = null;
+  for (let i = 0; i < TO_JSON_HOLDERS.length; i++) {
+    const holder = TO_JSON_HOLDERS[i];
+    if (!ObjectHasOwn(holder, 'toJSON')) continue;
+    const d = ObjectGetOwnPropertyDescriptor(holder, 'toJSON');
+    if (!d.configurable) continue; // made permanent by a cell: left so
+    taken ??= [];
+    taken[taken.length] = [holder, d];
+    ReflectDeleteProperty(holder, 'toJSON');
+  }
+  return taken;
+}
+
+export function putBack(taken) {
+  if (taken === null) return;
+  for (let i = 0; i < taken.length; i++) ObjectDefineProperty(taken[i][0], 'toJSON', taken[i][1]);
+}
+
 export const BufferFrom = Buffer.from.bind(Buffer);
 export const BufferIsEncoding = Buffer.isEncoding.bind(Buffer);
 export const BufferPrototypeToString = uncurry(Buffer.prototype.toString);
@@ -126,9 +153,13 @@ export const {
   emit: processEmitMethod,
   env: processEnv,
   exit: processExit,
+  listenerCount: processListenerCountMethod,
   nextTick: processNextTick,
   on: processOnMethod,
 } = process;
+export function processListenerCount(event, fn) {
+  return ReflectApply(processListenerCountMethod, process, [event, fn]);
+}
 export function processEmit(...args) {
   return ReflectApply(processEmitMethod, process, args);
 }
@@ -142,8 +173,6 @@ export function processOn(event, fn) {
 // .apply`, typed arrays, DataView, TextDecoder... `withBuiltIns(fn)` runs `fn` with those of
 // startup back in place, and afterwards restores what the cells had made of them. The check
 // costs a few microseconds, paid only by cells that need the type stripping.
-const { getOwnPropertyDescriptor: ObjectGetOwnPropertyDescriptor } = Object;
-const { ownKeys: ReflectOwnKeys, deleteProperty: ReflectDeleteProperty } = Reflect;
 const GLOBAL_NAMES = [
   'Array', 'ArrayBuffer', 'BigInt', 'DataView', 'Error', 'Function', 'JSON', 'Map', 'Math',
   'Number', 'Object', 'Promise', 'Reflect', 'RegExp', 'Set', 'String', 'Symbol', 'TextDecoder',

@@ -91,6 +91,7 @@ import {
   process,
   processChdir,
   processExit,
+  processListenerCount,
   processOn,
   ReflectApply,
   TypeErrorCtor,
@@ -135,6 +136,7 @@ startIo(FD, onMessage);
 let cellCount = 0;
 
 function startExecution(msg) {
+  listenForBackgroundErrors();
   const ex = newExecution(msg.id, ++cellCount);
   current = ex;
   beginExecution();
@@ -160,6 +162,7 @@ function finish(id, outcome) {
   ex.finished = true;
   ex.outcome = outcome;
   restoreEnv(ex);
+  listenForBackgroundErrors();
   if (outcome.kind === 'interrupted') {
     ex.scope.interrupted = true; // its timers die with it (timers.mjs)
     ex.concluding = true;
@@ -273,8 +276,20 @@ function backgroundError(prefix, err) {
   const text = isErrorLike(err) ? fields.traceback : `${fields.value}`;
   emitText('stderr', `${prefix} ${text}\n`);
 }
-processOn('uncaughtException', (err) => backgroundError('Uncaught', err));
-processOn('unhandledRejection', (reason) => backgroundError('Uncaught (in promise)', reason));
+const uncaught = (err) => backgroundError('Uncaught', err);
+const unhandled = (reason) => backgroundError('Uncaught (in promise)', reason);
+// A cell may remove every listener of process (`process.removeAllListeners()`): without
+// these an error of background code would end the process, or vanish. They are put back
+// as each execution starts and finishes.
+function listenForBackgroundErrors() {
+  if (processListenerCount('uncaughtException', uncaught) === 0) {
+    processOn('uncaughtException', uncaught);
+  }
+  if (processListenerCount('unhandledRejection', unhandled) === 0) {
+    processOn('unhandledRejection', unhandled);
+  }
+}
+listenForBackgroundErrors();
 
 // process.exit() from user code (or EOF): push out what was printed, also by the user's
 // 'exit' listeners, which run after any of ours: so at the exit itself, which Node's

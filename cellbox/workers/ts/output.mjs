@@ -19,8 +19,10 @@ import {
   PromiseResolve,
   process,
   processExit,
+  putBack,
   ReflectApply,
   StringPrototypeToWellFormed,
+  takeToJSON,
 } from './intrinsics.mjs';
 import { ioThread } from './io_thread.mjs';
 
@@ -87,9 +89,14 @@ export function startIo(fd, onMessage) {
 export function postFrames(frames, finished) {
   let bytes = 0;
   const texts = [];
-  for (let i = 0; i < frames.length; i++) {
-    texts[i] = JSONStringify(frames[i]);
-    bytes += texts[i].length;
+  const taken = takeToJSON();
+  try {
+    for (let i = 0; i < frames.length; i++) {
+      texts[i] = JSONStringify(frames[i]);
+      bytes += texts[i].length;
+    }
+  } finally {
+    putBack(taken);
   }
   AtomicsAdd(S, PENDING, bytes);
   portPost(toIo, { frames: texts, bytes, finished });

@@ -78,13 +78,17 @@ export function safeInspect(value) {
 }
 
 export function isErrorLike(value) {
-  if (value instanceof ErrorCtor || isNativeError(value)) return true;
-  return (
-    value !== null &&
-    typeof value === 'object' &&
-    typeof value.message === 'string' &&
-    typeof value.stack === 'string'
-  );
+  try {
+    if (value instanceof ErrorCtor || isNativeError(value)) return true;
+    return (
+      value !== null &&
+      typeof value === 'object' &&
+      typeof value.message === 'string' &&
+      typeof value.stack === 'string'
+    );
+  } catch {
+    return false; // a getter or a proxy's trap threw: shown as a value
+  }
 }
 
 const FRAME = /^\s+at /;
@@ -227,7 +231,7 @@ export function mimeBundle(value) {
     let mime = keys.length > 0;
     for (let i = 0; mime && i < keys.length; i++) mime = regExpTest(MIME_KEY, keys[i]);
     if (mime) {
-      const bundle = {};
+      const bundle = { __proto__: null }; // no setter of Object.prototype applies
       for (let i = 0; i < keys.length; i++) {
         const key = keys[i];
         const item = value[key];
