@@ -57,6 +57,11 @@ class Settings:
     output_cap_bytes: int = _setting(
         10 << 20, "stdout+stderr kept per execution (UTF-8 bytes); the rest is dropped"
     )
+    items_cap_bytes: int = _setting(
+        64 << 20,
+        "rich items (display(), values, figures) kept per execution, counted as the JSON "
+        "sent for each; an item past it is dropped whole",
+    )
     body_limit_bytes: int = _setting(10 << 20, "largest request body accepted (413 past it)")
     interrupt_grace_s: float = _setting(
         2.0, "time between interrupt and kill for code that ignores the interrupt"

@@ -87,6 +87,10 @@ class OutputLines:
         self._partial[stream] = lines.pop()
         return [_line_event(stream, line) for line in lines]
 
+    def drop(self, size: int) -> None:
+        """Count ``size`` bytes of output that never arrived as text."""
+        self.dropped += size
+
     def finish(self) -> list[dict[str, Any]]:
         """Events for the partial last lines and, if output was dropped, the note saying so."""
         events = []
@@ -103,6 +107,44 @@ class OutputLines:
                 }
             )
         return events
+
+
+class ItemCap:
+    """Keeps the rich items of one execution within a byte cap, each whole or not at all.
+
+    An item's size is the JSON the worker sent for it. An item that does not fit in what
+    is left is dropped whole (a cut PNG or JSON would be worse than none); a later, smaller
+    one may still fit. At most ``cap`` bytes of items are ever kept, whatever the code shows.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept = 0
+        self.dropped_items = 0
+        self.dropped_bytes = 0
+
+    def admit(self, size: int) -> bool:
+        """Whether an item of ``size`` bytes is kept (counted as dropped if not)."""
+        if size <= self.cap - self.kept:
+            self.kept += size
+            return True
+        self.dropped_items += 1
+        self.dropped_bytes += size
+        return False
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The note saying what was dropped, if anything was."""
+        if not self.dropped_items:
+            return []
+        one = self.dropped_items == 1
+        items = "1 item was" if one else f"{self.dropped_items} items were"
+        return [
+            {
+                "type": "stderr",
+                "data": f"[cellbox] rich output limit of {self.cap} bytes reached: "
+                f"{items} dropped ({self.dropped_bytes} bytes)",
+            }
+        ]
 
 
 def _line_event(stream: str, line: str) -> dict[str, Any]:

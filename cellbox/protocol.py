@@ -40,6 +40,7 @@ import orjson
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
+ITEM_KINDS = ("display", "result")  # the frames that carry a rich item
 
 
 def encode(message: dict[str, Any]) -> bytes:

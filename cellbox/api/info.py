@@ -54,6 +54,7 @@ def routes(
                 "limits": {
                     "default_timeout_ms": settings.default_timeout_ms,
                     "output_cap_bytes": settings.output_cap_bytes,
+                    "items_cap_bytes": settings.items_cap_bytes,
                     "body_limit_bytes": settings.body_limit_bytes,
                     "upload_limit_bytes": settings.upload_limit_mb << 20,
                     "idle_timeout_s": settings.idle_timeout_s,

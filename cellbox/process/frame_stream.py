@@ -3,23 +3,34 @@
 An asyncio protocol rather than a stream reader and a task: the event loop hands over the
 bytes and the frames go straight into the worker's queue, which spares a task switch and
 two ``readexactly`` calls on every frame of every execution.
+
+Memory stays bounded whatever the worker (which runs the user's code, so may write
+anything on its socket) sends: a frame longer than ``limit`` is never buffered. Its first
+bytes tell its type, and it is passed on as ``{"type": "oversized", "kind": type, "bytes":
+length}`` while the rest of it is read and thrown away. Rich items (``display`` and
+``result`` frames) are passed on with their size on the socket as ``bytes``, which the
+execution's item cap counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
 from cellbox import protocol
 
 _HEADER = protocol.HEADER.size
+_HEAD = 64  # payload bytes of an oversized frame read to tell its type
+_TYPE = re.compile(rb'\{"type":"(\w{1,32})"')  # how both workers' frames begin
 
 
 class FrameStream(asyncio.Protocol):
     """Decoded frames into ``frames``; ``None`` there once the socket is closed."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = protocol.MAX_FRAME) -> None:
+        self.limit = limit  # longer frames are skipped unread, told as ``oversized``
         self.frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.transport: asyncio.Transport | None = None
         self.on_end: Callable[[], None] = lambda: None
@@ -27,6 +38,7 @@ class FrameStream(asyncio.Protocol):
         self._pending = bytearray()  # the start of a frame not whole yet
         self._need = _HEADER  # bytes ``_pending`` must reach before a frame can be whole
         self._failed = False
+        self._skip = 0  # bytes of an oversized frame still to be thrown away
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's own class)
@@ -34,6 +46,12 @@ class FrameStream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._failed:
             return
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return
+            data = data[self._skip :]
+            self._skip = 0
         pending = self._pending
         if pending:
             pending += data
@@ -43,15 +61,31 @@ class FrameStream(asyncio.Protocol):
             pending.clear()
         start, size = 0, len(data)
         put = self.frames.put_nowait
+        limit = self.limit
         try:
             while size - start >= _HEADER:
                 length = int.from_bytes(data[start : start + _HEADER], "big")
                 if length > protocol.MAX_FRAME:
                     raise ValueError(f"frame of {length} bytes")
-                end = start + _HEADER + length
+                body = start + _HEADER
+                end = body + length
+                if length > limit:
+                    head = min(_HEAD, length)
+                    if size - body < head:
+                        break  # its type is not readable yet
+                    put(_oversized(data[body : body + head], length))
+                    if end > size:
+                        self._skip = end - size
+                        start = size
+                        break
+                    start = end
+                    continue
                 if end > size:
                     break
-                put(protocol.decode(data[start + _HEADER : end]))
+                frame = protocol.decode(data[body:end])
+                if frame.__class__ is dict and frame.get("type") in protocol.ITEM_KINDS:
+                    frame["bytes"] = length
+                put(frame)
                 start = end
         except Exception as exc:
             self._failed = True
@@ -59,7 +93,7 @@ class FrameStream(asyncio.Protocol):
             return
         if start < size:
             pending += memoryview(data)[start:]
-            self._need = max(_HEADER, _frame_size(pending))
+            self._need = max(_HEADER, self._frame_size(pending))
         else:
             self._need = _HEADER
 
@@ -75,9 +109,17 @@ class FrameStream(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def _frame_size(self, start: bytearray) -> int:
+        """The bytes of the frame ``start`` begins that are needed at once: all of it, or
+        only its head if it is too long to keep (0 while its header is incomplete)."""
+        if len(start) < _HEADER:
+            return 0
+        length = int.from_bytes(start[:_HEADER], "big")
+        return _HEADER + (min(_HEAD, length) if length > self.limit else length)
 
-def _frame_size(start: bytearray) -> int:
-    """The whole size of the frame ``start`` begins (0 while its header is incomplete)."""
-    if len(start) < _HEADER:
-        return 0
-    return _HEADER + int.from_bytes(start[:_HEADER], "big")
+
+def _oversized(head: bytes, length: int) -> dict[str, Any]:
+    """What is passed on for a frame too long to keep: its type (from its first bytes)."""
+    match = _TYPE.match(head)
+    kind = match.group(1).decode() if match else "unknown"
+    return {"type": "oversized", "kind": kind, "bytes": length}

@@ -187,6 +187,10 @@ class WorkerProcess:
     def interrupt(self) -> None:
         self.send({"op": "interrupt"})
 
+    def limit_frames(self, limit: int) -> None:
+        """Frames longer than ``limit`` are skipped unread (see :class:`FrameStream`)."""
+        self._stream.limit = limit
+
     def wake(self) -> None:
         """Wake whoever waits on ``frames`` without a frame (a ``{"type": "wake"}`` marker)."""
         self.frames.put_nowait({"type": "wake"})

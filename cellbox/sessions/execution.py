@@ -15,16 +15,23 @@ from typing import Any, Protocol
 
 from cellbox import deaths, metrics
 from cellbox.deaths import Death
-from cellbox.events import OutputLines, bundle_to_item, error_event
+from cellbox.events import ItemCap, OutputLines, bundle_to_item, error_event
+from cellbox.protocol import ITEM_KINDS
 from cellbox.runtimes import Runtime
 
 log = logging.getLogger("cellbox.execution")
+
+
+# The smallest limit on one frame from a worker: its largest stdout/stderr frame (1 Mi
+# characters, at most ~6 MiB of JSON) always fits.
+MIN_FRAME_LIMIT = 16 << 20
 
 
 @dataclass(frozen=True)
 class ExecutionLimits:
     timeout_ms: int
     output_cap_bytes: int  # stdout+stderr kept (UTF-8 bytes)
+    items_cap_bytes: int  # rich items kept (their JSON from the worker)
     interrupt_grace_s: float  # between an interrupt and the kill
     shutdown_grace_s: float  # what accepted code gets to finish when the server stops
 
@@ -36,6 +43,8 @@ class WorkerLink(Protocol):
 
     @property
     def pid(self) -> int: ...
+
+    def limit_frames(self, limit: int) -> None: ...
 
     def send(self, message: dict[str, Any]) -> None: ...
 
@@ -234,6 +243,8 @@ class Execution:
         self.execution_count = context.execution_count
         self.started.set_result(None)
         self._worker = worker
+        # A frame longer than any kept item can be is never buffered by the server.
+        worker.limit_frames(max(self.limits.items_cap_bytes, MIN_FRAME_LIMIT))
         began = time.perf_counter()
         worker.send({"op": "execute", "code": self.code, "env": self.env})
         failed = await self._follow(context, worker)
@@ -249,6 +260,7 @@ class Execution:
         arrive as ``wake`` markers in the same frame queue, so this is the only loop.
         """
         lines = OutputLines(self.limits.output_cap_bytes)
+        items = ItemCap(self.limits.items_cap_bytes)
         loop = asyncio.get_running_loop()
         deadline = loop.call_later(self.timeout_ms / 1000, self.stop, TIMEOUT)
         failed = False
@@ -258,7 +270,7 @@ class Execution:
             while True:
                 frame = await worker.frames.get()
                 if frame is None:
-                    self._flush(lines)
+                    self._flush(lines, items)
                     self._emit(await self._lost_error(context, worker))
                     return True
                 kind = frame.get("type")
@@ -267,27 +279,49 @@ class Execution:
                         deaths.record(context.runtime.name, _STUBBORN, context.id, worker.pid)
                         self._tell_loss(_STUBBORN)
                         await context.discard_worker(worker)
-                        self._flush(lines)
+                        self._flush(lines, items)
                         self._emit(self._stubborn_error())
                         return True
                 elif kind in ("stdout", "stderr"):
                     self._emit_all(lines.feed(kind, frame.get("text", "")))
-                elif kind in ("display", "result"):
-                    item = bundle_to_item(frame.get("bundle") or {}, primary=kind == "result")
-                    self._emit({"type": "result", "data": item})
+                elif kind in ITEM_KINDS:
+                    if items.admit(frame.get("bytes", 0)):
+                        item = bundle_to_item(frame.get("bundle") or {}, primary=kind == "result")
+                        self._emit({"type": "result", "data": item})
+                elif kind == "oversized":
+                    failed = self._oversized(frame, lines, items) or failed
                 elif kind == "error":
                     failed = True
                     self._emit(self._user_error(frame))
                 elif kind == "done":
-                    self._flush(lines)
+                    self._flush(lines, items)
                     return failed
         finally:
             deadline.cancel()
             if self._kill_timer is not None:
                 self._kill_timer.cancel()
 
-    def _flush(self, lines: OutputLines) -> None:
-        self._emit_all(lines.finish())
+    def _flush(self, lines: OutputLines, items: ItemCap) -> None:
+        self._emit_all(lines.finish() + items.finish())
+
+    def _oversized(self, frame: dict[str, Any], lines: OutputLines, items: ItemCap) -> bool:
+        """A frame too long to be read was skipped: count it as what it was. True if it was
+        the execution's error (which is then told without its text)."""
+        kind, size = frame.get("kind"), frame.get("bytes", 0)
+        if kind in ITEM_KINDS:
+            items.admit(size)
+        elif kind in ("stdout", "stderr"):
+            lines.drop(size)
+        elif kind == "error":
+            self._emit(
+                error_event(
+                    "ErrorTooLarge",
+                    f"the code failed with an error of {size} bytes, too large to be sent "
+                    "back; it was dropped",
+                )
+            )
+            return True
+        return False
 
     def _user_error(self, frame: dict[str, Any]) -> dict[str, Any]:
         name = str(frame.get("name") or "Error")

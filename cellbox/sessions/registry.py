@@ -142,6 +142,7 @@ class ContextRegistry:
         limits = ExecutionLimits(
             timeout_ms=timeout_ms,
             output_cap_bytes=self.settings.output_cap_bytes,
+            items_cap_bytes=self.settings.items_cap_bytes,
             interrupt_grace_s=self.settings.interrupt_grace_s,
             shutdown_grace_s=self.settings.shutdown_grace_s,
         )
