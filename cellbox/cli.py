@@ -64,7 +64,9 @@ def serve(settings: config.Settings) -> None:
         server_header=False,  # no software banner; one header less for every client to parse
         timeout_graceful_shutdown=5,  # after the drain: only final answers are in flight
     )
-    GracefulServer(config, drain=app.state.drain, hurry=app.state.hurry).run()
+    GracefulServer(
+        config, drain=app.state.drain, hurry=app.state.hurry, listening=app.state.listening
+    ).run()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,10 +29,12 @@ class GracefulServer(uvicorn.Server):
         config: uvicorn.Config,
         drain: Callable[[], Awaitable[None]],
         hurry: Callable[[], None],
+        listening: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(config)
         self._drain = drain
         self._hurry = hurry
+        self._listening = listening
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signalled = False
         self._draining: asyncio.Task[None] | None = None
@@ -40,6 +42,11 @@ class GracefulServer(uvicorn.Server):
     async def serve(self, sockets: list | None = None) -> None:  # type: ignore[override]
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets)
+        if self.started:  # the sockets are bound: connections are accepted from now on
+            self._listening()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._loop is None or not self.started:

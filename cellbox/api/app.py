@@ -113,6 +113,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     errors.install(app)
     app.state.registry = registry
     app.state.drain, app.state.hurry = _shutdown(registry, cluster)
+    app.state.listening = cluster.listening if cluster is not None else lambda: None
     app.include_router(execute.routes(endpoints))
     app.include_router(contexts.routes(registry))
     app.include_router(info.routes(registry, settings, cluster))

@@ -54,9 +54,17 @@ class ClusterNode:
         self._placing: collections.Counter[str] = collections.Counter()
         self._in_flight: set[forward.Exchange] = set()  # requests forwarded from here
         self._hurry = asyncio.Event()
+        self._listening = asyncio.Event()
 
     async def start(self) -> None:
-        self._refreshing = asyncio.create_task(self.peers.run(self.settings.peer_refresh_s))
+        self._refreshing = asyncio.create_task(
+            self.peers.run(self.settings.peer_refresh_s, self._listening)
+        )
+
+    def listening(self) -> None:
+        """The server accepts connections now, so this node's own URL among the peers'
+        answers: until then the peers are not read (see :meth:`Peers.run`)."""
+        self._listening.set()
 
     async def close(self) -> None:
         if self._refreshing is not None:
@@ -157,7 +165,7 @@ class ClusterNode:
         unreachable is not asked: its contexts answer 503 at once, and so does it here)."""
         items = [context.describe() for context in self.registry.list()]
         others = self.peers.others()
-        unreachable = [p.node_id or p.url for p in others if not p.reachable]
+        unreachable = [p.node_id or p.url for p in others if p.read and not p.reachable]
         asked = [p for p in others if p.reachable]
         answers = await asyncio.gather(*(self._peer_contexts(p.url) for p in asked))
         for peer, answer in zip(asked, answers, strict=True):

@@ -40,6 +40,7 @@ class Peer:
         self.url = url
         self.node_id: str | None = None
         self.reachable = False
+        self.read = False  # asked at least once (a peer not asked yet is not unreachable)
         self.live = 0
         self.max_contexts = 0
         self.memory_available_bytes = 0
@@ -124,9 +125,16 @@ class Peers:
         """Whether every peer URL has told its node id (so an unknown id is nobody's)."""
         return all(p.node_id is not None for p in self._by_url.values())
 
-    async def run(self, period_s: float) -> None:
-        """Refresh every ``period_s`` (a round that waited on a hung peer does not delay the next)."""
+    async def run(self, period_s: float, listening: asyncio.Event) -> None:
+        """Refresh every ``period_s`` (a round that waited on a hung peer does not delay the
+        next), from when this node listens: its own URL is among the peers', and read before
+        it answers it would pass for an unreachable node."""
         loop = asyncio.get_running_loop()
+        try:
+            await self.look_up()  # the URLs are known (``all_known`` is False) meanwhile
+        except Exception:
+            log.exception("looking the peers up failed")
+        await listening.wait()
         while True:
             began = loop.time()
             try:
@@ -137,6 +145,11 @@ class Peers:
 
     async def refresh(self) -> None:
         """Look the peers up again and read every one's ``/metrics``."""
+        await self.look_up()
+        await asyncio.gather(*(self._poll(peer) for peer in self._by_url.values()))
+
+    async def look_up(self) -> None:
+        """The peers' URLs: the static ones and what the names resolve to now."""
         urls = list(self._urls)
         for name, port in self._names:
             found = await self._lookup(name, port)
@@ -148,7 +161,6 @@ class Peers:
             self._by_url.pop(url).leave()
         for url in urls:
             self._by_url.setdefault(url, Peer(url))
-        await asyncio.gather(*(self._poll(peer) for peer in self._by_url.values()))
 
     async def _poll(self, peer: Peer) -> None:
         try:
@@ -167,6 +179,8 @@ class Peers:
                 log.warning("reading %s/metrics failed: %s", peer.url, exc)
             peer.mark_down()
             return
+        finally:
+            peer.read = True  # once answered or failed: never while the first try is on
         if peer.node_id is not None:
             self.known_nodes.add(peer.node_id)
 
