@@ -307,7 +307,9 @@ class Execution:
     def _oversized(self, frame: dict[str, Any], lines: OutputLines, items: ItemCap) -> bool:
         """A frame too long to be read was skipped: count it as what it was. True if it was
         the execution's error (which is then told without its text)."""
-        kind, size = frame.get("kind"), frame.get("bytes", 0)
+        kind, size = frame.get("kind"), frame.get("bytes")
+        if size.__class__ is not int or size < 0:  # forged by the code: a count is all it can be
+            size = 0
         if kind in ITEM_KINDS:
             items.admit(size)
         elif kind in ("stdout", "stderr"):
