@@ -56,7 +56,8 @@ _executions = Counter(
 )
 _duration = Histogram(
     "cellbox_execution_duration_seconds",
-    "Wall time of an execution from its start on the worker to its last event",
+    "Wall time of an execution from its start on the worker (its turn, if it was not run) "
+    "to its last event",
     ("node", "language"),
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 600),
     registry=REGISTRY,
@@ -116,6 +117,8 @@ def outcome_of(failed: bool, stop_reason: str | None, error_name: str | None) ->
     """The outcome label of an execution that ended."""
     if not failed:
         return "ok"
+    if error_name == "Disconnected":  # its client left before its turn: never run
+        return "cancelled"
     if stop_reason == "timeout":
         return "timeout"
     if stop_reason in ("interrupt", "disconnect"):

@@ -141,6 +141,8 @@ class Execution:
         self._answered: asyncio.Future[None] | None = None
         self.execution_count = 0
         self.error_name: str | None = None
+        self._began = time.perf_counter()  # then its turn, then its code sent to the worker
+        self._ended = False  # its ``exit`` event is queued: its answer is complete
         self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         self._worker: WorkerLink | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
@@ -200,10 +202,11 @@ class Execution:
                     raise ContextGone(context.id)
                 if self.stop_reason == SHUTDOWN:  # its turn came after the shutdown grace
                     raise ShuttingDown(f"{SHUTTING_DOWN}; the code was not run")
+                self._began = time.perf_counter()
                 if self.stop_reason == DISCONNECT:  # the client left while it waited
                     self.started.set_result(None)
                     self._emit(error_event("Disconnected", "the client went away; not run"))
-                    self._emit(self._exit_event(failed=True))
+                    self._end(failed=True)
                     return
                 context.running = self
                 try:
@@ -218,8 +221,9 @@ class Execution:
             log.exception("execution on %s failed", context.id)
             if not self.started.done():
                 self.started.set_result(None)
-            self._emit(error_event("InternalError", f"cellbox failed to run the code: {exc}"))
-            self._emit(self._exit_event(failed=True))
+            if not self._ended:
+                self._emit(error_event("InternalError", f"cellbox failed to run the code: {exc}"))
+                self._end(failed=True)
 
     async def _execute(self, context: Session) -> None:
         untold = await context.lost_process()
@@ -230,14 +234,14 @@ class Execution:
             self.execution_count = 1
             self.started.set_result(None)
             self._emit(_died_untold(*untold))
-            self._emit(self._exit_event(failed=True))
+            self._end(failed=True)
             return
         try:
             worker: WorkerLink = await context.ready_worker()
         except Exception as exc:
             self.started.set_result(None)
             self._emit(error_event("WorkerStartError", f"could not start the context: {exc}"))
-            self._emit(self._exit_event(failed=True))
+            self._end(failed=True)
             return
         context.execution_count += 1
         self.execution_count = context.execution_count
@@ -245,13 +249,11 @@ class Execution:
         self._worker = worker
         # A frame longer than any kept item can be is never buffered by the server.
         worker.limit_frames(max(self.limits.items_cap_bytes, MIN_FRAME_LIMIT))
-        began = time.perf_counter()
+        self._began = time.perf_counter()
         worker.send({"op": "execute", "code": self.code, "env": self.env})
         failed = await self._follow(context, worker)
         self._worker = None
-        outcome = metrics.outcome_of(failed, self.stop_reason, self.error_name)
-        metrics.execution_finished(context.runtime.name, outcome, time.perf_counter() - began)
-        self._emit(self._exit_event(failed))
+        self._end(failed)
 
     async def _follow(self, context: Session, worker: WorkerLink) -> bool:
         """Forward the worker's frames until ``done``; True if the execution failed.
@@ -389,6 +391,15 @@ class Execution:
             self.context.untold = None  # heard
         if self._answered is not None and not self._answered.done():
             self._answered.set_result(None)
+
+    def _end(self, failed: bool) -> None:
+        """Queue the ``exit`` event that completes the answer, and count the execution:
+        every answered execution passes here once, whatever path it took."""
+        self._ended = True
+        outcome = metrics.outcome_of(failed, self.stop_reason, self.error_name)
+        seconds = time.perf_counter() - self._began
+        metrics.execution_finished(self.context.runtime.name, outcome, seconds)
+        self._queue.put_nowait([self._exit_event(failed)])
 
     def _exit_event(self, failed: bool) -> dict[str, Any]:
         return {
