@@ -18,7 +18,8 @@ log = logging.getLogger("cellbox.deaths")
 
 # Causes, as counted.
 SIGNAL, EXIT, OOM, UNKNOWN, STUBBORN = "signal", "exit", "oom", "unknown", "stubborn_timeout"
-CAUSES = (SIGNAL, EXIT, OOM, UNKNOWN, STUBBORN)
+MISBEHAVED = "misbehaved"  # killed by cellbox: it broke the worker protocol
+CAUSES = (SIGNAL, EXIT, OOM, UNKNOWN, STUBBORN, MISBEHAVED)
 
 counts: Counter[tuple[str, str]] = Counter()  # (runtime name, cause) -> deaths
 

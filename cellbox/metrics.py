@@ -35,6 +35,7 @@ DEATH_CAUSES = {
     deaths.UNKNOWN: "crash",
     deaths.OOM: "oom",
     deaths.STUBBORN: "stubborn_timeout",
+    deaths.MISBEHAVED: "crash",
 }
 DIRECTIONS = ("in", "out")
 INSTALL_OUTCOMES = ("ok", "failed")

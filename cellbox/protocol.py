@@ -7,9 +7,10 @@ of UTF-8 JSON (one object).
 
 Server -> worker:
 
-- ``{"op": "execute", "code": str, "env": {str: str}}``: run one cell. At most one
-  is outstanding at a time; the server waits for ``done`` before sending the next.
-  ``env`` is applied to the process environment for this execution only.
+- ``{"op": "execute", "id": int, "code": str, "env": {str: str}}``: run one cell. At
+  most one is outstanding at a time; the server waits for ``done`` before sending the
+  next. ``env`` is applied to the process environment for this execution only. ``id``
+  (unique per server) is echoed on every frame of this execution.
 - ``{"op": "chdir", "path": str}``: make ``path`` the working directory (sent only
   between executions, to start a context in a chosen ``cwd``). Answered by
   ``{"type": "chdir", "ok": bool, "error": str}``.
@@ -17,7 +18,10 @@ Server -> worker:
   TypeScript: terminate the running script, error name ``Interrupted``). Ignored when
   idle. The worker must read it even while user code runs.
 
-Worker -> server:
+Worker -> server (the frames of an execution carry its ``"id": int``; the server drops
+those of any other execution, so a ``done`` written by the code itself, which runs in the
+worker's process and can reach the socket, cannot shift the answers of later executions;
+a frame that breaks these shapes makes the server kill the worker as misbehaving):
 
 - ``{"type": "ready"}``: sent once, when the worker can take ``execute``.
 - ``{"type": "stdout", "text": str}`` / ``{"type": "stderr", "text": str}``: output
@@ -52,3 +56,40 @@ def encode(message: dict[str, Any]) -> bytes:
 def decode(payload: bytes) -> dict[str, Any]:
     """The message carried by one frame's payload."""
     return orjson.loads(payload)
+
+
+class ProtocolError(ValueError):
+    """A frame from a worker that breaks the protocol."""
+
+
+_ID = ("id", int)
+# The fields each kind of worker frame must have, with their types.
+_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
+    "ready": (),
+    "chdir": (("ok", bool), ("error", str)),
+    "stdout": (_ID, ("text", str)),
+    "stderr": (_ID, ("text", str)),
+    "display": (_ID, ("bundle", dict)),
+    "result": (_ID, ("bundle", dict)),
+    "error": (_ID, ("name", str), ("value", str), ("traceback", str)),
+    "done": (_ID,),
+}
+
+
+def decode_worker_frame(payload: bytes) -> dict[str, Any]:
+    """A worker's frame, checked against the shapes above (``ProtocolError`` if it breaks
+    them: not JSON, not an object, an unknown type, a missing or ill-typed field)."""
+    try:
+        message = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"a frame that is not JSON ({exc})") from None
+    if message.__class__ is not dict:
+        raise ProtocolError(f"a frame that is not a JSON object but {type(message).__name__}")
+    kind = message.get("type")
+    fields = _FIELDS.get(kind) if kind.__class__ is str else None
+    if fields is None:
+        raise ProtocolError(f"a frame of unknown type {str(kind)[:40]!r}")
+    for name, expected in fields:
+        if not isinstance(message.get(name), expected):
+            raise ProtocolError(f"a {kind!r} frame without a valid {name!r}")
+    return message

@@ -28,8 +28,11 @@ class Worker:
         assert self.read()["type"] == "ready"
 
     def read(self) -> dict:
+        """The next frame, without the execution id it echoes (None: none was sent)."""
         (size,) = HEADER.unpack(self.reader.read(HEADER.size))
-        return decode(self.reader.read(size))
+        frame = decode(self.reader.read(size))
+        assert frame.pop("id", None) is None, frame
+        return frame
 
     def until_done(self) -> list[dict]:
         frames = []

@@ -66,7 +66,7 @@ class FrameStream(asyncio.Protocol):
             while size - start >= _HEADER:
                 length = int.from_bytes(data[start : start + _HEADER], "big")
                 if length > protocol.MAX_FRAME:
-                    raise ValueError(f"frame of {length} bytes")
+                    raise protocol.ProtocolError(f"a frame of {length} bytes")
                 body = start + _HEADER
                 end = body + length
                 if length > limit:
@@ -82,8 +82,8 @@ class FrameStream(asyncio.Protocol):
                     continue
                 if end > size:
                     break
-                frame = protocol.decode(data[body:end])
-                if frame.__class__ is dict and frame.get("type") in protocol.ITEM_KINDS:
+                frame = protocol.decode_worker_frame(data[body:end])
+                if frame["type"] in protocol.ITEM_KINDS:
                     frame["bytes"] = length
                 put(frame)
                 start = end

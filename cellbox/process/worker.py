@@ -74,6 +74,7 @@ class WorkerProcess:
         stream.on_bad_frame = self._bad_frame
         self._stderr_tail = b""
         self._killed = False
+        self._misbehaved: Death | None = None  # it broke the protocol, so it was killed
         self._death: asyncio.Future[Death] | None = None
         self._burying: asyncio.Task[None] | None = None
         self._killing: asyncio.Task[None] | None = None
@@ -137,7 +138,7 @@ class WorkerProcess:
 
     @property
     def alive(self) -> bool:
-        return not self._killed and not self.died
+        return not self._killed and not self.died and self._misbehaved is None
 
     @property
     def died(self) -> bool:
@@ -146,7 +147,17 @@ class WorkerProcess:
         return self._died or (not self._killed and self.process.returncode is not None)
 
     def _bad_frame(self, exc: Exception) -> None:
-        log.error("worker %s sent a bad frame (%r); stopping it", self.unit, exc)
+        # The code runs in the worker's process and can write to this socket: past a frame
+        # that breaks the protocol, nothing it sends can be trusted to be in step.
+        if self._misbehaved is None and not self._killed and not self._died:
+            self._misbehaved = Death(
+                deaths.MISBEHAVED,
+                f"misbehaved (it sent {exc} on its control socket, which the code it runs "
+                "may have written to) and was killed",
+            )
+            deaths.record(self.runtime.name, self._misbehaved, self.owner, self.pid)
+            if self.on_death is not None:
+                self.on_death()
         self._killing = asyncio.create_task(self.kill())
 
     async def _end_with_process(self) -> None:
@@ -238,6 +249,8 @@ class WorkerProcess:
         return await asyncio.shield(self._death)
 
     async def _classify(self) -> Death:
+        if self._misbehaved is not None:
+            return self._misbehaved
         died = self.died  # on its own, not killed by us: a death to record (once, here)
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(2.0):

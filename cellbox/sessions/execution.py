@@ -7,6 +7,7 @@ It knows its context only through :class:`Session` and the worker only through
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -77,6 +78,7 @@ class Session(Protocol):
 
 
 _STUBBORN = Death(deaths.STUBBORN, "was killed: the code ignored its interrupt")
+_ids = itertools.count(1)  # of executions sent to workers, echoed on their frames
 
 
 # When a loss of state happened that no client was told of (see ``Context.untold``).
@@ -142,6 +144,7 @@ class Execution:
         self.execution_count = 0
         self.error_name: str | None = None
         self._began = time.perf_counter()  # then its turn, then its code sent to the worker
+        self._id = 0  # the id its frames carry, once sent to a worker
         self._ended = False  # its ``exit`` event is queued: its answer is complete
         self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         self._worker: WorkerLink | None = None
@@ -250,7 +253,8 @@ class Execution:
         # A frame longer than any kept item can be is never buffered by the server.
         worker.limit_frames(max(self.limits.items_cap_bytes, MIN_FRAME_LIMIT))
         self._began = time.perf_counter()
-        worker.send({"op": "execute", "code": self.code, "env": self.env})
+        self._id = next(_ids)
+        worker.send({"op": "execute", "id": self._id, "code": self.code, "env": self.env})
         failed = await self._follow(context, worker)
         self._worker = None
         self._end(failed)
@@ -266,6 +270,7 @@ class Execution:
         loop = asyncio.get_running_loop()
         deadline = loop.call_later(self.timeout_ms / 1000, self.stop, TIMEOUT)
         failed = False
+        strays = 0
         if self.stop_reason is not None:  # stopped while it waited for its turn
             self.stop(self.stop_reason)
         try:
@@ -275,7 +280,7 @@ class Execution:
                     self._flush(lines, items)
                     self._emit(await self._lost_error(context, worker))
                     return True
-                kind = frame.get("type")
+                kind = frame["type"]
                 if kind == "wake":
                     if self._must_kill:
                         deaths.record(context.runtime.name, _STUBBORN, context.id, worker.pid)
@@ -284,6 +289,12 @@ class Execution:
                         self._flush(lines, items)
                         self._emit(self._stubborn_error())
                         return True
+                elif frame.get("id") != self._id:
+                    # Only a ``done`` written by the code itself ends an execution before
+                    # its worker does: what the worker still sends for that one is not ours.
+                    strays += 1
+                    if strays == 1:
+                        log.warning("%s: dropped a frame of another execution", context.id)
                 elif kind in ("stdout", "stderr"):
                     self._emit_all(lines.feed(kind, frame.get("text", "")))
                 elif kind in ITEM_KINDS:

@@ -9,7 +9,8 @@ import pytest
 from cellbox import protocol
 from cellbox.process.frame_stream import FrameStream
 
-MESSAGES = [{"type": "stdout", "text": "x" * n} for n in (0, 1, 5, 70_000)] + [{"type": "done"}]
+MESSAGES = [{"type": "stdout", "id": 1, "text": "x" * n} for n in (0, 1, 5, 70_000)]
+MESSAGES.append({"type": "done", "id": 1})
 
 
 def drained(stream: FrameStream) -> list:
@@ -42,7 +43,7 @@ def test_a_frame_over_the_limit_is_reported_once_and_the_rest_ignored() -> None:
         stream.on_bad_frame = bad.append
         stream.data_received(protocol.encode({"type": "ready"}))
         stream.data_received((protocol.MAX_FRAME + 1).to_bytes(4, "big") + b"{}")
-        stream.data_received(protocol.encode({"type": "done"}))
+        stream.data_received(protocol.encode({"type": "done", "id": 1}))
         return stream
 
     stream = asyncio.run(scenario())

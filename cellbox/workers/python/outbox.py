@@ -78,6 +78,7 @@ class Outbox:
         self._controls = 0  # tuple entries in ``_items`` (all appended under ``_lock``)
         self._size = 0
         self._active = False
+        self.execution_id: Any = None  # the server's id of the execution, on its frames
         self._waiting = False  # the sender may be about to sleep: producers must kick it
         self._kicked = False  # a producer already kicked it (spares repeated Event.set)
         self._dropped = 0
@@ -129,9 +130,10 @@ class Outbox:
             self._controls += 1
         self._send_pending()
 
-    def activate(self) -> None:
-        """An execution starts: let held-back output flow again."""
+    def activate(self, execution_id: Any) -> None:
+        """Execution ``execution_id`` starts: let held-back output flow again, as its."""
         with self._lock:
+            self.execution_id = execution_id
             self._active = True
             dropped, self._dropped = self._dropped, 0
         if dropped:
@@ -235,7 +237,7 @@ class Outbox:
                 for tail_kind in list(self._tails):
                     tail = strip_ansi(self._tails.pop(tail_kind)).replace("\x1b", "")
                     if tail:
-                        frames.append(encode({"type": tail_kind, "text": tail}))
+                        frames.append(self._text_frame(tail_kind, tail))
                 frames.append(payload)
                 return frames, batch[index + 1 :]
             frames.append(payload)
@@ -256,10 +258,12 @@ class Outbox:
             end = start + TEXTFRAME_CHARS
             if end < len(text) and text[end - 1] == "\r":
                 end += 1
-            chunk = text[start:end]
+            frames.append(self._text_frame(kind, text[start:end]))
             start = end
-            try:
-                frames.append(encode({"type": kind, "text": chunk}))
-            except (TypeError, ValueError, orjson.JSONEncodeError):
-                fixed = chunk.encode("utf-8", "replace").decode("utf-8")
-                frames.append(encode({"type": kind, "text": fixed}))
+
+    def _text_frame(self, kind: str, text: str) -> bytes:
+        try:
+            return encode({"type": kind, "id": self.execution_id, "text": text})
+        except (TypeError, ValueError, orjson.JSONEncodeError):
+            fixed = text.encode("utf-8", "replace").decode("utf-8")
+            return encode({"type": kind, "id": self.execution_id, "text": fixed})

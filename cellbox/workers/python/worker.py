@@ -172,7 +172,7 @@ class Worker:
         self._names_in_cell = 0
         self._error_sent = False
         self.figures.new_cell()
-        self.outbox.activate()
+        self.outbox.activate(request.get("id"))
         saved_env: dict[str, str | None] = {}
         try:
             if not isinstance(code, str):
@@ -210,7 +210,7 @@ class Worker:
     def _finish(self) -> None:
         """Forward all pending output, then ``done``."""
         self._flush_low_level()
-        self.outbox.put_end(encode({"type": "done"}))
+        self.outbox.put_end(encode({"type": "done", "id": self.outbox.execution_id}))
 
     def _flush_low_level(self) -> None:
         if self._libc_fflush is None:
@@ -244,7 +244,7 @@ class Worker:
     def emit_bundle(self, kind: str, data: dict[Any, Any]) -> None:
         """A ``display`` or ``result`` event, after any output printed before it."""
         bundle = clean_bundle(data)
-        frame = encode_lenient({"type": kind, "bundle": bundle})
+        frame = encode_lenient({"type": kind, "id": self.outbox.execution_id, "bundle": bundle})
         self.drain_fds()
         self.outbox.put_frame(frame, soon=kind != "result")
 
@@ -270,6 +270,7 @@ class Worker:
                 return
             event = {
                 "type": "error",
+                "id": self.outbox.execution_id,
                 "name": strip_ansi(name),
                 "value": strip_ansi(message),
                 "traceback": text,

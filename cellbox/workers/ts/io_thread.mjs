@@ -86,7 +86,8 @@ export function ioThread() {
       unfinished.push(id);
       const env = msg.env && typeof msg.env === 'object' ? msg.env : {};
       const code = typeof msg.code === 'string' ? msg.code : '';
-      parentPort.postMessage({ op: 'execute', id, code, env });
+      // `serverId`: the server's id of the execution, echoed on its frames (output.mjs)
+      parentPort.postMessage({ op: 'execute', id, serverId: msg.id, code, env });
     } else if (msg.op === 'interrupt') {
       if (unfinished.length) interrupt(unfinished[0]);
     } else if (msg.op === 'chdir') {

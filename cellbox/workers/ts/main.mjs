@@ -139,7 +139,7 @@ function startExecution(msg) {
   listenForBackgroundErrors();
   const ex = newExecution(msg.id, ++cellCount);
   current = ex;
-  beginExecution();
+  beginExecution(msg.serverId);
   if (msg.interrupted) {
     finish(ex.id, { kind: 'interrupted' });
     return;

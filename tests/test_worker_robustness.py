@@ -1,0 +1,90 @@
+"""Code that damages the Python worker it runs in: the worker's control socket (forged and
+malformed frames), fds 1/2 and ``sys.stdout``/``sys.stderr``, the builtins. Each execution
+still gets its own answer, the context recovers (or says that its state was lost), other
+contexts are untouched and the server stays up."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Client, Server
+from tests.security.conftest import wait_until
+from tests.test_metrics import scrape, value
+
+# Writes frames on the worker's control socket as its own sender would, knowing all a
+# forger could: the socket and the id of the running execution.
+FORGE = """
+from cellbox.workers.python import worker as _w
+def send_raw(payload):
+    _w._WORKER.outbox.send_now(len(payload).to_bytes(4, "big") + payload)
+def send(message):
+    import json
+    send_raw(json.dumps(message).encode())
+def running_id():
+    return _w._WORKER.outbox.execution_id
+"""
+
+
+def _answer(client: Client, context_id: str, code: str) -> dict:
+    body = client.run(code, context_id=context_id, timeout_ms=20_000)
+    return {**body, "items": [i.get("text") for i in body["items"]]}
+
+
+def test_a_done_written_by_the_code_does_not_shift_later_answers(client: Client):
+    ctx = client.context()
+    client.run("x = 1\n" + FORGE, context_id=ctx)
+    # a forged `done` with the running execution's id ends its answer early ...
+    code = "send({'type': 'done', 'id': running_id()})\nimport time\ntime.sleep(0.3)\n"
+    body = _answer(client, ctx, code + "print('late')\n'late value'")
+    assert body["error"] is None and body["items"] == [], body
+    # ... and what the worker still sends for it never reaches the executions after it
+    for n in (2, 3):
+        body = _answer(client, ctx, f"x + {n}")
+        assert body["items"] == [str(1 + n)], body
+        assert body["logs"] == {"stdout": [], "stderr": []}, body
+        assert body["error"] is None and body["execution_count"] == 1 + n
+    # frames with another execution's id are dropped
+    forged = (
+        "send({'type': 'result', 'id': running_id() + 1, 'bundle': {'text/plain': 'forged'}})\n"
+        "send({'type': 'done', 'id': 0})\n"
+        "x"
+    )
+    body = _answer(client, ctx, forged)
+    assert body["items"] == ["1"] and body["error"] is None, body
+    client.delete(f"/contexts/{ctx}")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[1, 2]", b"\xffnot json", b'{"type": "stdout"}', b'{"type": "bogus", "id": 1}'],
+)
+def test_a_malformed_frame_restarts_that_context_alone(client: Client, payload: bytes):
+    ctx, other = client.context(), client.context()
+    client.run("y = 5", context_id=other)
+    client.run("x = 1\n" + FORGE, context_id=ctx)
+    body = client.run(f"send_raw({payload!r})\nimport time\ntime.sleep(10)", context_id=ctx)
+    assert body["error"]["name"] == "ContextDied", body
+    assert "misbehaved" in body["error"]["value"] and "state was lost" in body["error"]["value"]
+    body = _answer(client, ctx, "'x' in globals()")
+    assert body["items"] == ["False"] and body["execution_count"] == 1, body
+    assert _answer(client, other, "y")["items"] == ["5"]
+    assert client.get("/healthz").status_code == 200
+    for context_id in (ctx, other):
+        client.delete(f"/contexts/{context_id}")
+
+
+def test_a_malformed_frame_while_idle_is_told_by_the_next_execution(server: Server, client: Client):
+    node = client.get("/info").json()["node"]
+    ctx = client.context()
+    code = "x = 1\n" + FORGE + "import threading\nthreading.Timer(0.2, send_raw, (b'[]',)).start()"
+    assert client.run(code, context_id=ctx)["error"] is None
+    assert wait_until(lambda: f"of {ctx} misbehaved" in server.read_log(), timeout=10)
+    before = scrape(client)
+    body = client.run("x", context_id=ctx)
+    assert body["error"]["name"] == "ContextDied", body
+    assert "misbehaved" in body["error"]["value"] and "NOT run" in body["error"]["value"]
+    died = {"node": node, "language": "python", "outcome": "died"}
+    grew = value(scrape(client), "cellbox_executions_total", **died)
+    assert grew - value(before, "cellbox_executions_total", **died) == 1
+    assert _answer(client, ctx, "'x' in globals()")["items"] == ["False"]
+    client.delete(f"/contexts/{ctx}")
