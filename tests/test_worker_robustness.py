@@ -88,3 +88,34 @@ def test_a_malformed_frame_while_idle_is_told_by_the_next_execution(server: Serv
     assert grew - value(before, "cellbox_executions_total", **died) == 1
     assert _answer(client, ctx, "'x' in globals()")["items"] == ["False"]
     client.delete(f"/contexts/{ctx}")
+
+
+CHECK_OUTPUT = (
+    "import subprocess, sys\n"
+    "subprocess.run('echo fd-out; echo fd-err >&2', shell=True)\n"
+    "print('py-out')\n"
+    "print('py-err', file=sys.stderr)\n"
+    "x"
+)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "import os\nos.close(1)\nos.close(2)",
+        "import os\nnull = os.open(os.devnull, os.O_WRONLY)\nos.dup2(null, 1)\nos.dup2(null, 2)",
+        "import os, sys\nos.close(1)\nsys.stdout = open('/dev/null', 'w')",
+        "import sys\nsys.stdout.close()\nsys.stderr.close()\nsys.stdout = sys.stderr = None",
+    ],
+)
+def test_the_output_is_whole_again_after_code_closed_or_replaced_it(
+    client: Client, ctx: str, damage: str
+):
+    client.run("x = 1", context_id=ctx)
+    assert client.run(damage, context_id=ctx)["execution_count"] == 2
+    for count in (3, 4):
+        body = _answer(client, ctx, CHECK_OUTPUT)
+        assert body["error"] is None and body["items"] == ["1"], body
+        assert sorted(body["logs"]["stdout"]) == ["fd-out", "py-out"], body
+        assert sorted(body["logs"]["stderr"]) == ["fd-err", "py-err"], body
+        assert body["execution_count"] == count

@@ -186,16 +186,38 @@ class FdCapture:
         self._lock = threading.RLock()  # reentrant for the same reason as the outbox's
         self._pipes: dict[int, tuple[str, Any]] = {}
         self._ready = select.poll()  # drain()'s own: a poll object is not shared by threads
+        # (fd 1 or 2, a private copy of the pipe's write end, the pipe's identity)
+        self._ends: list[tuple[int, int, tuple[int, int]]] = []
 
     def install(self) -> None:
         for target, kind in ((1, STDOUT), (2, STDERR)):
             read_fd, write_fd = os.pipe()
             os.set_blocking(read_fd, False)
             os.dup2(write_fd, target)  # inheritable: children write here
-            os.close(write_fd)
+            # ``write_fd`` is kept, not inheritable: ``restore`` puts the pipe back behind
+            # fd 1 or 2 from it, and the pipe never reads as ended (which would make the
+            # reader spin) when the code closes both.
+            self._ends.append((target, write_fd, _identity(write_fd)))
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             self._pipes[read_fd] = (kind, decoder)
             self._ready.register(read_fd, select.POLLIN)
+
+    def restore(self) -> None:
+        """Put the pipes back behind fds 1 and 2 where the code closed or replaced them
+        (``os.close(1)``, ``os.dup2(devnull, 2)``): one ``fstat`` each when it did not."""
+        for target, private, pipe in self._ends:
+            try:
+                if _identity(target) == pipe:
+                    continue
+            except OSError:
+                pass  # closed
+            try:
+                if _identity(private) == pipe:  # else the code closed the copy too
+                    os.dup2(private, target)
+                    continue
+            except OSError:
+                pass
+            self._log.write(f"cannot restore fd {target}: its pipe is gone")
 
     def start(self) -> None:
         thread = threading.Thread(target=self._run, name="cellbox-fd-reader", daemon=True)
@@ -238,3 +260,9 @@ class FdCapture:
         with self._lock:
             for fd, _events in self._ready.poll(0):
                 self._read(fd)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    """What ``fd`` is open on (device and inode: a pipe has its own)."""
+    status = os.fstat(fd)
+    return status.st_dev, status.st_ino

@@ -65,6 +65,7 @@ class Worker:
         self._cell = 0
         self._names_in_cell = 0
         self._libc_fflush: Any = None
+        self._streams: tuple[TextSink, TextSink] | None = None  # sys.stdout/stderr, set in serve()
 
     # -- one-time setup (no threads, no fd changes) ----------------------------------
 
@@ -110,8 +111,8 @@ class Worker:
             os.close(devnull)
         self.capture = FdCapture(self.outbox, self.log)
         self.capture.install()
-        sys.stdout = TextSink(self, STDOUT, 1)
-        sys.stderr = TextSink(self, STDERR, 2)
+        self._streams = (TextSink(self, STDOUT, 1), TextSink(self, STDERR, 2))
+        sys.stdout, sys.stderr = self._streams
         sys.stdin = NoStdin()
         signal.signal(signal.SIGINT, self._on_sigint)
         self._start_directory_history()
@@ -166,6 +167,7 @@ class Worker:
     # -- one execution -----------------------------------------------------------------
 
     def _execute(self, number: int, request: dict[str, Any]) -> None:
+        self._repair_output()
         code = request.get("code")
         env = request.get("env") or {}
         self._cell += 1
@@ -206,6 +208,16 @@ class Worker:
         finally:
             _restore_env(saved_env)
             self._finish()
+
+    def _repair_output(self) -> None:
+        """Undo what earlier code did to the output (closed or replaced fds 1/2,
+        ``sys.stdout``, ``sys.stderr``), so each execution starts whole."""
+        assert self.capture is not None and self._streams is not None
+        if sys.stdout is not self._streams[0] or sys.stderr is not self._streams[1]:
+            # First: a file the code had put there may close fd 1 or 2 as it is dropped
+            # (``os.close(1)`` then ``sys.stdout = open(...)``, which got fd 1).
+            sys.stdout, sys.stderr = self._streams
+        self.capture.restore()
 
     def _finish(self) -> None:
         """Forward all pending output, then ``done``."""
