@@ -119,3 +119,28 @@ def test_the_output_is_whole_again_after_code_closed_or_replaced_it(
         assert sorted(body["logs"]["stdout"]) == ["fd-out", "py-out"], body
         assert sorted(body["logs"]["stderr"]) == ["fd-err", "py-err"], body
         assert body["execution_count"] == count
+
+
+@pytest.mark.parametrize(
+    ("damage", "probe", "probe_error"),
+    [
+        ("del builtins.len", "len([])", "NameError"),
+        ("del builtins.isinstance", "isinstance(1, int)", "NameError"),
+        ("builtins.print = None", "print(1)", "TypeError"),
+        ("builtins.__import__ = lambda *args, **kwargs: 1 / 0", "import json", "ZeroDivisionError"),
+    ],
+)
+def test_changed_builtins_change_the_code_but_not_the_worker(
+    client: Client, ctx: str, damage: str, probe: str, probe_error: str
+):
+    client.run("x = 1", context_id=ctx)
+    body = client.run(f"import builtins\n{damage}\nraise ValueError('mine')", context_id=ctx)
+    assert body["error"]["name"] == "ValueError" and body["error"]["value"] == "mine", body
+    assert body["execution_count"] == 2
+    body = _answer(client, ctx, "x + 1")
+    assert body["items"] == ["2"] and body["error"] is None and body["execution_count"] == 3
+    body = _answer(client, ctx, "x / 0")
+    assert body["error"]["name"] == "ZeroDivisionError", body
+    # the change is the code's own to make: its cells see it
+    body = _answer(client, ctx, probe)
+    assert body["error"]["name"] == probe_error and body["execution_count"] == 5, body

@@ -114,6 +114,7 @@ class Worker:
         self._streams = (TextSink(self, STDOUT, 1), TextSink(self, STDERR, 2))
         sys.stdout, sys.stderr = self._streams
         sys.stdin = NoStdin()
+        shell.separate_builtins(self.shell)
         signal.signal(signal.SIGINT, self._on_sigint)
         self._start_directory_history()
 
