@@ -24,14 +24,35 @@ from cellbox import protocol
 _HEADER = protocol.HEADER.size
 _HEAD = 64  # payload bytes of an oversized frame read to tell its type
 _TYPE = re.compile(rb'\{"type":"(\w{1,32})"')  # how both workers' frames begin
+# Frames waiting to be taken before the socket is read no further: the code in a worker can
+# write frames to it while no execution takes them (they would pile up in the server).
+PAUSE_AT = 4096
+RESUME_AT = PAUSE_AT // 2
+
+
+class _Frames(asyncio.Queue):  # type: ignore[type-arg]  # of dict[str, Any] | None
+    """A queue that tells its stream when a frame was taken."""
+
+    def __init__(self, taken: Callable[[], None]) -> None:
+        super().__init__()
+        self._taken = taken
+
+    def _get(self) -> Any:  # asyncio.Queue's hook, as its own subclasses use it
+        frame = super()._get()
+        self._taken()
+        return frame
 
 
 class FrameStream(asyncio.Protocol):
-    """Decoded frames into ``frames``; ``None`` there once the socket is closed."""
+    """Decoded frames into ``frames``; ``None`` there once the socket is closed.
+
+    Reading pauses while more than ``PAUSE_AT`` frames wait, until half of them are taken.
+    """
 
     def __init__(self, limit: int = protocol.MAX_FRAME) -> None:
         self.limit = limit  # longer frames are skipped unread, told as ``oversized``
-        self.frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.frames: asyncio.Queue[dict[str, Any] | None] = _Frames(self._taken)
+        self._paused = False
         self.transport: asyncio.Transport | None = None
         self.on_end: Callable[[], None] = lambda: None
         self.on_bad_frame: Callable[[Exception], None] = lambda exc: None
@@ -96,6 +117,16 @@ class FrameStream(asyncio.Protocol):
             self._need = max(_HEADER, self._frame_size(pending))
         else:
             self._need = _HEADER
+        transport = self.transport
+        if self.frames.qsize() > PAUSE_AT and not self._paused and transport is not None:
+            self._paused = True
+            transport.pause_reading()
+
+    def _taken(self) -> None:
+        if self._paused and self.frames.qsize() <= RESUME_AT:
+            self._paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.frames.put_nowait(None)

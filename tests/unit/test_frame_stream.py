@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from cellbox import protocol
-from cellbox.process.frame_stream import FrameStream
+from cellbox.process.frame_stream import PAUSE_AT, RESUME_AT, FrameStream
 
 MESSAGES = [{"type": "stdout", "id": 1, "text": "x" * n} for n in (0, 1, 5, 70_000)]
 MESSAGES.append({"type": "done", "id": 1})
@@ -77,3 +77,40 @@ def test_the_end_puts_none_and_tells() -> None:
     stream = asyncio.run(scenario())
     assert drained(stream) == [None]
     assert ended == [True]
+
+
+class Transport:
+    """Records whether reading is paused."""
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_reading_pauses_while_too_many_frames_wait() -> None:
+    # A worker's code can write frames to its socket while no execution takes them.
+    frame = protocol.encode({"type": "stdout", "id": 0, "text": "flood"})
+
+    async def scenario() -> None:
+        stream = FrameStream()
+        transport = Transport()
+        stream.connection_made(transport)  # type: ignore[arg-type]
+        stream.data_received(frame * PAUSE_AT)
+        assert not transport.paused
+        stream.data_received(frame * 10)
+        assert transport.paused
+        while stream.frames.qsize() > RESUME_AT + 1:
+            await stream.frames.get()
+        assert transport.paused
+        stream.frames.get_nowait()
+        assert not transport.paused and stream.frames.qsize() == RESUME_AT
+
+    asyncio.run(scenario())
