@@ -106,6 +106,7 @@ CHECK_OUTPUT = (
         "import os\nnull = os.open(os.devnull, os.O_WRONLY)\nos.dup2(null, 1)\nos.dup2(null, 2)",
         "import os, sys\nos.close(1)\nsys.stdout = open('/dev/null', 'w')",
         "import sys\nsys.stdout.close()\nsys.stderr.close()\nsys.stdout = sys.stderr = None",
+        "import sys\nsys.displayhook = lambda value: None",
     ],
 )
 def test_the_output_is_whole_again_after_code_closed_or_replaced_it(

@@ -212,13 +212,17 @@ class Worker:
 
     def _repair_output(self) -> None:
         """Undo what earlier code did to the output (closed or replaced fds 1/2,
-        ``sys.stdout``, ``sys.stderr``), so each execution starts whole."""
+        ``sys.stdout``, ``sys.stderr``, ``sys.displayhook``), so each execution starts
+        whole."""
         assert self.capture is not None and self._streams is not None
         if sys.stdout is not self._streams[0] or sys.stderr is not self._streams[1]:
             # First: a file the code had put there may close fd 1 or 2 as it is dropped
             # (``os.close(1)`` then ``sys.stdout = open(...)``, which got fd 1).
             sys.stdout, sys.stderr = self._streams
         self.capture.restore()
+        # IPython sets it before every cell; here its display trap is entered once for good
+        if sys.displayhook is not self.shell.displayhook:
+            sys.displayhook = self.shell.displayhook
 
     def _finish(self) -> None:
         """Forward all pending output, then ``done``."""
