@@ -145,3 +145,31 @@ def test_changed_builtins_change_the_code_but_not_the_worker(
     # the change is the code's own to make: its cells see it
     body = _answer(client, ctx, probe)
     assert body["error"]["name"] == probe_error and body["execution_count"] == 5, body
+
+
+# The TypeScript worker's code can reach its socket too (the fd is on its command line).
+TS_SEND = (
+    "const fs = require('fs');\n"
+    "const sock = Number(process.argv[process.argv.indexOf('--fd') + 1]);\n"
+    "function sendRaw(text) {\n"
+    "  const body = Buffer.from(text);\n"
+    "  const head = Buffer.alloc(4);\n"
+    "  head.writeUInt32BE(body.length);\n"
+    "  fs.writeSync(sock, Buffer.concat([head, body]));\n"
+    "}\n"
+)
+
+
+def test_typescript_forged_frames_are_dropped_or_end_the_worker(client: Client):
+    ctx = client.context("typescript")
+    client.run("let x = 1;\n" + TS_SEND, context_id=ctx)
+    forged = 'sendRaw(JSON.stringify({type: "done", id: 0}));\nx + 1'
+    body = _answer(client, ctx, forged)
+    assert body["items"] == ["2"] and body["error"] is None, body
+    body = client.run(
+        "sendRaw('[1, 2]');\nawait new Promise((r) => setTimeout(r, 10000));", context_id=ctx
+    )
+    assert body["error"]["name"] == "ContextDied" and "misbehaved" in body["error"]["value"], body
+    body = _answer(client, ctx, "typeof x")
+    assert body["items"] == ["'undefined'"] and body["execution_count"] == 1, body
+    client.delete(f"/contexts/{ctx}")
