@@ -289,7 +289,7 @@ class Execution:
                         self._flush(lines, items)
                         self._emit(self._stubborn_error())
                         return True
-                elif frame.get("id") != self._id:
+                elif frame.get("id") != self._id and kind != "oversized":  # (told unread)
                     # Only a ``done`` written by the code itself ends an execution before
                     # its worker does: what the worker still sends for that one is not ours.
                     strays += 1

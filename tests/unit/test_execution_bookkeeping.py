@@ -14,7 +14,11 @@ from cellbox.runtimes.python import PYTHON
 from cellbox.sessions.execution import DISCONNECT, WHILE_IDLE, Execution, ExecutionLimits
 
 LIMITS = ExecutionLimits(
-    timeout_ms=1000, output_cap_bytes=1 << 20, interrupt_grace_s=1, shutdown_grace_s=1
+    timeout_ms=1000,
+    output_cap_bytes=1 << 20,
+    items_cap_bytes=1 << 20,
+    interrupt_grace_s=1,
+    shutdown_grace_s=1,
 )
 
 

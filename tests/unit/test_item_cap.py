@@ -37,13 +37,13 @@ def test_nothing_dropped_says_nothing():
 
 
 LIMIT = 1000
-BIG = {"type": "display", "bundle": {"text/html": "x" * 5000}}
+BIG = {"type": "display", "id": 1, "bundle": {"text/html": "x" * 5000}}
 MESSAGES = [
-    {"type": "stdout", "text": "before"},
-    {"type": "display", "bundle": {"text/plain": "small"}},
+    {"type": "stdout", "id": 1, "text": "before"},
+    {"type": "display", "id": 1, "bundle": {"text/plain": "small"}},
     BIG,
-    {"type": "error", "name": "E", "value": "v" * 2000, "traceback": ""},
-    {"type": "done"},
+    {"type": "error", "id": 1, "name": "E", "value": "v" * 2000, "traceback": ""},
+    {"type": "done", "id": 1},
 ]
 
 
@@ -69,18 +69,18 @@ def test_frames_past_the_limit_are_skipped_unread_however_split(size: int):
     error = len(protocol.encode(MESSAGES[3])) - 4
     small = len(protocol.encode(MESSAGES[1])) - 4
     assert frames_of(chunks) == [
-        {"type": "stdout", "text": "before"},
-        {"type": "display", "bundle": {"text/plain": "small"}, "bytes": small},
+        {"type": "stdout", "id": 1, "text": "before"},
+        {"type": "display", "id": 1, "bundle": {"text/plain": "small"}, "bytes": small},
         {"type": "oversized", "kind": "display", "bytes": big},
         {"type": "oversized", "kind": "error", "bytes": error},
-        {"type": "done"},
+        {"type": "done", "id": 1},
     ]
 
 
 def test_a_forged_oversized_frame_is_told_as_unknown():
     payload = b"[" + b"1," * 1000 + b"1]"
     frame = len(payload).to_bytes(4, "big") + payload
-    assert frames_of([frame, protocol.encode({"type": "done"})]) == [
+    assert frames_of([frame, protocol.encode({"type": "done", "id": 1})]) == [
         {"type": "oversized", "kind": "unknown", "bytes": len(payload)},
-        {"type": "done"},
+        {"type": "done", "id": 1},
     ]

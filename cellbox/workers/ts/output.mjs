@@ -66,7 +66,7 @@ let exiting = false;
 let running = false; // an execution is running: output flows
 // The server's id of the execution being answered: every frame sent carries it (see
 // cellbox/protocol.py); `ready` and `chdir` answers, sent before any, carry 0.
-let executionHead = '{"id":0,';
+let executionTail = ',"id":0}'; // last, so frames still begin with their type
 
 // Start the io thread on the socket `fd`; `onMessage` gets what the server sends.
 export function startIo(fd, onMessage) {
@@ -97,7 +97,7 @@ export function postFrames(frames, finished) {
   const taken = takeToJSON();
   try {
     for (let i = 0; i < frames.length; i++) {
-      texts[i] = executionHead + StringPrototypeSlice(JSONStringify(frames[i]), 1);
+      texts[i] = StringPrototypeSlice(JSONStringify(frames[i]), 0, -1) + executionTail;
       bytes += texts[i].length;
     }
   } finally {
@@ -181,7 +181,7 @@ export function emitText(type, text) {
 // An execution starts: its first output goes out at once, after what was held back.
 export function beginExecution(serverId) {
   // An integer from the server; turned to text without JSON (a cell may give numbers a toJSON)
-  executionHead = `{"id":${NumberIsInteger(serverId) ? serverId : 0},`;
+  executionTail = `,"id":${NumberIsInteger(serverId) ? serverId : 0}}`;
   running = true;
   lastFlushAt = 0;
   if (idleDropped > 0) {
