@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from typing import TYPE_CHECKING, Any
 
 from cellbox.workers.python import pip_lines
@@ -252,24 +251,6 @@ def interruptible_system(command: str) -> int:
             process.wait()
             raise
     return -code if code < 0 else code << 8
-
-
-def separate_builtins(shell: Any) -> None:
-    """Give the user's code a ``builtins`` module of its own: a copy of the real one,
-    which is what ``import builtins`` finds from now on and what cells resolve names in.
-
-    Code can change it at will (``del builtins.len``, ``builtins.print = f``) and its own
-    cells see that, while the worker, IPython and the libraries already imported keep the
-    real one, so the answer is still reported and the next cell still runs.
-    """
-    import builtins
-    import types
-
-    own = types.ModuleType("builtins")
-    own.__dict__.update(builtins.__dict__)
-    sys.modules["builtins"] = own
-    shell.user_ns["__builtins__"] = own
-    shell.user_ns["__builtin__"] = own
 
 
 def create_shell(worker: Worker) -> Any:

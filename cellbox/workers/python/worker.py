@@ -38,6 +38,7 @@ from cellbox.ansi import strip_ansi
 from cellbox.packages import python_path
 from cellbox.protocol import encode
 from cellbox.workers.python import capture, shell
+from cellbox.workers.python.builtins_guard import DeletedBuiltins
 from cellbox.workers.python.capture import FdCapture, NoStdin, TextSink
 from cellbox.workers.python.figures import Figures, patch_pyplot
 from cellbox.workers.python.frames import clean_bundle, encode_lenient
@@ -60,6 +61,7 @@ class Worker:
         self.figures = Figures(self)
         self.tracebacks: Tracebacks = None  # type: ignore[assignment]  # set in prepare()
         self.inbox = Inbox(self.log)
+        self.deleted_builtins: DeletedBuiltins = None  # type: ignore[assignment]  # prepare()
         self._shield = 0
         self._error_sent = False
         self._cell = 0
@@ -90,6 +92,7 @@ class Worker:
         import getpass
 
         getpass.getpass = capture.no_getpass
+        self.deleted_builtins = DeletedBuiltins()  # after the hooks above: they are kept
 
     # -- serving one context ---------------------------------------------------------
 
@@ -114,7 +117,6 @@ class Worker:
         self._streams = (TextSink(self, STDOUT, 1), TextSink(self, STDERR, 2))
         sys.stdout, sys.stderr = self._streams
         sys.stdin = NoStdin()
-        shell.separate_builtins(self.shell)
         signal.signal(signal.SIGINT, self._on_sigint)
         self._start_directory_history()
 
@@ -194,7 +196,10 @@ class Worker:
             try:
                 if self.inbox.enter(number):  # from here on an interrupt raises there
                     raise KeyboardInterrupt
-                result = self.shell.run_cell(code, store_history=True)
+                try:
+                    result = self.shell.run_cell(code, store_history=True)
+                finally:
+                    self.deleted_builtins.restore()
                 self.figures.flush()
             except BaseException as exc:  # an interrupt outside the user's code, or a bug
                 self.report_exception(type(exc), exc, exc.__traceback__)
@@ -267,6 +272,7 @@ class Worker:
 
     def report_exception(self, etype: Any, value: Any, tb: Any) -> None:
         """The cell failed: one ``error`` event (later failures go to stderr)."""
+        self.deleted_builtins.restore()  # the report needs them (the code may go on after)
         self._shield += 1  # an interrupt now would only garble the report
         try:
             if self.tracebacks.in_formatter(tb):
