@@ -39,24 +39,12 @@ NOTE = re.compile(
 
 
 @pytest.fixture(scope="module")
-def capped() -> Iterator[Server]:
-    server = Server(items_cap_bytes=CAP, pool_python=1, pool_typescript=1).start()
-    yield server
-    server.stop()
-    server.cleanup()
-
-
-@pytest.fixture
-def client(capped: Server) -> Iterator[Client]:
-    with capped.client() as c:
-        yield c
-
-
-@pytest.fixture
-def ctx_capped(client: Client) -> Iterator[str]:
-    context_id = client.context("python")
-    yield context_id
-    client.delete(f"/contexts/{context_id}")
+def server() -> Iterator[Server]:
+    """This module's server (conftest's ``client`` and ``ctx`` use it): a small item cap."""
+    capped = Server(items_cap_bytes=CAP, pool_python=1, pool_typescript=1).start()
+    yield capped
+    capped.stop()
+    capped.cleanup()
 
 
 def dropped(stderr: list[str]) -> tuple[int, int]:
@@ -121,15 +109,15 @@ def peak_rss_mib(pid: int) -> int:
     ],
 )
 def test_one_huge_item_is_dropped_without_the_server_holding_it(
-    capped: Server, client: Client, language: str, code: str
+    server: Server, client: Client, language: str, code: str
 ):
     context = client.context(language)
     client.run("kept = 1", context_id=context)
-    assert capped.pid is not None
-    peak_rss_reset(capped.pid)
-    before = peak_rss_mib(capped.pid)
+    assert server.pid is not None
+    peak_rss_reset(server.pid)
+    before = peak_rss_mib(server.pid)
     body = client.run(code + "\n'after'", context_id=context, timeout_ms=60000)
-    grown = peak_rss_mib(capped.pid) - before
+    grown = peak_rss_mib(server.pid) - before
     assert body["error"] is None, body["error"]
     assert body["items"] == [{"is_primary": True, "text": "'after'"}]
     count, size = dropped(body["logs"]["stderr"])
@@ -144,9 +132,9 @@ def test_the_cap_is_a_setting(client: Client):
     assert client.get("/info").json()["limits"]["items_cap_bytes"] == CAP
 
 
-def test_an_error_too_long_to_keep_is_still_an_error(client: Client, ctx_capped: str):
+def test_an_error_too_long_to_keep_is_still_an_error(client: Client, ctx: str):
     # 40 MB of frame (value and traceback): past the 16 MiB this server reads of one frame.
-    body = client.run("raise ValueError('e' * 20_000_000)", context_id=ctx_capped)
+    body = client.run("raise ValueError('e' * 20_000_000)", context_id=ctx)
     assert body["error"]["name"] == "ErrorTooLarge", body["error"]["name"]
     assert "too large" in body["error"]["value"]
-    assert client.run("1 + 1", context_id=ctx_capped)["items"][0]["text"] == "2"
+    assert client.run("1 + 1", context_id=ctx)["items"][0]["text"] == "2"
