@@ -296,10 +296,10 @@ class Execution:
                     if strays == 1:
                         log.warning("%s: dropped a frame of another execution", context.id)
                 elif kind in ("stdout", "stderr"):
-                    self._emit_all(lines.feed(kind, frame.get("text", "")))
+                    self._emit_all(lines.feed(kind, frame["text"]))
                 elif kind in ITEM_KINDS:
-                    if items.admit(frame.get("bytes", 0)):
-                        item = bundle_to_item(frame.get("bundle") or {}, primary=kind == "result")
+                    if items.admit(frame["bytes"]):
+                        item = bundle_to_item(frame["bundle"], primary=kind == "result")
                         self._emit({"type": "result", "data": item})
                 elif kind == "oversized":
                     failed = self._oversized(frame, lines, items) or failed
@@ -320,9 +320,9 @@ class Execution:
     def _oversized(self, frame: dict[str, Any], lines: OutputLines, items: ItemCap) -> bool:
         """A frame too long to be read was skipped: count it as what it was. True if it was
         the execution's error (which is then told without its text)."""
-        kind, size = frame.get("kind"), frame.get("bytes")
-        if size.__class__ is not int or size < 0:  # forged by the code: a count is all it can be
-            size = 0
+        # Made by the server's frame reader from the frame's length (``decode_worker_frame``
+        # refuses an "oversized" frame from the worker itself).
+        kind, size = frame["kind"], frame["bytes"]
         if kind in ITEM_KINDS:
             items.admit(size)
         elif kind in ("stdout", "stderr"):

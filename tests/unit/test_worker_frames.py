@@ -34,6 +34,9 @@ def test_frames_of_the_protocol_pass(message: dict) -> None:
         (b'{"text": "x"}', "unknown type 'None'"),
         (b'{"type": ["done"], "id": 1}', "unknown type"),
         (b'{"type": "bogus", "id": 1}', "unknown type 'bogus'"),
+        # the server's own markers: a worker (its code) cannot pass one off as the server's
+        (b'{"type": "oversized", "kind": "error", "bytes": -1}', "unknown type 'oversized'"),
+        (b'{"type": "wake", "id": 1}', "unknown type 'wake'"),
         (b'{"type": "done"}', "'done' frame without a valid 'id'"),
         (b'{"type": "done", "id": "1"}', "'done' frame without a valid 'id'"),
         (b'{"type": "stdout", "id": 1}', "'stdout' frame without a valid 'text'"),
