@@ -8,7 +8,8 @@ namespace, before any user code runs, and keeps it obeying one policy at a time:
 - ``slirp4netns`` for outbound traffic: a user-mode TCP/IP stack on the host's side, with
   the host's loopback switched off, its own DNS off, run sandboxed (no capabilities but
   binding low ports, seccomp); it exits when the server's end of its exit pipe closes;
-- a DNS forwarder (:mod:`cellbox.sandbox.dns`) on ``127.0.0.53:53`` of the namespace.
+- a DNS forwarder (:mod:`cellbox.sandbox.dns`) on ``127.0.0.53:53`` of the namespace (UDP
+  and TCP).
 """
 
 from __future__ import annotations
@@ -67,14 +68,19 @@ def is_own_namespace(ns_fd: int) -> bool:
     return (own.st_dev, own.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
-def _dns_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def _dns_sockets() -> tuple[socket.socket, socket.socket]:
+    """The resolver's UDP socket and listening TCP socket, on port 53 of the namespace."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.bind((DNS_ADDRESS, 53))
+        udp.bind((DNS_ADDRESS, 53))
+        tcp.bind((DNS_ADDRESS, 53))
+        tcp.listen(dns.MAX_TCP_CONNECTIONS)
     except OSError:
-        sock.close()
+        udp.close()
+        tcp.close()
         raise
-    return sock
+    return udp, tcp
 
 
 class Link:
@@ -108,12 +114,13 @@ class Link:
             self._stop_dns()
         elif self._dns is None:
             forwarder = dns.Forwarder(policy, self._network.nameservers, self.allow)
-            sock = await asyncio.to_thread(in_namespace, self._ns_fd, _dns_socket)
+            sockets = await asyncio.to_thread(in_namespace, self._ns_fd, _dns_sockets)
             if self._ns_fd < 0:  # closed meanwhile
-                sock.close()
+                for sock in sockets:
+                    sock.close()
                 raise NetworkError("the context's network is closed")
             self._dns = forwarder
-            await dns.serve(sock, forwarder)
+            await forwarder.serve(*sockets)
         else:
             self._dns.policy = policy
         self.policy = policy
