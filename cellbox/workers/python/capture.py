@@ -75,6 +75,24 @@ class TextSink(io.TextIOBase):
                 outbox.put_text(self._kind, s)
         return n
 
+    def write_to_fd(self) -> None:
+        """In a forked child (``os.fork``, ``multiprocessing``): write straight to fd 1 or 2,
+        the worker's capture pipes; the child has no sender thread to take the outbox's text."""
+        self.write = self._write_fd  # type: ignore[method-assign]
+
+    def _write_fd(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        data = memoryview(s.encode("utf-8", "replace"))
+        while data:
+            try:
+                data = data[os.write(self._fd, data) :]
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        return len(s)
+
     def writable(self) -> bool:
         return True
 

@@ -116,6 +116,7 @@ class Worker:
         self.capture.install()
         self._streams = (TextSink(self, STDOUT, 1), TextSink(self, STDERR, 2))
         sys.stdout, sys.stderr = self._streams
+        os.register_at_fork(after_in_child=self._in_forked_child)
         sys.stdin = NoStdin()
         signal.signal(signal.SIGINT, self._on_sigint)
         self._start_directory_history()
@@ -141,6 +142,12 @@ class Worker:
                     self._finish()
                 except BaseException as again:
                     self.log.write(f"could not finish the execution: {again!r}")
+
+    def _in_forked_child(self) -> None:
+        """A child the code forked prints into the pipes the worker reads, as in Jupyter."""
+        assert self._streams is not None
+        for sink in self._streams:
+            sink.write_to_fd()
 
     def _chdir(self, path: Any) -> None:
         """``chdir`` (between executions): answered at once, not held back like output."""
