@@ -32,3 +32,22 @@ def test_forked_children_print_into_the_cell(client: Client):
         "parent done",
     ]
     assert body["logs"]["stderr"] == ["child log"]
+
+
+def test_history_tail_and_search(client: Client, ctx: str):
+    # %history -l and -g read the session's inputs (no history database is kept).
+    for code in ("a = 1", "b = 2", "a = 3"):
+        client.run(code, context_id=ctx)
+    assert client.run("%history -l 2", context_id=ctx)["logs"]["stdout"] == ["b = 2", "a = 3"]
+    assert client.run("%history -n -l 1", context_id=ctx)["logs"]["stdout"] == [
+        "   4: %history -l 2"
+    ]
+    assert client.run("%history -g a =", context_id=ctx)["logs"]["stdout"] == [
+        "   1: a = 1",
+        "   3: a = 3",
+        "   6: %history -g a =",
+    ]
+    assert client.run("%history -g -l 1 a", context_id=ctx)["logs"]["stdout"] == ["%history -g a ="]
+    rerun = client.run("%rerun", context_id=ctx)["logs"]["stdout"]
+    assert rerun[:2] == ["=== Executing: ===", "%history -g -l 1 a"]
+    assert client.run("b = 5\n%rerun -g b =\nb", context_id=ctx)["items"][0]["text"] == "2"

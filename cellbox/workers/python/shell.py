@@ -84,6 +84,51 @@ def make_shell_class(worker: Worker) -> Any:
 
         _recent = ("", "", "", "")  # _iii, _ii, _i and this cell's input, as IPython keeps them
 
+        # ``%history -l``/``-g`` and ``%rerun`` read these; IPython's read the database.
+        def get_tail(
+            self,
+            n: int | None = 10,
+            raw: bool = True,
+            output: bool = False,
+            include_latest: bool = False,
+        ) -> list[tuple[int, int, Any]]:
+            """The session's last ``n`` inputs, before the running one unless
+            ``include_latest``."""
+            inputs = self.input_hist_raw if raw else self.input_hist_parsed
+            stop = len(inputs) if include_latest else len(inputs) - 1
+            start = max(1, stop - (10 if n is None else n))
+            return [self._entry(inputs, line, output) for line in range(start, stop)]
+
+        def search(
+            self,
+            pattern: str = "*",
+            raw: bool = True,
+            search_raw: bool = True,
+            output: bool = False,
+            n: int | None = None,
+            unique: bool = False,
+        ) -> list[tuple[int, int, Any]]:
+            """The session's inputs that match the glob ``pattern``, oldest first."""
+            import fnmatch
+
+            searched = self.input_hist_raw if search_raw else self.input_hist_parsed
+            lines = [
+                line
+                for line in range(1, len(searched))
+                if fnmatch.fnmatchcase(searched[line], pattern)
+            ]
+            if unique:  # the latest of equal inputs
+                latest = {searched[line]: line for line in lines}
+                lines = sorted(latest.values())
+            if n is not None:
+                lines = lines[-n:] if n > 0 else []
+            inputs = self.input_hist_raw if raw else self.input_hist_parsed
+            return [self._entry(inputs, line, output) for line in lines]
+
+        @staticmethod
+        def _entry(inputs: list[str], line: int, output: bool) -> tuple[int, int, Any]:
+            return (0, line, (inputs[line], None) if output else inputs[line])
+
     class Publisher(DisplayPublisher):
         def publish(
             self,
