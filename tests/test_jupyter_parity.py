@@ -51,3 +51,18 @@ def test_history_tail_and_search(client: Client, ctx: str):
     rerun = client.run("%rerun", context_id=ctx)["logs"]["stdout"]
     assert rerun[:2] == ["=== Executing: ===", "%history -g -l 1 a"]
     assert client.run("b = 5\n%rerun -g b =\nb", context_id=ctx)["items"][0]["text"] == "2"
+
+
+def test_xmode_minimal_drops_the_frames(client: Client, ctx: str):
+    client.run("def fail():\n    raise RuntimeError('bad')", context_id=ctx)
+    assert client.run("%xmode Minimal", context_id=ctx)["logs"]["stdout"] == [
+        "Exception reporting mode: Minimal"
+    ]
+    error = client.run("fail()", context_id=ctx)["error"]
+    assert error == {"name": "RuntimeError", "value": "bad", "traceback": "RuntimeError: bad\n"}
+    chained = "try:\n    fail()\nexcept RuntimeError as e:\n    raise ValueError('wrapped') from e"
+    assert client.run(chained, context_id=ctx)["error"]["traceback"] == "ValueError: wrapped\n"
+    client.run("%xmode Context", context_id=ctx)
+    traceback = client.run("fail()", context_id=ctx)["error"]["traceback"]
+    assert traceback.startswith("Traceback (most recent call last):\n")
+    assert 'File "<cell 1>", line 2, in fail' in traceback

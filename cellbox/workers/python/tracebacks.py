@@ -15,11 +15,16 @@ class Tracebacks:
     """Formats exceptions, hiding the worker's frames and IPython's around the user's."""
 
     def __init__(
-        self, usage_error: type[BaseException], formatters_file: str, internal_dirs: tuple[str, ...]
+        self,
+        usage_error: type[BaseException],
+        formatters_file: str,
+        internal_dirs: tuple[str, ...],
+        interactive_tb: Any = None,
     ) -> None:
         self._usage_error = usage_error
         self._formatters_file = formatters_file
         self._internal_dirs = internal_dirs
+        self._interactive_tb = interactive_tb  # IPython's, whose mode ``%xmode`` sets
 
     def in_formatter(self, tb: Any) -> bool:
         """Did a ``_repr_*_`` method fail (IPython then skips that format)?"""
@@ -30,8 +35,11 @@ class Tracebacks:
             return strip_ansi(f"UsageError: {value}\n")  # IPython's own wording, no frames
         try:
             exc = traceback.TracebackException(etype, value, tb, compact=True)
-            self._trim(exc, set(), isinstance(value, SystemExit))
-            text = "".join(exc.format())
+            if getattr(self._interactive_tb, "mode", None) == "Minimal":
+                text = "".join(exc.format_exception_only())  # the exception alone (%xmode)
+            else:
+                self._trim(exc, set(), isinstance(value, SystemExit))
+                text = "".join(exc.format())
         except Exception:
             try:
                 text = "".join(traceback.format_exception_only(etype, value))

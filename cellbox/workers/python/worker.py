@@ -86,7 +86,9 @@ class Worker:
         self.shell.compile.get_code_name = self._code_name
         self.figures.install(self.shell.display_formatter)
         internal = (os.path.dirname(IPython.__file__) + os.sep,)
-        self.tracebacks = Tracebacks(UsageError, formatters.__file__, internal)
+        self.tracebacks = Tracebacks(
+            UsageError, formatters.__file__, internal, self.shell.InteractiveTB
+        )
 
         builtins.input = capture.no_input
         import getpass
