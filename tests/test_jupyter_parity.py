@@ -66,3 +66,13 @@ def test_xmode_minimal_drops_the_frames(client: Client, ctx: str):
     traceback = client.run("fail()", context_id=ctx)["error"]["traceback"]
     assert traceback.startswith("Traceback (most recent call last):\n")
     assert 'File "<cell 1>", line 2, in fail' in traceback
+
+
+def test_binary_stdin_fails_as_clearly_as_text_stdin(client: Client, ctx: str):
+    # Jupyter reads end of input there; here every read of standard input tells why it
+    # cannot be, in the same words (not an AttributeError about an object of the worker).
+    for read in ("sys.stdin.buffer.read()", "sys.stdin.buffer.readline()", "next(iter(sys.stdin))"):
+        error = client.run(f"import sys; {read}", context_id=ctx, timeout_ms=10_000)["error"]
+        assert error is not None, read
+        assert error["name"] == "StdinNotImplementedError", (read, error)
+        assert "without standard input" in error["value"]

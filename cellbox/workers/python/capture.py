@@ -172,6 +172,10 @@ class NoStdin(io.TextIOBase):
     def readlines(self, hint: int | None = -1) -> list[str]:  # type: ignore[override]
         raise _stdin_error("sys.stdin.readlines()")
 
+    @property
+    def buffer(self) -> NoStdinBuffer:
+        return _NO_STDIN_BUFFER
+
     def isatty(self) -> bool:
         return False
 
@@ -180,6 +184,40 @@ class NoStdin(io.TextIOBase):
 
     def close(self) -> None:
         pass
+
+
+class NoStdinBuffer(io.BufferedIOBase):
+    """``sys.stdin.buffer``: reading fails at once, as reading ``sys.stdin`` does."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise _stdin_error("sys.stdin.buffer.read()")
+
+    def read1(self, size: int = -1) -> bytes:
+        raise _stdin_error("sys.stdin.buffer.read1()")
+
+    def readinto(self, buffer: Any) -> int:
+        raise _stdin_error("sys.stdin.buffer.readinto()")
+
+    def readline(self, size: int | None = -1) -> bytes:
+        raise _stdin_error("sys.stdin.buffer.readline()")
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        raise _stdin_error("sys.stdin.buffer.readlines()")
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+_NO_STDIN_BUFFER = NoStdinBuffer()
 
 
 def no_input(prompt: object = "") -> str:
