@@ -7,12 +7,13 @@
 // * TypeScript: `module.stripTypeScriptTypes` in "strip" mode (positions preserved, so
 //   traceback lines/columns match the user's code); when the code uses syntax that
 //   needs code generation (enum, namespace, parameter properties, `<T>x`), "transform"
-//   mode. Code without any character or keyword that TypeScript-only syntax needs
-//   (`1+1`, `f(x)`) skips the transform (~0.1 ms). Then import_rewrite.mjs rewrites
-//   what a REPL script cannot contain: static `import` declarations become
-//   `const ... = await import(...)`, `export` keywords are dropped, and `import(...)` is
-//   routed through a helper (code evaluated through the inspector has no module
-//   referrer, so Node's own dynamic import would fail). The tokenizer it works on
+//   mode, whose source map gives stack frames and compile errors the cell's own lines
+//   and columns (source_maps.mjs). Code without any character or keyword that
+//   TypeScript-only syntax needs (`1+1`, `f(x)`) skips the transform (~0.1 ms). Then
+//   import_rewrite.mjs rewrites what a REPL script cannot contain: static `import`
+//   declarations become `const ... = await import(...)`, `export` keywords are dropped,
+//   and `import(...)` is routed through a helper (code evaluated through the inspector
+//   has no module referrer, so Node's own dynamic import would fail). The tokenizer it works on
 //   (tokenizer.mjs) also finds the cell's last statement: a result is reported only
 //   when that statement is an expression (V8's completion value of `1; let x = 2` or of
 //   `for (...) { x }` would otherwise leak out).
@@ -45,6 +46,7 @@ import { releaseGroup, remoteValue, replEvaluate } from './inspector.mjs';
 import { INTERRUPT, S } from './output.mjs';
 import { errorFields, mimeBundle, plain } from './render.mjs';
 import { redeclarationCandidates } from './redeclare.mjs';
+import { originalPosition, rememberSourceMap } from './source_maps.mjs';
 import { isNonExpressionStatement, statementHeads, tokenize } from './tokenizer.mjs';
 import { syntaxErrorFromTs, toJavaScript, warmUpTypeScript } from './typescript.mjs';
 
@@ -72,6 +74,8 @@ export function newExecution(id, cell) {
     envBackup: [], // [name, value before (undefined: unset)] of each variable it set
     finished: false,
     source: '',
+    code: '', // the code compiled last (the user's, before typescript.mjs)
+    map: null, // its source map when it needed generated code (source_maps.mjs)
     group: `cell-${id}`,
     scope: newScope(), // the code this cell runs, through its awaits and timers
   };
@@ -140,6 +144,8 @@ function compile(ex, code) {
   const out = toJavaScript(code);
   let js = out.js;
   ex.transformed = out.transformed;
+  ex.map = out.map;
+  ex.code = code;
   ex.source = js;
   let toks = null;
   if (StringPrototypeIncludes(js, 'import') || StringPrototypeIncludes(js, 'export')) {
@@ -152,6 +158,7 @@ function compile(ex, code) {
 
 function evaluate(ex, js) {
   ex.evaluated = js;
+  if (ex.map) rememberSourceMap(`cell-${ex.cell}`, ex.map);
   runInScope(ex.scope, () =>
     replEvaluate(`${js}\n//# sourceURL=cell-${ex.cell}`, ex.group, (err, res, sync) =>
       onEvaluated(ex, err, res, sync),
@@ -209,7 +216,14 @@ function syntaxErrorFromDetails(ex, details, thrown) {
     line = lines.length - 1;
     column = lines[line].length;
   }
-  const sourceLine = lines[line];
+  let sourceLine = lines[line];
+  const at = ex.map ? originalPosition(`cell-${ex.cell}`, line + 1, column + 1) : null;
+  if (at !== null) {
+    // generated code (typescript.mjs): the cell's own line
+    line = at.line - 1;
+    column = at.column - 1;
+    sourceLine = StringPrototypeSplit(ex.code, '\n')[line];
+  }
   let where = `cell-${ex.cell}:${line + 1}`;
   if (sourceLine !== undefined) where += `\n${sourceLine}\n${StringPrototypeRepeat(' ', column)}^`;
   fields.traceback = plain(`${where}\n\n${fields.name}: ${fields.value}`);

@@ -83,6 +83,7 @@ export const StringPrototypeCharCodeAt = uncurry(String.prototype.charCodeAt);
 export const StringPrototypeEndsWith = uncurry(String.prototype.endsWith);
 export const StringPrototypeIncludes = uncurry(String.prototype.includes);
 export const StringPrototypeIndexOf = uncurry(String.prototype.indexOf);
+export const StringPrototypeLastIndexOf = uncurry(String.prototype.lastIndexOf);
 export const StringPrototypeRepeat = uncurry(String.prototype.repeat);
 export const StringPrototypeReplaceAll = uncurry(String.prototype.replaceAll); // string patterns only
 export const StringPrototypeSlice = uncurry(String.prototype.slice);

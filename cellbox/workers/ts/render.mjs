@@ -33,6 +33,7 @@ import {
   StringPrototypeTrim,
   Uint8ArrayCtor,
 } from './intrinsics.mjs';
+import { userPositionFrame } from './source_maps.mjs';
 
 const { inspect } = util;
 const { isNativeError } = util.types;
@@ -142,7 +143,7 @@ function userFrames(frames) {
     if (StringPrototypeStartsWith(file, WORKER_DIR) || StringPrototypeStartsWith(file, WORKER_URL)) {
       continue;
     }
-    ArrayPrototypePush(kept, frame);
+    ArrayPrototypePush(kept, userPositionFrame(frame));
   }
   return kept;
 }

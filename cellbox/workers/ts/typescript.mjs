@@ -11,6 +11,7 @@ import {
   StringPrototypeStartsWith,
 } from './intrinsics.mjs';
 import { plain } from './render.mjs';
+import { splitSourceMap } from './source_maps.mjs';
 
 export function syntaxErrorFromTs(err, cellName) {
   const message = plain(err && err.message ? err.message : StringCtor(err));
@@ -28,22 +29,24 @@ export function syntaxErrorFromTs(err, cellName) {
 const MAYBE_TYPESCRIPT =
   /[:<!?@]|\b(?:as|enum|interface|type|namespace|module|declare|abstract|implements|private|public|protected|readonly|satisfies|override|accessor|keyof|infer|asserts|unique|is)\b/;
 
-// JavaScript for a cell; `transformed` when code had to be generated (positions moved).
+// JavaScript for a cell; `transformed` when code had to be generated (positions moved, `map`
+// the base64 source map back to the code's own; see source_maps.mjs).
 export function toJavaScript(code) {
-  if (!regExpTest(MAYBE_TYPESCRIPT, code)) return { js: code, transformed: false };
+  if (!regExpTest(MAYBE_TYPESCRIPT, code)) return { js: code, transformed: false, map: null };
   return withBuiltIns(() => {
     try {
-      return { js: stripTypeScriptTypes(code, STRIP), transformed: false };
+      return { js: stripTypeScriptTypes(code, STRIP), transformed: false, map: null };
     } catch (err) {
       if (err && err.code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
-        return { js: stripTypeScriptTypes(code, TRANSFORM), transformed: true };
+        const out = splitSourceMap(stripTypeScriptTypes(code, TRANSFORM));
+        return { js: out.js, transformed: true, map: out.map };
       }
       throw err;
     }
   });
 }
 const STRIP = { mode: 'strip' };
-const TRANSFORM = { mode: 'transform' };
+const TRANSFORM = { mode: 'transform', sourceMap: true };
 
 
 // The first transform loads a wasm module (~50 ms): pay it before `ready`, and swallow the
@@ -53,7 +56,7 @@ export function warmUpTypeScript() {
   process.emitWarning = () => {};
   try {
     stripTypeScriptTypes('let a: number = 1', { mode: 'strip' });
-    stripTypeScriptTypes('enum E { A }', { mode: 'transform' });
+    stripTypeScriptTypes('enum E { A }', TRANSFORM);
   } finally {
     process.emitWarning = emitWarning;
   }
