@@ -1,8 +1,10 @@
 """TypeScript contexts read as the user wrote them: positions in cells whose TypeScript needs
-generated code (enum, namespace, parameter properties)."""
+generated code (enum, namespace, parameter properties), and named imports of CommonJS
+modules."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -45,3 +47,40 @@ def test_errors_in_a_cell_with_generated_code_name_the_users_lines(
         f"cell-3:{lines + 2}\nconst twice = 1; const twice = 2\n{' ' * 23}^\n\n"
         "SyntaxError: Identifier 'twice' has already been declared"
     ), compile_error
+
+
+def test_named_imports_of_a_commonjs_module_are_its_exports_objects_properties(
+    client: Client, ts: str
+) -> None:
+    # lodash's shape: one function object whose properties are the API; Node's static
+    # analysis of CommonJS finds no named export in it
+    library = json.dumps(
+        "function lib() {}\nlib.chunk = (a, n) => [a.slice(0, n), a.slice(n)];\n"
+        "lib.VERSION = '4';\nmodule.exports = lib;\n"
+    )
+    setup = client.run(
+        "const fs = require('fs');\n"
+        f"fs.writeFileSync('lib.cjs', {library});\n"
+        "fs.mkdirSync('node_modules/shaped', { recursive: true });\n"
+        "fs.writeFileSync('node_modules/shaped/package.json', '{\"name\": \"shaped\"}');\n"
+        f"fs.writeFileSync('node_modules/shaped/index.js', {library});",
+        context_id=ts,
+    )
+    assert setup["error"] is None, setup
+    body = client.run(
+        "import { chunk, VERSION } from './lib.cjs'\n"
+        "import shaped, { chunk as split, missing } from 'shaped'\n"
+        "[chunk([1, 2, 3], 1), VERSION, split === shaped.chunk, missing]",
+        context_id=ts,
+    )
+    assert body["error"] is None, body
+    assert body["items"] == [
+        {"is_primary": True, "text": "[ [ [ 1 ], [ 2, 3 ] ], '4', true, undefined ]"}
+    ]
+    # ES modules and built-ins keep their own exports
+    esm = client.run(
+        "require('fs').writeFileSync('esm.mjs', 'export const a = 1; export default { b: 2 };');\n"
+        "import { a, b } from './esm.mjs'\nimport { join } from 'node:path'\n[a, b, typeof join]",
+        context_id=ts,
+    )
+    assert esm["items"] == [{"is_primary": True, "text": "[ 1, undefined, 'function' ]"}], esm

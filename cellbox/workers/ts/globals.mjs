@@ -10,6 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { installEsmHooks } from './esm_hooks.mjs';
 import { IMPORT_HELPER } from './import_rewrite.mjs';
 import {
+  ArrayIsArray,
   ErrorCtor,
   ObjectAssign,
   ObjectDefineProperty,
@@ -86,7 +87,24 @@ userRequire.resolve = (request, options) => currentRequire().resolve(request, op
 userRequire.resolve.paths = (request) => currentRequire().resolve.paths(request);
 userRequire.cache = currentRequire().cache;
 
-function cellImport(specifier, options) {
+// A static import's names of a CommonJS module: Node exports the names its static analysis
+// finds in the module's code (none for `module.exports = lib` with `lib.chunk = ...`,
+// lodash's shape); the others are read off the exports object, as TypeScript's CommonJS
+// output, Deno and bundlers do. ES modules and built-ins keep their own exports.
+function withCommonJsNames(namespace, names) {
+  if (!('module.exports' in namespace)) return namespace;
+  const exported = namespace['module.exports'];
+  const view = { __proto__: null };
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
+    if (name in namespace) view[name] = namespace[name];
+    else if (exported !== null && exported !== undefined) view[name] = exported[name];
+  }
+  return view;
+}
+
+// `import(specifier, options)` of a cell; `names` are those of a static import.
+function cellImport(specifier, options, names) {
   const spec = StringCtor(specifier);
   let target = spec;
   if (
@@ -105,7 +123,10 @@ function cellImport(specifier, options) {
       target = spec;
     }
   }
-  const loading = options === undefined ? import(target) : import(target, options);
+  let loading = options === undefined ? import(target) : import(target, options);
+  if (ArrayIsArray(names)) {
+    loading = PromisePrototypeThen(loading, (namespace) => withCommonJsNames(namespace, names));
+  }
   return PromisePrototypeThen(loading, undefined, (err) => {
     // Node names the importing module: that is this worker, not the user's cell.
     const cwd = processCwd();

@@ -22,13 +22,15 @@ function importEdit(src, toks, hi) {
   const { def, ns, spec, attrs } = parsed;
   const start = toks[hi].s;
   const end = toks[parsed.next - 1].e;
-  const attrText = attrs ? `, { with: ${StringPrototypeSlice(src, attrs[0].s, attrs[1].e)} }` : '';
-  const call = `await ${IMPORT_HELPER}(${StringPrototypeSlice(src, spec.s, spec.e)}${attrText})`;
+  const attrObject = attrs ? `{ with: ${StringPrototypeSlice(src, attrs[0].s, attrs[1].e)} }` : null;
+  const specText = StringPrototypeSlice(src, spec.s, spec.e);
+  const call = `await ${IMPORT_HELPER}(${specText}${attrObject ? `, ${attrObject}` : ''})`;
   let text;
   if (ns !== null) {
     text = `const ${ns} = ${call}${def !== null ? `, ${def} = ${ns}.default` : ''};`;
   } else if (parsed.named !== null) {
     const parts = def !== null ? [`default: ${def}`] : [];
+    const names = def !== null ? ["'default'"] : [];
     for (let i = 0; i < parsed.named.length; i++) {
       const { item, local } = parsed.named[i];
       const imported = item.k === 'str' ? StringPrototypeSlice(src, item.s, item.e) : item.v;
@@ -36,8 +38,11 @@ function importEdit(src, toks, hi) {
         parts,
         local === null || local === imported ? imported : `${imported}: ${local}`,
       );
+      ArrayPrototypePush(names, item.k === 'str' ? imported : `'${imported}'`);
     }
-    text = `const { ${ArrayPrototypeJoin(parts, ', ')} } = ${call};`;
+    // The helper gets the names too: a CommonJS module's are read off its exports object.
+    const named = `await ${IMPORT_HELPER}(${specText}, ${attrObject ?? 'undefined'}, [${ArrayPrototypeJoin(names, ', ')}])`;
+    text = `const { ${ArrayPrototypeJoin(parts, ', ')} } = ${named};`;
   } else if (def !== null) {
     text = `const ${def} = (${call}).default;`;
   } else {

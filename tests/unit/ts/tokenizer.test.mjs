@@ -15,13 +15,17 @@ const rewritten = (src) => rewrite(src, tokenize(src));
 test('static imports become awaited dynamic imports through the helper', () => {
   assert.equal(
     rewritten('import { a, b as c } from "m"'),
-    `const { a, b: c } = await ${IMPORT_HELPER}("m");`,
+    `const { a, b: c } = await ${IMPORT_HELPER}("m", undefined, ['a', 'b']);`,
   );
   assert.equal(
     rewritten('import x from "y"; import * as ns from "z"'),
     `const x = (await ${IMPORT_HELPER}("y")).default; const ns = await ${IMPORT_HELPER}("z");`,
   );
   assert.equal(rewritten('const m = await import("q")'), `const m = await ${IMPORT_HELPER}("q")`);
+  assert.equal(
+    rewritten('import d, { "x-y" as xy } from "m" with { type: "json" }'),
+    `const { default: d, "x-y": xy } = await ${IMPORT_HELPER}("m", { with: { type: "json" } }, ['default', "x-y"]);`,
+  );
 });
 
 test('export keywords are blanked, keeping positions', () => {
