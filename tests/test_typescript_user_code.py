@@ -1,6 +1,6 @@
-"""TypeScript contexts read as the user wrote them: positions in cells whose TypeScript needs
-generated code (enum, namespace, parameter properties), and named imports of CommonJS
-modules."""
+"""TypeScript contexts as their user meets them: positions in cells whose TypeScript needs
+generated code (enum, namespace, parameter properties), named imports of CommonJS modules,
+the output of child processes given the worker's stdout/stderr."""
 
 from __future__ import annotations
 
@@ -84,3 +84,25 @@ def test_named_imports_of_a_commonjs_module_are_its_exports_objects_properties(
         context_id=ts,
     )
     assert esm["items"] == [{"is_primary": True, "text": "[ 1, undefined, 'function' ]"}], esm
+
+
+def test_child_processes_with_inherited_stdio_print_into_the_answer(
+    client: Client, ts: str
+) -> None:
+    body = client.run(
+        "import { execSync } from 'node:child_process'\n"
+        "const cp = require('child_process')\n"
+        "const shown = execSync('echo one; echo two >&2', { stdio: 'inherit' })\n"
+        "cp.spawnSync('sh', ['-c', 'echo three'], { stdio: [0, 1, 2] })\n"
+        "cp.execFileSync('sh', ['-c', 'echo four'], { stdio: ['ignore', process.stdout, 'pipe'] })\n"
+        "const child = cp.spawn('sh', ['-c', 'echo five; echo six >&2'], { stdio: 'inherit' })\n"
+        "await new Promise((done) => child.on('close', done))\n"
+        "let failed; try { execSync('exit 3', { stdio: 'inherit' }) } catch (e) { failed = e }\n"
+        "[shown, failed.message, failed.status]",
+        context_id=ts,
+    )
+    assert body["error"] is None, body
+    assert body["logs"] == {"stdout": ["one", "three", "four", "five"], "stderr": ["two", "six"]}
+    assert body["items"] == [
+        {"is_primary": True, "text": "[ null, 'Command failed: exit 3', 3 ]"}
+    ], body

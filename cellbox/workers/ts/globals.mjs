@@ -7,6 +7,7 @@ import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+import { installChildOutput } from './child_output.mjs';
 import { installEsmHooks } from './esm_hooks.mjs';
 import { IMPORT_HELPER } from './import_rewrite.mjs';
 import {
@@ -161,4 +162,5 @@ export function installGlobals() {
   });
   installTimers();
   installStdin();
+  installChildOutput();
 }

@@ -59,8 +59,8 @@
 //   fire any more (timers.mjs), so a loop that sleeps stays asleep; if it awaits
 //   something else (a network answer, a promise of an earlier cell) that settles later,
 //   the rest of the cell runs then, in the background.
-// * Output written straight to fd 1/2 (fs.writeSync(1), child processes with
-//   stdio 'inherit') bypasses the capture.
+// * Output written straight to fd 1/2 (fs.writeSync(1)) bypasses the capture; child
+//   processes given them (stdio 'inherit') get pipes instead (child_output.mjs).
 
 // Modules: main.mjs (this: startup, the protocol) · cell.mjs (one execution's cell:
 // env, REPL script, evaluation, outcome) · io_thread.mjs · output.mjs (the ordered
@@ -68,7 +68,8 @@
 // (statements) · import_rewrite.mjs (imports, exports) · typescript.mjs · render.mjs
 // (values, errors, bundles) · globals.mjs (display, require, import) · timers.mjs ·
 // cell_scope.mjs (which cell code belongs to) · esm_hooks.mjs · intrinsics.mjs (the
-// built-ins the worker uses, taken at startup: cells may replace or delete the globals).
+// built-ins the worker uses, taken at startup: cells may replace or delete the globals) ·
+// child_output.mjs (child processes given the worker's stdout/stderr).
 
 import { MessageChannel, MessagePort } from 'node:worker_threads';
 
