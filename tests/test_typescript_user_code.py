@@ -106,3 +106,16 @@ def test_child_processes_with_inherited_stdio_print_into_the_answer(
     assert body["items"] == [
         {"is_primary": True, "text": "[ null, 'Command failed: exit 3', 3 ]"}
     ], body
+
+
+def test_typescript_import_equals_and_an_export_list_before_the_value(
+    client: Client, ts: str
+) -> None:
+    body = client.run(
+        "import fs = require('fs')\ntypeof fs.readFileSync",
+        context_id=ts,
+    )
+    assert body["error"] is None, body
+    assert body["items"] == [{"is_primary": True, "text": "'function'"}]
+    exported = client.run("export {}\n'the value'", context_id=ts)
+    assert exported["items"] == [{"is_primary": True, "text": "'the value'"}], exported

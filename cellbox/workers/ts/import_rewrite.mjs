@@ -94,7 +94,7 @@ export function rewrite(src, toks) {
         if (j < 0) continue;
         j++;
         while (j < toks.length && toks[j].k !== 'str' && toks[j].v !== ';' && !toks[j].nl) j++;
-        if (j < toks.length && toks[j].k === 'str') j++;
+        if (j < toks.length && toks[j].k === 'str' && toks[j - 1].v === 'from') j++;
         if (j < toks.length && toks[j].v === ';') j++;
         const end = toks[j - 1].e;
         ArrayPrototypePush(edits, { s: t.s, e: end, text: blank(src, t.s, end) });

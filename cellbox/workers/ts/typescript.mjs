@@ -24,10 +24,11 @@ export function syntaxErrorFromTs(err, cellName) {
   return { name: 'SyntaxError', value: message, traceback };
 }
 
-// Every TypeScript-only construct needs one of these; code without any is plain
-// JavaScript that stripping would return unchanged, so the transform is skipped.
+// Every TypeScript-only construct needs one of these (`import x = require("m")` its `=`);
+// code without any is plain JavaScript that stripping would return unchanged, so the
+// transform is skipped.
 const MAYBE_TYPESCRIPT =
-  /[:<!?@]|\b(?:as|enum|interface|type|namespace|module|declare|abstract|implements|private|public|protected|readonly|satisfies|override|accessor|keyof|infer|asserts|unique|is)\b/;
+  /[:<!?@]|\b(?:as|enum|interface|type|namespace|module|declare|abstract|implements|private|public|protected|readonly|satisfies|override|accessor|keyof|infer|asserts|unique|is)\b|\bimport\s+[$\w]+\s*=/;
 
 // JavaScript for a cell; `transformed` when code had to be generated (positions moved, `map`
 // the base64 source map back to the code's own; see source_maps.mjs).

@@ -35,6 +35,13 @@ test('export keywords are blanked, keeping positions', () => {
   assert.equal(out.trim(), 'const d = 1;');
 });
 
+test('an export list is blanked up to its own end', () => {
+  assert.equal(rewritten('export {}\n"next"'), '         \n"next"');
+  assert.equal(rewritten("export { a }\n'b'; c"), "            \n'b'; c");
+  assert.equal(rewritten('export { a } from "m"; b').trim(), 'b');
+  assert.equal(rewritten('export * as ns from "m"\nb').trim(), 'b');
+});
+
 test('code without imports is left as it is', () => {
   for (const src of ['let x = 1; x + 1', 'a.import = 2', '"import x from y"']) {
     assert.equal(rewritten(src), src);
