@@ -1,15 +1,17 @@
 """TypeScript contexts as their user meets them: positions in cells whose TypeScript needs
 generated code (enum, namespace, parameter properties), named imports of CommonJS modules,
-the output of child processes given the worker's stdout/stderr."""
+the output of child processes given the worker's stdout/stderr, interrupting a cell that
+waits for a child process."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import Client
+from tests.conftest import STARTED, Client
 
 
 @pytest.fixture
@@ -119,3 +121,35 @@ def test_typescript_import_equals_and_an_export_list_before_the_value(
     assert body["items"] == [{"is_primary": True, "text": "'function'"}]
     exported = client.run("export {}\n'the value'", context_id=ts)
     assert exported["items"] == [{"is_primary": True, "text": "'the value'"}], exported
+
+
+def test_an_interrupt_ends_the_child_process_the_cell_waits_for_and_keeps_the_state(
+    client: Client, ts: str
+) -> None:
+    started = client.run(
+        "const { spawn, execSync } = require('child_process')\n"
+        "const server = spawn('sleep', ['60']); let kept = 1\n"
+        "await new Promise((done) => setTimeout(done, 200))",
+        context_id=ts,
+    )
+    assert started["error"] is None, started
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(
+                client.run,
+                STARTED["typescript"] + "execSync('sleep 60'); 'finished'",
+                context_id=ts,
+            )
+            client.wait_started(ts)
+            client.post(f"/contexts/{ts}/interrupt")
+            body = running.result(timeout=30)
+        assert body["error"]["name"] == "Interrupted", body
+        assert "lost" not in body["error"]["value"], body
+        timed_out = client.run("execSync('sleep 60')", context_id=ts, timeout_ms=500)
+        assert timed_out["error"]["name"] == "TimeoutError", timed_out
+        assert "lost" not in timed_out["error"]["value"], timed_out
+        # the state is kept, and the child an earlier cell started still runs
+        after = client.run("[kept, server.exitCode, server.signalCode]", context_id=ts)
+        assert after["items"] == [{"is_primary": True, "text": "[ 1, null, null ]"}], after
+    finally:
+        client.run("server.kill()", context_id=ts)

@@ -34,6 +34,7 @@ export function ioThread() {
   let seq = 0;
   const unfinished = [];
   let interrupting = 0;
+  const startedAt = new Map(); // execution id -> Date.now() when it was handed on
 
   function release(bytes) {
     Atomics.sub(S, PENDING, bytes);
@@ -84,6 +85,7 @@ export function ioThread() {
     if (msg.op === 'execute') {
       const id = ++seq;
       unfinished.push(id);
+      startedAt.set(id, Date.now());
       const env = msg.env && typeof msg.env === 'object' ? msg.env : {};
       const code = typeof msg.code === 'string' ? msg.code : '';
       // `serverId`: the server's id of the execution, echoed on its frames (output.mjs)
@@ -104,6 +106,68 @@ export function ioThread() {
     }
   }
 
+  // The processes the main thread started during the execution, with their descendants.
+  // A main thread blocked in a synchronous call that waits for a child (execSync,
+  // spawnSync) can be stopped only once the child ends: an interrupt ends them as Ctrl-C
+  // in a terminal would (SIGINT), so the call returns and the termination lands, and the
+  // context keeps its state instead of being killed after its grace period. Children of
+  // earlier executions (a server a cell started) are left alone.
+  function childrenOf(pid, tid) {
+    try {
+      const text = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'latin1').trim();
+      return text ? text.split(' ').map(Number) : [];
+    } catch {
+      return [];
+    }
+  }
+  function descendants(pid, out) {
+    let tasks = [];
+    try {
+      tasks = fs.readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return;
+    }
+    for (const tid of tasks) {
+      for (const child of childrenOf(pid, tid)) {
+        if (child > 0 && !out.includes(child)) {
+          out.push(child);
+          descendants(child, out);
+        }
+      }
+    }
+  }
+  function startedSinceBoot(pid) {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[19]) / 100; // starttime, in clock ticks (USER_HZ, 100 on Linux)
+  }
+  function interruptChildren(since) {
+    try {
+      const uptime = Number(fs.readFileSync('/proc/uptime', 'latin1').split(' ')[0]);
+      const bootAt = Date.now() / 1000 - uptime;
+      const targets = [];
+      for (const child of childrenOf(process.pid, process.pid)) {
+        try {
+          // an earlier execution's (both clocks count in hundredths of a second here)
+          if (bootAt + startedSinceBoot(child) < since / 1000 - 0.02) continue;
+        } catch {
+          continue; // gone already
+        }
+        targets.push(child);
+        descendants(child, targets);
+      }
+      for (const pid of targets) {
+        try {
+          process.kill(pid, 'SIGINT');
+        } catch {
+          // gone already
+        }
+      }
+    } catch {
+      // no /proc: the server's grace period applies
+    }
+  }
+
   function interrupt(id) {
     Atomics.store(S, INTERRUPT, id);
     parentPort.postMessage({ op: 'interrupt', id });
@@ -112,6 +176,7 @@ export function ioThread() {
     const started = Date.now();
     let lastTerminate = 0;
     let lastPost = started;
+    let childrenInterrupted = false;
     const tick = () => {
       if (!unfinished.includes(id) || eof) {
         if (interrupting === id) {
@@ -127,6 +192,11 @@ export function ioThread() {
       if ((state === 'R' || state === '?' || now - started > 1000) && now - lastTerminate >= 200) {
         lastTerminate = now;
         terminateMain();
+      }
+      if (state !== 'R' && !childrenInterrupted && now - started >= 300) {
+        // not answering, not running: maybe waiting for a child process
+        childrenInterrupted = true;
+        interruptChildren(startedAt.get(id) ?? started);
       }
       if (now - lastPost >= 250) {
         lastPost = now;
@@ -163,6 +233,7 @@ export function ioThread() {
     if (m.finished) {
       const at = unfinished.indexOf(m.finished);
       if (at >= 0) unfinished.splice(at, 1);
+      startedAt.delete(m.finished);
       if (interrupting === m.finished) {
         interrupting = 0;
         dropSession();

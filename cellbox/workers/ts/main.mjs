@@ -47,9 +47,11 @@
 //   Interrupted executions: name "Interrupted".
 //
 // Known limits:
-// * Code blocked inside a system call (child_process.execSync, a read on a pipe) can
-//   only be terminated once the call returns; the server kills the worker after its
-//   grace period.
+// * Code blocked inside a system call (a read on a pipe, a synchronous sleep) can only
+//   be terminated once the call returns; the server kills the worker after its grace
+//   period. A call that waits for a child process (execSync, spawnSync) returns once
+//   the io thread has sent SIGINT to the processes this execution started, as Ctrl-C
+//   in a terminal would (io_thread.mjs).
 // * Terminating JS that runs inside an async scope pushed by Node's own JavaScript
 //   aborts the process. setTimeout/setInterval/setImmediate callbacks are moved out of
 //   that scope (see timers.mjs); code run through AsyncResource.runInAsyncScope
