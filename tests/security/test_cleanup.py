@@ -113,8 +113,9 @@ STUBBORN = {
         "import time\nwhile True:\n    try:\n        time.sleep(10)\n"
         "    except KeyboardInterrupt:\n        pass"
     ),
-    # blocks in native code, where V8 cannot terminate it
-    "typescript": "require('node:child_process').execSync('sleep 4242.777')",
+    # blocks in native code, where V8 cannot terminate it, on a child that ignores the
+    # SIGINT an interrupt sends to the children of the execution
+    "typescript": "require('node:child_process').execSync(\"trap '' INT; sleep 4242.777\")",
 }
 
 
