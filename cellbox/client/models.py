@@ -15,9 +15,11 @@ BINARY_FORMATS = ("png", "jpeg", "pdf")
 TEXT_FORMATS = ("text", "html", "markdown", "svg", "latex", "javascript")
 # Python's default repr (``<IPython.core.display.HTML object>``): a text that says nothing.
 _PLACEHOLDER = re.compile(r"<[\w.]+ object( at 0x[0-9a-f]+)?>")
+# Longer texts are cut in an item's repr: a figure's SVG or a table's HTML would fill a screen.
+REPR_CHARS = 80
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Item:
     """One rich output of an execution (a value, a ``display()``, a figure)."""
 
@@ -63,6 +65,22 @@ class Item:
             out["extra"] = self.extra
         return out
 
+    def __repr__(self) -> str:
+        """The representations present, long texts cut and binary ones as their size (the
+        whole PNG of a figure would bury the rest of an execution's repr)."""
+        shown = ["is_primary=True"] if self.is_primary else []
+        for name in TEXT_FORMATS:
+            if (value := getattr(self, name)) is not None:
+                shown.append(f"{name}={_cut(value)}")
+        for name in BINARY_FORMATS:
+            if (value := getattr(self, name)) is not None:
+                shown.append(f"{name}=<{len(value)} bytes>")
+        if self.json is not None:
+            shown.append(f"json={_cut(repr(self.json), quote=False)}")
+        if self.extra:
+            shown.append(f"extra=<{', '.join(self.extra)}>")
+        return f"Item({', '.join(shown)})"
+
     @property
     def readable(self) -> str | None:
         """The item as text for a reader: ``text``, unless that is only the default
@@ -78,6 +96,14 @@ class Item:
         """The representations present, e.g. ``["text", "png"]``."""
         names = [*TEXT_FORMATS, *BINARY_FORMATS, "json"]
         return [name for name in names if getattr(self, name) is not None] + list(self.extra)
+
+
+def _cut(text: str, quote: bool = True) -> str:
+    """``text`` for a repr (quoted when ``quote``), cut after ``REPR_CHARS`` with its length told."""
+    if len(text) <= REPR_CHARS:
+        return repr(text) if quote else text
+    start = repr(text[:REPR_CHARS]) if quote else text[:REPR_CHARS]
+    return f"{start}…<{len(text)} chars>"
 
 
 def is_placeholder(text: str) -> bool:
