@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator, Mapping
-from typing import IO, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import anyio.to_thread
 import httpx
@@ -11,7 +11,7 @@ from httpx_sse import EventSource
 
 from cellbox.client import calls, core
 from cellbox.client.calls import Call
-from cellbox.client.errors import ConnectionFailed, NotFound, StreamClosed
+from cellbox.client.errors import APIError, CellboxError, ConnectionFailed, NotFound, StreamClosed
 from cellbox.client.models import ContextInfo, Event, Execution, FileInfo, Unpacked, Uploaded
 
 T = TypeVar("T")
@@ -80,10 +80,20 @@ class AsyncClient:
     async def _upload(self, call: Call[T], source: core.Source) -> T:
         opened = core.open_source(source)
         try:
-            content = _read_chunks(opened.file)
+            content = _read_chunks(opened)
             return await self._send(call, content=content, headers=opened.upload_headers())
+        except ConnectionFailed as exc:
+            if (refused := await self._refused_upload(opened)) is not None:
+                raise refused from exc
+            raise
         finally:
             opened.close()
+
+    async def _refused_upload(self, opened: core.OpenSource) -> APIError | None:
+        try:
+            return core.refused_upload(opened, await self.info())
+        except CellboxError:
+            return None
 
     # ---- the API ----
 
@@ -119,9 +129,10 @@ class AsyncClient:
         return await self._send(calls.info())
 
 
-async def _read_chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
+async def _read_chunks(opened: core.OpenSource) -> AsyncIterator[bytes]:
     # Local disk reads go to a thread so a slow disk never stalls the event loop.
-    while chunk := await anyio.to_thread.run_sync(file.read, core.CHUNK):
+    while chunk := await anyio.to_thread.run_sync(opened.file.read, core.CHUNK):
+        opened.sent += len(chunk)
         yield chunk
 
 

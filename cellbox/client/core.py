@@ -20,6 +20,7 @@ from cellbox.client.errors import (
     CellboxError,
     ConfigurationError,
     ConnectionFailed,
+    PayloadTooLarge,
     RequestTimeout,
     StreamClosed,
     error_for,
@@ -181,6 +182,12 @@ class OpenSource:
     file: IO[bytes]
     size: int | None
     owned: bool
+    sent: int = 0  # bytes read from the file for the request so far
+
+    def chunks(self) -> Iterator[bytes]:
+        while chunk := self.file.read(CHUNK):
+            self.sent += len(chunk)
+            yield chunk
 
     def close(self) -> None:
         if self.owned:
@@ -220,20 +227,32 @@ def _remaining(file: IO[bytes]) -> int | None:
         return None
 
 
-def read_chunks(file: IO[bytes]) -> Iterator[bytes]:
-    while chunk := file.read(CHUNK):
-        yield chunk
+def refused_upload(opened: OpenSource, info: Mapping[str, Any]) -> PayloadTooLarge | None:
+    """The 413 an upload whose connection broke most likely met: past the upload limit
+    (``info``: ``GET /info``), the server answers 413, reads a bounded rest of the body and
+    closes, and a client still sending may see only the reset, not the answer."""
+    limit = (info.get("limits") or {}).get("upload_limit_bytes")
+    size = opened.size if opened.size is not None else opened.sent
+    if not isinstance(limit, int) or size <= limit:
+        return None
+    return PayloadTooLarge(
+        f"upload larger than the limit ({limit} bytes): the server refused it and closed the "
+        "connection",
+        413,
+    )
 
 
 @contextmanager
 def destination(dest: Destination) -> Iterator[IO[bytes]]:
-    """``dest`` opened for writing; a file created here is removed again when the block fails."""
+    """``dest`` opened for writing; a file written here is removed again when the block fails
+    (one that could not be opened, e.g. a read-only file, is left as it was)."""
     if not isinstance(dest, str | os.PathLike):
         yield dest
         return
     path = Path(dest)
+    file = open(path, "wb")  # noqa: SIM115 - closed by the with below
     try:
-        with open(path, "wb") as file:
+        with file:
             yield file
     except BaseException:
         path.unlink(missing_ok=True)

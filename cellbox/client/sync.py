@@ -11,7 +11,7 @@ from httpx_sse import EventSource
 
 from cellbox.client import calls, core
 from cellbox.client.calls import Call
-from cellbox.client.errors import ConnectionFailed, NotFound, StreamClosed
+from cellbox.client.errors import APIError, CellboxError, ConnectionFailed, NotFound, StreamClosed
 from cellbox.client.models import ContextInfo, Event, Execution, FileInfo, Unpacked, Uploaded
 
 T = TypeVar("T")
@@ -86,10 +86,20 @@ class Client:
     def _upload(self, call: Call[T], source: core.Source) -> T:
         opened = core.open_source(source)
         try:
-            content = core.read_chunks(opened.file)
-            return self._send(call, content=content, headers=opened.upload_headers())
+            return self._send(call, content=opened.chunks(), headers=opened.upload_headers())
+        except ConnectionFailed as exc:
+            if (refused := self._refused_upload(opened)) is not None:
+                raise refused from exc
+            raise
         finally:
             opened.close()
+
+    def _refused_upload(self, opened: core.OpenSource) -> APIError | None:
+        """Whether an upload cut short was one past the server's limit (see core)."""
+        try:
+            return core.refused_upload(opened, self.info())
+        except CellboxError:
+            return None
 
     # ---- the API ----
 

@@ -4,6 +4,30 @@ and what ``--help`` promises (real server, real processes)."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from cellbox.client import AsyncClient, Client, PayloadTooLarge
+from tests.conftest import Server
+
+UPLOAD_LIMIT_MB = 1
+# Past the limit the server reads at most 64 MiB more of a body before it closes the
+# connection (api/body_limit.py); an upload longer than that meets the close.
+PAST_THE_DRAIN = 96 << 20
+
+
+@pytest.fixture(scope="module")
+def small_uploads() -> Iterator[Server]:
+    srv = Server(upload_limit_mb=UPLOAD_LIMIT_MB, pool_python=1, pool_typescript=0).start()
+    yield srv
+    srv.stop()
+    srv.cleanup()
+
 
 def test_an_execution_with_a_figure_prints_short(sdk):
     code = (
@@ -18,3 +42,46 @@ def test_an_execution_with_a_figure_prints_short(sdk):
     assert f"png=<{len(figure.png)} bytes>" in text and f"<{len(figure.svg)} chars>" in text
     assert "Item(is_primary=True, text=\"'done'\")" in text
     sdk.contexts.delete(run.context_id)
+
+
+def test_a_download_into_a_file_that_cannot_be_opened_leaves_that_file(sdk, tmp_path):
+    # A local file the download cannot open for writing (for a user: a read-only file; here,
+    # as root, a running program) was deleted by the failed download.
+    program = tmp_path / "program"
+    shutil.copy("/bin/sleep", program)
+    running = subprocess.Popen([program, "60"])
+    try:
+        with sdk.contexts.create() as ctx:
+            ctx.files.upload("data.csv", b"a,b\n")
+            with pytest.raises(OSError) as failed:
+                ctx.files.download("data.csv", program)
+            assert failed.value.errno == errno.ETXTBSY
+            assert program.read_bytes() == open("/bin/sleep", "rb").read()
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_an_upload_past_the_limit_is_payload_too_large_in_both_faces(small_uploads, tmp_path):
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as file:
+        file.truncate(PAST_THE_DRAIN)
+
+    with Client(small_uploads.url, small_uploads.token) as client:
+        with client.contexts.create() as ctx, pytest.raises(PayloadTooLarge, match="limit"):
+            ctx.files.upload("big.bin", big)
+
+    async def scenario() -> None:
+        async with AsyncClient(small_uploads.url, small_uploads.token) as client:
+            async with client.contexts.create() as ctx:
+                with pytest.raises(PayloadTooLarge, match="limit") as refused:
+                    await ctx.files.upload("big.bin", big)
+                assert refused.value.status == 413
+                # A pipe: no size known, only what was sent.
+                with subprocess.Popen(["cat", big], stdout=subprocess.PIPE) as cat:
+                    with pytest.raises(PayloadTooLarge, match="limit"):
+                        await ctx.files.upload("big.bin", cat.stdout)
+                    cat.kill()
+                assert await ctx.files.list() == []
+
+    asyncio.run(scenario())
