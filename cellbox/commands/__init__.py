@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 from cellbox.client import CellboxError, Client, Context, InvalidRequest, Unauthorized
-from cellbox.client.core import KEY_VAR, URL_VAR, Config, token_file
+from cellbox.client.core import DEFAULT_URL, KEY_VAR, URL_VAR, Config, token_file
 from cellbox.commands.output import print_json
 
 # Exit statuses: the user's code failed / cellbox could not do what was asked.
@@ -35,11 +35,13 @@ def source_text(data: bytes | str, where: str) -> str:
         ) from exc
 
 
-def connection_options(json_output: bool = True) -> argparse.ArgumentParser:
+def connection_options(
+    json_output: bool = True, url_default: str = DEFAULT_URL
+) -> argparse.ArgumentParser:
     """Options every client command takes (a parent parser); ``--json`` where output is printed."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("server")
-    group.add_argument("--url", help=f"server URL (env {URL_VAR}, default http://127.0.0.1:8000)")
+    group.add_argument("--url", help=f"server URL (env {URL_VAR}, default {url_default})")
     group.add_argument("--api-key", help=f"API token (env {KEY_VAR}; a local server's token file)")
     if json_output:
         group.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -75,7 +77,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     for module in (execute, contexts, repl):
         module.register(commands, parent, new_context_options())
     files.register(commands, parent)
-    mcp.register(commands, connection_options(json_output=False))
+    mcp.register(commands, connection_options(json_output=False, url_default="a server of its own"))
 
 
 def create_context(client: Client, args: argparse.Namespace, language: str) -> Context:

@@ -39,7 +39,9 @@ def register(
         parents=[parent, new_context],
         help="run code and print its output",
         description="Run code in a context. Without --context a fresh context is created and "
-        "deleted afterwards (--keep keeps it). Exit status 1 when the code fails.",
+        "deleted afterwards (--keep keeps it). Exit status: 0 when the code ran, 1 when it "
+        "failed (its error is printed), 2 when cellbox could not run it (server down, wrong "
+        "token, bad input: one line on stderr says why).",
     )
     parser.add_argument("code", nargs="?", help="the code; '-' reads it from standard input")
     parser.add_argument("-f", "--file", type=Path, help="read the code from this file")

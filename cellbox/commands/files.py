@@ -28,7 +28,10 @@ def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentPars
     get.add_argument("context", metavar="CONTEXT")
     get.add_argument("remote", help="path in the context")
     get.add_argument(
-        "local", nargs="?", help="local file ('-' for standard output; default: its name)"
+        "local",
+        nargs="?",
+        help="local file ('-' for standard output); a directory: the file keeps its name in it "
+        "(default: its name, here)",
     )
     get.set_defaults(handler=lambda args: run(get_file, args))
     ls = actions.add_parser("ls", parents=[parent], help="list a directory")
@@ -58,7 +61,10 @@ def put_file(args: argparse.Namespace) -> None:
 
 
 def get_file(args: argparse.Namespace) -> None:
-    local = args.local or posixpath.basename(args.remote.rstrip("/"))
+    name = posixpath.basename(args.remote.rstrip("/"))
+    local = args.local or name
+    if local != "-" and (local.endswith("/") or Path(local).is_dir()):
+        local = str(Path(local) / name)  # a directory, as for cp: the file keeps its name in it
     with client_for(args) as client:
         files = client.contexts.get(args.context).files
         if local == "-":

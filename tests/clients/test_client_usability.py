@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from cellbox.client import AsyncClient, Client, PayloadTooLarge
+from tests.clients.test_cli import cli
 from tests.conftest import Server
 
 UPLOAD_LIMIT_MB = 1
@@ -62,6 +63,17 @@ def test_a_download_into_a_file_that_cannot_be_opened_leaves_that_file(sdk, tmp_
         running.wait()
 
 
+def test_cli_files_get_into_a_directory_keeps_the_name(server, sdk, tmp_path):
+    with sdk.contexts.create() as ctx:
+        ctx.files.upload("out/report.csv", b"x,y\n1,2\n")
+        for local in (str(tmp_path), f"{tmp_path}/"):
+            done = cli(server, "files", "get", ctx.id, "out/report.csv", local)
+            assert done.returncode == 0, done.stderr
+            assert (tmp_path / "report.csv").read_bytes() == b"x,y\n1,2\n"
+            assert done.stdout == f"{tmp_path / 'report.csv'}  8 bytes\n"
+            (tmp_path / "report.csv").unlink()
+
+
 def test_an_upload_past_the_limit_is_payload_too_large_in_both_faces(small_uploads, tmp_path):
     big = tmp_path / "big.bin"
     with open(big, "wb") as file:
@@ -85,3 +97,10 @@ def test_an_upload_past_the_limit_is_payload_too_large_in_both_faces(small_uploa
                 assert await ctx.files.list() == []
 
     asyncio.run(scenario())
+
+
+def test_help_tells_the_exit_statuses_and_where_mcp_finds_a_server(server):
+    exec_help = " ".join(cli(server, "exec", "--help").stdout.split())
+    assert "1 when it failed" in exec_help and "2 when cellbox could not run it" in exec_help
+    mcp_help = " ".join(cli(server, "mcp", "--help").stdout.split())
+    assert "default a server of its own" in mcp_help and "8000" not in mcp_help
