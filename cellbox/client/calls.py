@@ -127,7 +127,9 @@ def execute_body(
     if env:
         body["env_vars"] = dict(env)
     if timeout is not None:
-        body["timeout_ms"] = round(timeout * 1000)
+        # A positive timeout under half a millisecond is 1 ms, not the 0 the API refuses.
+        millis = round(timeout * 1000)
+        body["timeout_ms"] = max(millis, 1) if timeout > 0 else millis
     return body
 
 

@@ -104,3 +104,13 @@ def test_help_tells_the_exit_statuses_and_where_mcp_finds_a_server(server):
     assert "1 when it failed" in exec_help and "2 when cellbox could not run it" in exec_help
     mcp_help = " ".join(cli(server, "mcp", "--help").stdout.split())
     assert "default a server of its own" in mcp_help and "8000" not in mcp_help
+
+
+def test_a_timeout_under_half_a_millisecond_is_one_not_zero(sdk):
+    # round() made it 0 ms, which the API refuses (400 on timeout_ms, a field the caller never
+    # named); MCP's run_code allows any timeout_s above 0.
+    with sdk.contexts.create() as ctx:
+        ctx.execute("import time")
+        run = ctx.execute("time.sleep(2)", timeout=0.0004)
+        assert run.error is not None and run.error.name == "TimeoutError", run
+        assert "after 1 ms" in run.error.value
