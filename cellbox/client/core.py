@@ -203,9 +203,20 @@ class OpenSource:
 def open_source(source: Source) -> OpenSource:
     """A readable binary file for ``source`` (path, bytes or file object) and its size if known."""
     if isinstance(source, bytes | bytearray | memoryview):
-        return OpenSource(io.BytesIO(bytes(source)), len(source), owned=True)
+        data = bytes(source)  # the length of a memoryview counts its items, not bytes
+        return OpenSource(io.BytesIO(data), len(data), owned=True)
     if isinstance(source, str | os.PathLike):
-        handle = open(source, "rb")  # noqa: SIM115 - closed by OpenSource.close
+        try:
+            handle = open(source, "rb")  # noqa: SIM115 - closed by OpenSource.close
+        except FileNotFoundError as exc:
+            if not isinstance(source, str):
+                raise
+            raise FileNotFoundError(  # a str may have been meant as the content itself
+                exc.errno,
+                "no such local file (a str names the file to upload: to upload text itself, "
+                "pass it as bytes, e.g. text.encode())",
+                source,
+            ) from exc
         return OpenSource(handle, os.fstat(handle.fileno()).st_size, owned=True)
     if isinstance(source, io.TextIOBase) or not callable(getattr(source, "read", None)):
         raise TypeError(

@@ -4,6 +4,7 @@ and what ``--help`` promises (real server, real processes)."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import errno
 import shutil
@@ -114,3 +115,12 @@ def test_a_timeout_under_half_a_millisecond_is_one_not_zero(sdk):
         run = ctx.execute("time.sleep(2)", timeout=0.0004)
         assert run.error is not None and run.error.name == "TimeoutError", run
         assert "after 1 ms" in run.error.value
+
+
+def test_upload_sources_a_memoryview_and_a_str_that_names_no_file(sdk):
+    with sdk.contexts.create() as ctx:
+        numbers = array.array("i", [1, 2, 3])  # 3 items, 12 bytes
+        assert ctx.files.upload("n.bin", memoryview(numbers)).size == numbers.itemsize * 3
+        assert ctx.files.download("n.bin") == numbers.tobytes()
+        with pytest.raises(FileNotFoundError, match=r"text\.encode\(\)"):
+            ctx.files.upload("note.txt", "hello, world")
