@@ -61,26 +61,43 @@ class Config:
     ) -> Config:
         """Arguments first, then ``CELLBOX_URL``/``CELLBOX_API_KEY``, then a local server's token file."""
         environ = os.environ if environ is None else environ
-        url = check_url((url or environ.get(URL_VAR) or DEFAULT_URL).rstrip("/"))
-        if api_key:
-            return cls(url, api_key, timeout, "argument")
+        url = check_url((url or environ.get(URL_VAR) or DEFAULT_URL).strip().rstrip("/"))
+        # Whitespace around a token is not part of it (a file read whole ends in a newline).
+        if api_key and (key := api_key.strip()):
+            return cls(url, check_key(key), timeout, "argument")
         if key := environ.get(KEY_VAR, "").strip():
-            return cls(url, key, timeout, KEY_VAR)
+            return cls(url, check_key(key), timeout, KEY_VAR)
         path = token_file(environ)
         if is_local(url) and (key := read_token_file(path)):
-            return cls(url, key, timeout, str(path))
+            return cls(url, check_key(key), timeout, str(path))
         return cls(url, None, timeout)
 
 
 def check_url(url: str) -> str:
     """``url`` if it names an HTTP server; else a clear error now, not a puzzling one later."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        httpx.URL(url)  # what the requests will be made of: a port that is no number, …
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ConfigurationError(
+            f"the cellbox server URL {url!r} is not a valid URL ({exc}): check --url or {URL_VAR}"
+        ) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"the cellbox server URL must look like {DEFAULT_URL} (http:// or https://, then the "
             f"host), got {url!r}: check --url or {URL_VAR}"
         )
     return url
+
+
+def check_key(key: str) -> str:
+    """``key`` if it can be sent in a header; else a clear error now (not a failed request)."""
+    if key.isascii() and key.isprintable():
+        return key
+    raise ConfigurationError(
+        "the API token holds characters a header cannot carry (it is printable ASCII, as "
+        f"`cellbox serve` makes it): check --api-key, {KEY_VAR} or the token file"
+    )
 
 
 def is_local(url: str) -> bool:

@@ -124,3 +124,21 @@ def test_upload_sources_a_memoryview_and_a_str_that_names_no_file(sdk):
         assert ctx.files.download("n.bin") == numbers.tobytes()
         with pytest.raises(FileNotFoundError, match=r"text\.encode\(\)"):
             ctx.files.upload("note.txt", "hello, world")
+
+
+def test_a_url_or_token_that_cannot_be_sent_is_named_and_a_token_file_read_whole_works(
+    server, tmp_path
+):
+    for url in ("http://localhost:80a", "http://[::1"):  # a traceback before
+        done = cli(server, "contexts", "ls", url=url)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("cellbox: error: the cellbox server URL"), done.stderr
+    done = cli(server, "exec", "1", key="tök")
+    assert done.returncode == 2 and "characters a header cannot carry" in done.stderr, done
+    # A token as a file holds it (newline at the end) and a URL pasted with spaces.
+    token = tmp_path / "token"
+    token.write_text(server.token + "\n")
+    with Client(f" {server.url} ", token.read_text()) as client:
+        run = client.execute("6 * 7")
+        assert run.text == "42"
+        client.contexts.delete(run.context_id)
