@@ -9,12 +9,17 @@ import asyncio
 import errno
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from mcp import Client as McpClient
+from mcp import MCPError
 
 from cellbox.client import AsyncClient, Client, PayloadTooLarge
 from tests.clients.test_cli import cli
+from tests.clients.test_mcp import configured, text_of
 from tests.conftest import Server
 
 UPLOAD_LIMIT_MB = 1
@@ -142,3 +147,32 @@ def test_a_url_or_token_that_cannot_be_sent_is_named_and_a_token_file_read_whole
         run = client.execute("6 * 7")
         assert run.text == "42"
         client.contexts.delete(run.context_id)
+
+
+def test_an_mcp_run_code_call_the_host_gives_up_on_stops_the_code(server):
+    async def scenario() -> None:
+        async with McpClient(configured(server)) as client:
+            await client.call_tool("run_code", {"code": "x = 5"})
+            code = "import time\nfor i in range(30):\n    time.sleep(1)\nx = 99"
+            with pytest.raises(MCPError):
+                await client.call_tool("run_code", {"code": code}, read_timeout_seconds=2)
+            started = time.monotonic()
+            after = text_of(await client.call_tool("run_code", {"code": "x"}))
+            # Not queued behind the 30 s loop, which never got to set x.
+            assert "result: 5" in after and time.monotonic() - started < 10, after
+
+    asyncio.run(scenario())
+
+
+def test_one_client_shared_by_threads(sdk):
+    contexts = [sdk.contexts.create() for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(contexts)) as pool:
+            sums = list(pool.map(lambda ctx: ctx.execute(f"sum(range({len(ctx.id)}))"), contexts))
+            texts = list(pool.map(lambda ctx: ctx.execute("'alone'").text, contexts))
+        assert [run.text for run in sums] == [str(sum(range(len(c.id)))) for c in contexts]
+        assert texts == ["'alone'"] * len(contexts)
+        assert [run.context_id for run in sums] == [ctx.id for ctx in contexts]
+    finally:
+        for ctx in contexts:
+            ctx.delete()
