@@ -15,7 +15,7 @@ import httpx
 import orjson
 
 from cellbox.client.core import URL_VAR, Config, create_timeout, execution_timeout
-from cellbox.client.errors import APIError
+from cellbox.client.errors import APIError, ContextNotFound
 from cellbox.client.models import ContextInfo, Execution, FileInfo, Unpacked, Uploaded
 
 T = TypeVar("T")
@@ -183,7 +183,12 @@ def _archive_params(path: str | None) -> dict[str, str]:
 
 
 def context_path(context: str | HasId, *rest: str) -> str:
-    return "/".join(["/contexts", quote(context_id(context), safe=""), *rest])
+    ident = context_id(context)
+    if not ident or "/" in ident:
+        # No context has such an id, and in a URL it names another route (a redirect or a
+        # bare "Not Found" would say less).
+        raise ContextNotFound(f"context {ident!r} not found: an id is never empty nor has a '/'")
+    return "/".join(["/contexts", quote(ident, safe=""), *rest])
 
 
 # ---- files ----

@@ -93,7 +93,7 @@ def execute(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         context = (
             existing_context(client, args)
-            if args.context
+            if args.context is not None
             else create_context(client, args, language_of(args) or "python")
         )
         try:
@@ -109,7 +109,7 @@ def execute(args: argparse.Namespace) -> int:
 def _run(
     client: Client, context: Context, code: str, args: argparse.Namespace, env: dict[str, str]
 ) -> Execution:
-    language = language_of(args) if args.context else None
+    language = language_of(args) if args.context is not None else None
     if args.json:
         execution = client.execute(
             code, language=language, context=context, env=env, timeout=args.timeout

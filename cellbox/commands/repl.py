@@ -136,7 +136,7 @@ def _history() -> Iterator[None]:
 
 def repl(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        if args.context:
+        if args.context is not None:
             context, owned = existing_context(client, args), False
         else:
             context, owned = create_context(client, args, args.language), True

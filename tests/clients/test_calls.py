@@ -62,7 +62,7 @@ def test_context_calls(http):
 
     listed = calls.list_contexts().result(orjson.dumps({"items": [INFO, INFO]}))
     assert [info.id for info in listed] == ["ctx_1", "ctx_1"]
-    assert calls.get_context("a/b").path == "/contexts/a%2Fb"
+    assert calls.get_context("a?b c").path == "/contexts/a%3Fb%20c"  # ("a/b": no context)
     deleted = calls.delete_context(core.ContextView(ContextInfo("ctx_2", "python")))
     assert (deleted.method, deleted.path, deleted.result(b"")) == (
         "DELETE",

@@ -17,7 +17,7 @@ import pytest
 from mcp import Client as McpClient
 from mcp import MCPError
 
-from cellbox.client import AsyncClient, Client, PayloadTooLarge
+from cellbox.client import AsyncClient, Client, ContextNotFound, PayloadTooLarge
 from tests.clients.test_cli import cli
 from tests.clients.test_mcp import configured, text_of
 from tests.conftest import Server
@@ -176,3 +176,16 @@ def test_one_client_shared_by_threads(sdk):
     finally:
         for ctx in contexts:
             ctx.delete()
+
+
+def test_an_empty_context_id_is_no_context(server, sdk):
+    # A script's unset variable: `cellbox exec -c "$CTX" …` ran in a new context and left it.
+    before = {ctx.id for ctx in sdk.contexts.list()}
+    done = cli(server, "exec", "-c", "", "x = 1")
+    assert done.returncode == 2 and "context '' not found" in done.stderr, done
+    assert {ctx.id for ctx in sdk.contexts.list()} == before
+    # In a URL it named other routes: a redirect ("point CELLBOX_URL at …") or a bare 404.
+    for call in (sdk.contexts.delete, sdk.contexts.restart, sdk.contexts.get):
+        for bad in ("", "ctx/other"):
+            with pytest.raises(ContextNotFound, match="never empty"):
+                call(bad)
