@@ -149,7 +149,20 @@ def _stdin_error(what: str) -> BaseException:
     return StdinNotImplementedError(_STDIN_MESSAGE.format(what))
 
 
-class NoStdin(io.TextIOBase):
+class _ClosedTerminal:
+    """What both stdin stand-ins answer alike: no terminal, fd 0, closing does nothing."""
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+class NoStdin(_ClosedTerminal, io.TextIOBase):
     """``sys.stdin``: there is no standard input; reading fails at once."""
 
     @property
@@ -176,17 +189,8 @@ class NoStdin(io.TextIOBase):
     def buffer(self) -> NoStdinBuffer:
         return _NO_STDIN_BUFFER
 
-    def isatty(self) -> bool:
-        return False
 
-    def fileno(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
-class NoStdinBuffer(io.BufferedIOBase):
+class NoStdinBuffer(_ClosedTerminal, io.BufferedIOBase):
     """``sys.stdin.buffer``: reading fails at once, as reading ``sys.stdin`` does."""
 
     def readable(self) -> bool:
@@ -206,15 +210,6 @@ class NoStdinBuffer(io.BufferedIOBase):
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
         raise _stdin_error("sys.stdin.buffer.readlines()")
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
 
 
 _NO_STDIN_BUFFER = NoStdinBuffer()
