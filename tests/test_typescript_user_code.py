@@ -1,11 +1,12 @@
 """TypeScript contexts as their user meets them: positions in cells whose TypeScript needs
 generated code (enum, namespace, parameter properties), named imports of CommonJS modules,
-the output of child processes given the worker's stdout/stderr, interrupting a cell that
-waits for a child process."""
+the output of child processes given the worker's stdout/stderr, output written to fds 1
+and 2 through fs, interrupting a cell that waits for a child process."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -153,3 +154,55 @@ def test_an_interrupt_ends_the_child_process_the_cell_waits_for_and_keeps_the_st
         assert after["items"] == [{"is_primary": True, "text": "[ 1, null, null ]"}], after
     finally:
         client.run("server.kill()", context_id=ts)
+
+
+FD_WRITES = """\
+import { writeSync } from 'node:fs'
+const fs = require('fs')
+console.log('log 1'); fs.writeSync(1, 'fd 1\\n'); fs.writeSync(2, 'fd 2\\n'); console.log('log 2')
+writeSync(process.stdout.fd, Buffer.from('-bytes-\\n'), 1, 5); fs.writeSync(1, '\\n')
+fs.writeSync(1, new Uint8Array([0xe2, 0x82])); process.stdout.write(new Uint8Array([0xac, 10]))
+fs.writevSync(1, [Buffer.from('v1 '), Buffer.from('v2\\n')])
+fs.writeFileSync(1, 'file\\n'); fs.appendFileSync(process.stderr.fd, 'append\\n')
+fs.writeFileSync('/dev/stdout', 'dev stdout\\n')
+await new Promise((done) => fs.write(1, 'callback\\n', done))
+const stream = fs.createWriteStream(null, { fd: 1 })
+stream.end('stream\\n'); await new Promise((done) => stream.on('close', done))
+const named = fs.createWriteStream('/dev/stderr')
+named.end('dev stderr\\n'); await new Promise((done) => named.on('close', done))
+let bad; try { fs.writeSync(1, 42) } catch (e) { bad = e.code }
+const kept = fs.openSync('kept.txt', 'w'); fs.writeSync(kept, 'in the file'); fs.closeSync(kept)
+console.log('still', fs.readFileSync('kept.txt', 'utf8'))
+setTimeout(() => { fs.writeSync(1, 'later\\n'); fs.writeSync(2, 'later 2\\n') }, 10)
+await new Promise((done) => setTimeout(done, 50));
+[fs.writeSync(1, 'é'), bad, kept > 2]
+"""
+
+
+def test_output_written_to_fds_1_and_2_is_the_answers_stdout_and_stderr(
+    client: Client, ts: str
+) -> None:
+    # fs.writeSync(1) and its kin, /dev/stdout, a stream on fd 1 (closing it leaves fd 1 as
+    # it was, so a file opened later does not take its number): in order with console.log
+    body = client.run(FD_WRITES, context_id=ts)
+    assert body["error"] is None, body
+    assert body["logs"] == {
+        "stdout": [
+            "log 1", "fd 1", "log 2", "bytes", "\u20ac", "v1 v2", "file", "dev stdout",
+            "callback", "stream", "still in the file", "later", "\u00e9",
+        ],
+        "stderr": ["fd 2", "append", "dev stderr", "later 2"],
+    }, body  # fmt: skip
+    assert body["items"] == [{"is_primary": True, "text": "[ 2, 'ERR_INVALID_ARG_TYPE', true ]"}], (
+        body
+    )
+    # streamed as events; a write after the cell ended comes with the next execution
+    events = client.events(
+        "setTimeout(() => require('fs').writeSync(1, 'after\\n'), 10)\n"
+        "require('fs').writeSync(2, 'now\\n'); undefined",
+        context_id=ts,
+    )
+    assert {"type": "stderr", "data": "now"} in events, events
+    time.sleep(0.2)
+    following = client.run("console.log('next')", context_id=ts)
+    assert following["logs"]["stdout"] == ["after", "next"], following

@@ -71,9 +71,20 @@ class CaptureStream extends Writable {
   }
 }
 
+let capturedStdout = null;
+let capturedStderr = null;
+
+/** Bytes written to fd 1 or 2 by other means (fd_output.mjs): told as the process.stdout or
+ * process.stderr write of them would be, through the same decoder (a character split
+ * between the two ways still arrives whole). */
+export function emitFdBytes(fd, bytes) {
+  const stream = fd === 1 ? capturedStdout : capturedStderr;
+  emitText(stream.type, stream._text(bytes));
+}
+
 export function installConsole() {
-  const capturedStdout = new CaptureStream('stdout', 1);
-  const capturedStderr = new CaptureStream('stderr', 2);
+  capturedStdout = new CaptureStream('stdout', 1);
+  capturedStderr = new CaptureStream('stderr', 2);
   ObjectDefineProperty(process, 'stdout', {
     configurable: true,
     enumerable: true,

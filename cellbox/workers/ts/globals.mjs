@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { installChildOutput } from './child_output.mjs';
+import { installFdOutput } from './fd_output.mjs';
 import { installEsmHooks } from './esm_hooks.mjs';
 import { IMPORT_HELPER } from './import_rewrite.mjs';
 import {
@@ -163,4 +164,5 @@ export function installGlobals() {
   installTimers();
   installStdin();
   installChildOutput();
+  installFdOutput();
 }

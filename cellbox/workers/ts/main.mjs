@@ -61,8 +61,9 @@
 //   fire any more (timers.mjs), so a loop that sleeps stays asleep; if it awaits
 //   something else (a network answer, a promise of an earlier cell) that settles later,
 //   the rest of the cell runs then, in the background.
-// * Output written straight to fd 1/2 (fs.writeSync(1)) bypasses the capture; child
-//   processes given them (stdio 'inherit') get pipes instead (child_output.mjs).
+// * Output written to fd 1/2 through fs (fs.writeSync(1), /dev/stdout) is captured
+//   (fd_output.mjs), and child processes given them (stdio 'inherit') get pipes instead
+//   (child_output.mjs); what native code writes to them itself is not.
 
 // Modules: main.mjs (this: startup, the protocol) · cell.mjs (one execution's cell:
 // env, REPL script, evaluation, outcome) · io_thread.mjs · output.mjs (the ordered
@@ -71,7 +72,8 @@
 // (values, errors, bundles) · globals.mjs (display, require, import) · timers.mjs ·
 // cell_scope.mjs (which cell code belongs to) · esm_hooks.mjs · intrinsics.mjs (the
 // built-ins the worker uses, taken at startup: cells may replace or delete the globals) ·
-// child_output.mjs (child processes given the worker's stdout/stderr).
+// child_output.mjs (child processes given the worker's stdout/stderr) · fd_output.mjs
+// (fs writes to fds 1 and 2).
 
 import { MessageChannel, MessagePort } from 'node:worker_threads';
 

@@ -1,0 +1,170 @@
+// Output written to fds 1 and 2 through `fs` rather than process.stdout/stderr:
+// fs.writeSync(1, ...), fs.write(process.stderr.fd, ...), writev, writeFileSync(1, ...),
+// appendFile(2, ...), fs.createWriteStream(null, { fd: 1 }), and files opened on
+// /dev/stdout or /dev/stderr (fs.writeFileSync('/dev/stdout', ...), createWriteStream).
+// The worker's own fds 1 and 2 are not the execution's output (the server discards fd 1 and
+// keeps fd 2 to tell why a worker died), so that output was lost. Such a write becomes the
+// process.stdout/stderr write of the same bytes (console.mjs), in order with console.log as
+// in Node, where both write synchronously; written while no execution runs, it is held for
+// the next one like any other output (output.mjs).
+// The call itself is made on /dev/null, so arguments are checked, and the call returns,
+// throws and calls back, as Node's own does. Closing fd 1 or 2 does nothing: a later open
+// would take the number, and its file's writes would be taken for output.
+// Not caught: writes of native code or child processes of their own (children given the
+// worker's stdio: child_output.mjs), and fs.promises file handles.
+
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+
+import { emitFdBytes } from './console.mjs';
+import {
+  BufferFrom,
+  MapCtor,
+  MapPrototypeGet,
+  MapPrototypeSet,
+  processNextTick,
+  ReflectApply,
+  Uint8ArrayCtor,
+} from './intrinsics.mjs';
+
+const NAMED = new MapCtor([
+  ['/dev/stdout', 1],
+  ['/dev/stderr', 2],
+  ['/dev/fd/1', 1],
+  ['/dev/fd/2', 2],
+  ['/proc/self/fd/1', 1],
+  ['/proc/self/fd/2', 2],
+]);
+const opened = new MapCtor(); // fd of a file opened on /dev/null for a NAMED path -> 1 or 2
+let openedCount = 0;
+const MapPrototypeDelete = MapCtor.prototype.delete;
+const { openSync, closeSync } = fs;
+let devNull = -1;
+
+function nullFd() {
+  if (devNull < 0) devNull = openSync('/dev/null', 'w');
+  return devNull;
+}
+
+// 1 or 2 if writing to `fd` is output, else 0.
+function outputOf(fd) {
+  if (fd === 1 || fd === 2) return fd;
+  if (typeof fd !== 'number' || openedCount === 0) return 0;
+  return MapPrototypeGet(opened, fd) ?? 0;
+}
+
+function namedOutput(file) {
+  return typeof file === 'string' ? (MapPrototypeGet(NAMED, file) ?? 0) : outputOf(file);
+}
+
+function viewBytes(view, offset, length) {
+  return new Uint8ArrayCtor(view.buffer, view.byteOffset + offset, length);
+}
+
+// What write/writeSync(fd, data, a, b) writes: (string, position, encoding),
+// (view, offset, length, position) or (view, { offset, length }).
+function writtenBytes(data, a, b) {
+  if (typeof data === 'string') return BufferFrom(data, typeof b === 'string' ? b : 'utf8');
+  let offset = a;
+  let length = b;
+  if (a !== null && typeof a === 'object') {
+    offset = a.offset;
+    length = a.length;
+  }
+  offset ??= 0;
+  if (typeof length !== 'number') length = data.byteLength - offset;
+  return viewBytes(data, offset, length);
+}
+
+// What writeFile/appendFile(file, data, options) writes.
+function fileBytes(data, options) {
+  if (typeof data === 'string') {
+    const encoding = typeof options === 'string' ? options : options?.encoding;
+    return BufferFrom(data, typeof encoding === 'string' ? encoding : 'utf8');
+  }
+  return viewBytes(data, 0, data.byteLength);
+}
+
+// `original` made on /dev/null when its first argument is output, whose bytes are then
+// told: the views `bytesOf(args)` lists.
+function wrapWrite(original, output, bytesOf) {
+  return {
+    [original.name](...args) {
+      const to = output(args[0]);
+      if (to === 0) return ReflectApply(original, this, args);
+      args[0] = nullFd();
+      const result = ReflectApply(original, this, args);
+      const views = bytesOf(args);
+      for (let i = 0; i < views.length; i++) emitFdBytes(to, views[i]);
+      return result;
+    },
+  }[original.name];
+}
+const written = (args) => [writtenBytes(args[1], args[2], args[3])];
+const filed = (args) => [fileBytes(args[1], args[2])];
+function writtenv(args) {
+  const buffers = args[1];
+  const views = [];
+  for (let i = 0; i < buffers.length; i++) {
+    views[i] = viewBytes(buffers[i], 0, buffers[i].byteLength);
+  }
+  return views;
+}
+
+function wrapOpen(original, sync) {
+  return {
+    [original.name](...args) {
+      const to = typeof args[0] === 'string' ? (MapPrototypeGet(NAMED, args[0]) ?? 0) : 0;
+      if (to === 0) return ReflectApply(original, this, args);
+      args[0] = '/dev/null';
+      if (sync) {
+        const fd = ReflectApply(original, this, args);
+        MapPrototypeSet(opened, fd, to);
+        openedCount++;
+        return fd;
+      }
+      const last = args.length - 1;
+      const callback = args[last];
+      if (typeof callback === 'function') {
+        args[last] = (err, fd) => {
+          if (!err) {
+            MapPrototypeSet(opened, fd, to);
+            openedCount++;
+          }
+          callback(err, fd);
+        };
+      }
+      return ReflectApply(original, this, args);
+    },
+  }[original.name];
+}
+
+function wrapClose(original, sync) {
+  return {
+    [original.name](...args) {
+      const fd = args[0];
+      if (fd === 1 || fd === 2 || (fd === devNull && fd >= 0)) {
+        if (!sync && typeof args[1] === 'function') processNextTick(args[1], null);
+        return undefined;
+      }
+      if (openedCount !== 0 && ReflectApply(MapPrototypeDelete, opened, [fd])) openedCount--;
+      return ReflectApply(original, this, args);
+    },
+  }[original.name];
+}
+
+export function installFdOutput() {
+  fs.writeSync = wrapWrite(fs.writeSync, outputOf, written);
+  fs.write = wrapWrite(fs.write, outputOf, written);
+  fs.writevSync = wrapWrite(fs.writevSync, outputOf, writtenv);
+  fs.writev = wrapWrite(fs.writev, outputOf, writtenv);
+  fs.writeFileSync = wrapWrite(fs.writeFileSync, namedOutput, filed);
+  fs.writeFile = wrapWrite(fs.writeFile, namedOutput, filed);
+  fs.appendFileSync = wrapWrite(fs.appendFileSync, namedOutput, filed);
+  fs.appendFile = wrapWrite(fs.appendFile, namedOutput, filed);
+  fs.openSync = wrapOpen(openSync, true);
+  fs.open = wrapOpen(fs.open, false);
+  fs.closeSync = wrapClose(closeSync, true);
+  fs.close = wrapClose(fs.close, false);
+  syncBuiltinESMExports();
+}
