@@ -1,7 +1,7 @@
 """TypeScript contexts as their user meets them: positions in cells whose TypeScript needs
 generated code (enum, namespace, parameter properties), named imports of CommonJS modules,
 the output of child processes given the worker's stdout/stderr, output written to fds 1
-and 2 through fs, interrupting a cell that waits for a child process."""
+and 2 through fs, interrupting a cell that waits for a child process, decorators."""
 
 from __future__ import annotations
 
@@ -206,3 +206,24 @@ def test_output_written_to_fds_1_and_2_is_the_answers_stdout_and_stderr(
     time.sleep(0.2)
     following = client.run("console.log('next')", context_id=ts)
     assert following["logs"]["stdout"] == ["after", "next"], following
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "function sealed(c: any) { return c }\n@sealed\nclass Account {}",
+        "const log = (t: any, k: string) => {}\nclass Account {\n  @log balance = 0\n}",
+        "enum Kind { A }\nclass Account {\n  @Reflect.metadata('k', 1) open(@inject x: number) {}\n}",
+    ],
+    ids=["class", "field", "generated-code"],
+)
+def test_a_decorator_is_told_unsupported(client: Client, ts: str, code: str) -> None:
+    body = client.run(code, context_id=ts)
+    error = body["error"]
+    assert error["name"] == "SyntaxError", body
+    assert error["value"].startswith("Decorators are not supported: "), body
+    line = code.split("\n").index(next(x for x in code.split("\n") if "@" in x)) + 1
+    assert error["traceback"].startswith(f"cell-1:{line}\n"), body
+    # an @ that is no decorator keeps V8's own message
+    other = client.run("const product = 2 @ 3", context_id=ts)
+    assert not other["error"]["value"].startswith("Decorators"), other

@@ -39,6 +39,7 @@ import {
   StringCtor,
   StringPrototypeIncludes,
   StringPrototypeRepeat,
+  StringPrototypeSlice,
   StringPrototypeSplit,
   SyntaxErrorCtor,
 } from './intrinsics.mjs';
@@ -205,6 +206,13 @@ function redeclaration(ex, message) {
   return ex.candidates.length ? ArrayPrototypeShift(ex.candidates) : null;
 }
 const ALREADY_DECLARED = /^Identifier '([^']+)' has already been declared$/;
+// V8 stops at a decorator's '@' (Node's type stripping leaves decorators in): JavaScript has
+// no other '@' outside strings, comments and regular expressions.
+const DECORATOR = /^@[\p{ID_Start}$_(]/u;
+const DECORATORS_UNSUPPORTED =
+  'Decorators are not supported: Node, which runs the cells, supports neither ' +
+  "TypeScript's experimental decorators nor standard (TC39) decorators. Call the decorator " +
+  'function yourself instead';
 
 function syntaxErrorFromDetails(ex, details, thrown) {
   const fields = errorFields(thrown);
@@ -217,6 +225,12 @@ function syntaxErrorFromDetails(ex, details, thrown) {
     column = lines[line].length;
   }
   let sourceLine = lines[line];
+  if (
+    fields.value === 'Invalid or unexpected token' &&
+    regExpTest(DECORATOR, StringPrototypeSlice(sourceLine, column))
+  ) {
+    fields.value = DECORATORS_UNSUPPORTED;
+  }
   const at = ex.map ? originalPosition(`cell-${ex.cell}`, line + 1, column + 1) : null;
   if (at !== null) {
     // generated code (typescript.mjs): the cell's own line
