@@ -1,7 +1,8 @@
 """TypeScript contexts as their user meets them: positions in cells whose TypeScript needs
 generated code (enum, namespace, parameter properties), named imports of CommonJS modules,
 the output of child processes given the worker's stdout/stderr, output written to fds 1
-and 2 through fs, interrupting a cell that waits for a child process, decorators."""
+and 2 through fs, interrupting a cell that waits for a child process, decorators,
+import.meta."""
 
 from __future__ import annotations
 
@@ -227,3 +228,20 @@ def test_a_decorator_is_told_unsupported(client: Client, ts: str, code: str) -> 
     # an @ that is no decorator keeps V8's own message
     other = client.run("const product = 2 @ 3", context_id=ts)
     assert not other["error"]["value"].startswith("Decorators"), other
+
+
+def test_import_meta_is_that_of_a_module_in_the_working_directory(client: Client, ts: str) -> None:
+    body = client.run(
+        "import { fileURLToPath } from 'node:url'\n"
+        "const here = require('path').dirname(fileURLToPath(import.meta.url))\n"
+        "const later = () => import.meta;\n"
+        "JSON.stringify([here === process.cwd(), import.meta.dirname === here,\n"
+        " import.meta.filename === require('path').join(here, 'cell-1'),\n"
+        " new URL('./data.csv', import.meta.url).href === import.meta.resolve('./data.csv'),\n"
+        " import.meta.resolve('node:fs'), later() === import.meta])",
+        context_id=ts,
+    )
+    assert body["error"] is None, body
+    assert body["items"] == [
+        {"is_primary": True, "text": """'[true,true,true,true,"node:fs",true]'"""}
+    ], body

@@ -151,7 +151,7 @@ function compile(ex, code) {
   let toks = null;
   if (StringPrototypeIncludes(js, 'import') || StringPrototypeIncludes(js, 'export')) {
     toks = tokenize(js);
-    js = rewrite(js, toks);
+    js = rewrite(js, toks, ex.cell);
   }
   ex.toks = toks;
   return js;

@@ -14,6 +14,9 @@ import { IMPORT_HELPER } from './import_rewrite.mjs';
 import {
   ArrayIsArray,
   ErrorCtor,
+  MapCtor,
+  MapPrototypeGet,
+  MapPrototypeSet,
   ObjectAssign,
   ObjectDefineProperty,
   ObjectKeys,
@@ -105,10 +108,8 @@ function withCommonJsNames(namespace, names) {
   return view;
 }
 
-// `import(specifier, options)` of a cell; `names` are those of a static import.
-function cellImport(specifier, options, names) {
-  const spec = StringCtor(specifier);
-  let target = spec;
+// What a cell's import of `spec` loads: a file URL, a URL or a built-in's name.
+function importTarget(spec) {
   if (
     spec === '.' ||
     spec === '..' ||
@@ -116,15 +117,41 @@ function cellImport(specifier, options, names) {
     StringPrototypeStartsWith(spec, '../') ||
     path.isAbsolute(spec)
   ) {
-    target = pathToFileURL(path.resolve(processCwd(), spec)).href;
-  } else if (!regExpTest(URL_SCHEME, spec) && !isBuiltin(spec)) {
+    return pathToFileURL(path.resolve(processCwd(), spec)).href;
+  }
+  if (!regExpTest(URL_SCHEME, spec) && !isBuiltin(spec)) {
     // A bare package name: resolve it from the working directory.
     try {
-      target = pathToFileURL(userRequire.resolve(spec)).href;
+      return pathToFileURL(userRequire.resolve(spec)).href;
     } catch {
-      target = spec;
+      return spec;
     }
   }
+  return spec;
+}
+
+// `import.meta` of cell `cell` (import_rewrite.mjs): that of a module file `cell-N` in the
+// working directory where the cell first asked for it.
+const metas = new MapCtor();
+function cellMeta(cell) {
+  let meta = MapPrototypeGet(metas, cell);
+  if (meta === undefined) {
+    const dirname = processCwd();
+    const filename = path.join(dirname, `cell-${cell}`);
+    meta = {
+      dirname,
+      filename,
+      resolve: (specifier) => importTarget(StringCtor(specifier)),
+      url: pathToFileURL(filename).href,
+    };
+    MapPrototypeSet(metas, cell, meta);
+  }
+  return meta;
+}
+
+// `import(specifier, options)` of a cell; `names` are those of a static import.
+function cellImport(specifier, options, names) {
+  const target = importTarget(StringCtor(specifier));
   let loading = options === undefined ? import(target) : import(target, options);
   if (ArrayIsArray(names)) {
     loading = PromisePrototypeThen(loading, (namespace) => withCommonJsNames(namespace, names));
@@ -155,6 +182,7 @@ export function installGlobals() {
   const hidden = (value) => ({ value, writable: true, configurable: true, enumerable: false });
   ObjectDefineProperty(globalThis, 'display', hidden(display));
   ObjectDefineProperty(globalThis, 'require', hidden(userRequire));
+  ObjectDefineProperty(cellImport, 'meta', { value: cellMeta });
   ObjectDefineProperty(globalThis, IMPORT_HELPER, {
     value: cellImport,
     writable: false,

@@ -1,6 +1,7 @@
 // The rewrite of what a REPL script cannot contain: static `import` declarations become
-// `const ... = await import(...)`, `export` keywords are dropped, and `import(...)` is
-// routed through a helper (code evaluated through the inspector has no module referrer).
+// `const ... = await import(...)`, `export` keywords are dropped, and `import(...)` and
+// `import.meta` are routed through a helper (code evaluated through the inspector has no
+// module referrer).
 // Pure, on the tokens of tokenizer.mjs: tested on its own by tokenizer.test.mjs.
 
 import {
@@ -59,8 +60,9 @@ function blank(src, s, e) {
   return ArrayPrototypeJoin(lines, '\n');
 }
 
-// Rewrites for a REPL script: static imports, exports, dynamic import().
-export function rewrite(src, toks) {
+// Rewrites for a REPL script of cell number `cell`: static imports, exports, dynamic
+// import(), import.meta (the helper's `meta(cell)`, see globals.mjs).
+export function rewrite(src, toks, cell = 0) {
   const edits = [];
   for (let i = 0; i < toks.length; i++) {
     const t = toks[i];
@@ -68,8 +70,12 @@ export function rewrite(src, toks) {
     if (t.v === 'import') {
       const nx = toks[i + 1];
       const pv = toks[i - 1];
-      if (nx && nx.v === '(' && !(pv && (pv.v === '.' || pv.v === '?.'))) {
+      if (pv && (pv.v === '.' || pv.v === '?.')) continue;
+      if (nx && nx.v === '(') {
         ArrayPrototypePush(edits, { s: t.s, e: t.e, text: IMPORT_HELPER });
+      } else if (nx && nx.v === '.' && toks[i + 2] && toks[i + 2].v === 'meta') {
+        const text = `${IMPORT_HELPER}.meta(${cell})`;
+        ArrayPrototypePush(edits, { s: t.s, e: toks[i + 2].e, text });
       }
     }
   }

@@ -28,6 +28,14 @@ test('static imports become awaited dynamic imports through the helper', () => {
   );
 });
 
+test('import.meta becomes the meta of the cell from the helper', () => {
+  const src = 'const u = import.meta.url; o.import.meta; import.meta';
+  assert.equal(
+    rewrite(src, tokenize(src), 7),
+    `const u = ${IMPORT_HELPER}.meta(7).url; o.import.meta; ${IMPORT_HELPER}.meta(7)`,
+  );
+});
+
 test('export keywords are blanked, keeping positions', () => {
   const src = 'export const d = 1;';
   const out = rewritten(src);
