@@ -2,7 +2,7 @@
 generated code (enum, namespace, parameter properties), named imports of CommonJS modules,
 the output of child processes given the worker's stdout/stderr, output written to fds 1
 and 2 through fs, interrupting a cell that waits for a child process, decorators,
-import.meta."""
+import.meta, top-level using."""
 
 from __future__ import annotations
 
@@ -245,3 +245,34 @@ def test_import_meta_is_that_of_a_module_in_the_working_directory(client: Client
     assert body["items"] == [
         {"is_primary": True, "text": """'[true,true,true,true,"node:fs",true]'"""}
     ], body
+
+
+def test_what_a_top_level_using_holds_is_disposed_when_the_cell_ends(
+    client: Client, ts: str
+) -> None:
+    body = client.run(
+        "enum Kind { File }\n"
+        "const made = (name: string): Disposable & { name: string } =>\n"
+        "  ({ name, [Symbol.dispose]() { console.log(`closed ${name}`) } })\n"
+        "using a = made('a'), b = made('b')\n"
+        "await using c = { async [Symbol.asyncDispose]() {\n"
+        "  await new Promise((done) => setTimeout(done, 10)); console.log('closed c') } }\n"
+        "console.log('body', a.name, b.name)\n"
+        "Kind.File",
+        context_id=ts,
+    )
+    assert body["error"] is None, body
+    assert body["logs"]["stdout"] == ["body a b", "closed c", "closed b", "closed a"], body
+    assert body["items"] == [{"is_primary": True, "text": "0"}], body
+    # the names stay; a declaration alone has no value
+    kept = client.run("using d = made('d')", context_id=ts)
+    assert kept["items"] == [] and kept["logs"]["stdout"] == ["closed d"], kept
+    assert client.run("a.name", context_id=ts)["items"][0]["text"] == "'a'"
+    # a disposal that throws fails the cell; one that is no disposable fails the declaration
+    failed = client.run(
+        "using e = { [Symbol.dispose]() { throw new Error('cannot close') } }\n1", context_id=ts
+    )
+    assert failed["error"]["value"] == "cannot close", failed
+    assert "(cell-4:1:" in failed["error"]["traceback"], failed
+    refused = client.run("using f = 5", context_id=ts)
+    assert refused["error"]["name"] == "TypeError", refused

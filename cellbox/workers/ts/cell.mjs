@@ -25,6 +25,7 @@
 import util from 'node:util';
 
 import { newScope, runInScope } from './cell_scope.mjs';
+import { disposeThenSettle } from './disposal.mjs';
 import { rewrite } from './import_rewrite.mjs';
 import {
   ArrayPrototypePop,
@@ -107,7 +108,7 @@ export function restoreEnv(ex) {
 // `settle(outcome)` (main.mjs's finish, which ignores all but the first); an answer that
 // arrives once `isCurrent()` is false (the execution was ended by the protocol) is dropped.
 export function runCell(ex, msg, settle, isCurrent) {
-  ex.settle = settle;
+  ex.settle = (outcome) => disposeThenSettle(ex, outcome, settle);
   ex.isCurrent = isCurrent;
   try {
     applyEnv(ex, msg.env);
@@ -149,7 +150,11 @@ function compile(ex, code) {
   ex.code = code;
   ex.source = js;
   let toks = null;
-  if (StringPrototypeIncludes(js, 'import') || StringPrototypeIncludes(js, 'export')) {
+  if (
+    StringPrototypeIncludes(js, 'import') ||
+    StringPrototypeIncludes(js, 'export') ||
+    StringPrototypeIncludes(js, 'using')
+  ) {
     toks = tokenize(js);
     js = rewrite(js, toks, ex.cell);
   }

@@ -8,8 +8,9 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { installChildOutput } from './child_output.mjs';
-import { installFdOutput } from './fd_output.mjs';
+import { installUsing } from './disposal.mjs';
 import { installEsmHooks } from './esm_hooks.mjs';
+import { installFdOutput } from './fd_output.mjs';
 import { IMPORT_HELPER } from './import_rewrite.mjs';
 import {
   ArrayIsArray,
@@ -193,4 +194,5 @@ export function installGlobals() {
   installStdin();
   installChildOutput();
   installFdOutput();
+  installUsing();
 }

@@ -12,9 +12,42 @@ import {
   StringPrototypeSlice,
   StringPrototypeSplit,
 } from './intrinsics.mjs';
-import { matchingClose, parseImport, statementHeads } from './tokenizer.mjs';
+import { matchingClose, parseImport, statementHeads, usingDeclaration } from './tokenizer.mjs';
 
 export const IMPORT_HELPER = '__cellbox_import__';
+export const USING_HELPER = '__cellbox_using__';
+
+// A top-level `using x = v` (or `await using`) of a REPL script is never disposed (V8 takes
+// it for a lexical declaration of the script): it becomes `const x = v;H.sync = x;`, whose
+// setter (disposal.mjs) takes `x` for the cell's end. The keyword keeps its length (`await
+// using` is padded) and the rest goes after the statement, so positions stay.
+function usingEdits(toks, hi, end, edits) {
+  const first = usingDeclaration(toks, hi);
+  if (first < 0) return;
+  const head = toks[hi];
+  const keyword = toks[first - 1];
+  const pad = StringPrototypeRepeat(' ', keyword.e - head.s - 5);
+  ArrayPrototypePush(edits, { s: head.s, e: keyword.e, text: `const${pad}` });
+  const setter = `${USING_HELPER}.${head !== keyword ? 'async' : 'sync'} = `;
+  let held = ';';
+  let expectName = true;
+  let last = first;
+  for (let j = first; j < end; j++) {
+    const t = toks[j];
+    if (t.d === 0 && t.k === 'p' && t.v === ';') break;
+    last = j;
+    if (t.d !== 0) continue;
+    if (t.k === 'p' && t.v === ',') {
+      expectName = true;
+    } else if (expectName && t.k === 'n' && toks[j + 1] && toks[j + 1].v === '=') {
+      held += `${setter}${t.v};`;
+      expectName = false;
+    } else {
+      expectName = false;
+    }
+  }
+  ArrayPrototypePush(edits, { s: toks[last].e, e: toks[last].e, text: held });
+}
 
 // `import ... from "m"` at the top level -> an edit turning it into an awaited import().
 function importEdit(src, toks, hi) {
@@ -61,7 +94,7 @@ function blank(src, s, e) {
 }
 
 // Rewrites for a REPL script of cell number `cell`: static imports, exports, dynamic
-// import(), import.meta (the helper's `meta(cell)`, see globals.mjs).
+// import(), import.meta (the helper's `meta(cell)`, see globals.mjs), top-level `using`.
 export function rewrite(src, toks, cell = 0) {
   const edits = [];
   for (let i = 0; i < toks.length; i++) {
@@ -84,7 +117,9 @@ export function rewrite(src, toks, cell = 0) {
     const hi = heads[h];
     const t = toks[hi];
     if (t.k !== 'n') continue;
-    if (t.v === 'import') {
+    if (t.v === 'using' || t.v === 'await') {
+      usingEdits(toks, hi, h + 1 < heads.length ? heads[h + 1] : toks.length, edits);
+    } else if (t.v === 'import') {
       const nx = toks[hi + 1];
       if (nx && (nx.v === '(' || nx.v === '.')) continue;
       const edit = importEdit(src, toks, hi);

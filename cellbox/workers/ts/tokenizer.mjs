@@ -257,12 +257,27 @@ export function statementHeads(toks) {
 }
 
 // Is the statement starting at toks[i] a declaration or control statement?
+// A `using` or `await using` declaration starting at toks[i]: the index of its first
+// binding's name, else -1. (`using x = ...` is nothing else: no line break may follow
+// `using`, and a declaration needs its initializer.)
+export function usingDeclaration(toks, i) {
+  let at = i;
+  if (toks[at].k === 'n' && toks[at].v === 'await') at++;
+  const t = toks[at];
+  const name = toks[at + 1];
+  const eq = toks[at + 2];
+  if (!t || t.k !== 'n' || t.v !== 'using' || (at > i && t.nl)) return -1;
+  if (!name || name.k !== 'n' || name.nl || !eq || eq.k !== 'p' || eq.v !== '=') return -1;
+  return at + 1;
+}
+
 export function isNonExpressionStatement(toks, i) {
   const t = toks[i];
   const nx = toks[i + 1];
   if (t.k === 'p') return t.v === '{';
   if (t.k !== 'n') return false;
   if (SetPrototypeHas(NON_EXPR_HEADS, t.v)) return true;
+  if ((t.v === 'using' || t.v === 'await') && usingDeclaration(toks, i) >= 0) return true;
   if (t.v === 'let') return !!nx && (nx.k === 'n' || nx.v === '[' || nx.v === '{');
   if (t.v === 'import') return !nx || !(nx.v === '(' || nx.v === '.');
   if (t.v === 'async') return !!t.asyncFunction;

@@ -36,6 +36,23 @@ test('import.meta becomes the meta of the cell from the helper', () => {
   );
 });
 
+test('a top-level using declaration hands what it holds to the helper after it', () => {
+  assert.equal(
+    rewritten('using a = f(1, 2), b = g; x'),
+    'const a = f(1, 2), b = g;__cellbox_using__.sync = a;__cellbox_using__.sync = b;; x',
+  );
+  assert.equal(
+    rewritten('await using  c = h() // c\nd'),
+    'const        c = h();__cellbox_using__.async = c; // c\nd',
+  );
+  for (const src of ['{ using z = w }', 'using = 2; using\nx = 1', 'f(using, x)']) {
+    assert.equal(rewritten(src), src);
+  }
+  assert.equal(lastIsExpression('using x = y'), false);
+  assert.equal(lastIsExpression('await using x = y'), false);
+  assert.equal(lastIsExpression('using + 1'), true);
+});
+
 test('export keywords are blanked, keeping positions', () => {
   const src = 'export const d = 1;';
   const out = rewritten(src);
