@@ -11,7 +11,8 @@
 // throws and calls back, as Node's own does. Closing fd 1 or 2 does nothing: a later open
 // would take the number, and its file's writes would be taken for output.
 // Not caught: writes of native code or child processes of their own (children given the
-// worker's stdio: child_output.mjs), and fs.promises file handles.
+// worker's stdio: child_output.mjs), fs.promises file handles, and fs in worker_threads
+// (a module instance of their own; their console and process.stdout reach this thread's).
 
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
