@@ -2,7 +2,7 @@
 generated code (enum, namespace, parameter properties), named imports of CommonJS modules,
 the output of child processes given the worker's stdout/stderr, output written to fds 1
 and 2 through fs, interrupting a cell that waits for a child process, decorators,
-import.meta, top-level using."""
+import.meta, top-level using, the errors of an AggregateError."""
 
 from __future__ import annotations
 
@@ -276,3 +276,24 @@ def test_what_a_top_level_using_holds_is_disposed_when_the_cell_ends(
     assert "(cell-4:1:" in failed["error"]["traceback"], failed
     refused = client.run("using f = 5", context_id=ts)
     assert refused["error"]["name"] == "TypeError", refused
+
+
+def test_the_traceback_of_an_aggregate_error_tells_the_errors_it_holds(
+    client: Client, ts: str
+) -> None:
+    body = client.run(
+        "await Promise.any([\n  Promise.reject(new Error('first')),\n"
+        "  Promise.reject(new TypeError('second', { cause: 'why' })),\n])",
+        context_id=ts,
+    )
+    assert body["error"]["name"] == "AggregateError", body
+    assert body["error"]["traceback"] == (
+        "AggregateError: All promises were rejected\n\n"
+        "Error 1 of 2: Error: first\n    at cell-1:2:18\n\n"
+        "Error 2 of 2: TypeError: second\n    at cell-1:3:18"
+    ), body
+    many = client.run(
+        "throw new AggregateError(Array.from({ length: 12 }, (_, i) => i), 'many')", context_id=ts
+    )
+    traceback = many["error"]["traceback"]
+    assert "Error 10 of 12: 9\n\n… and 2 more errors" in traceback, many

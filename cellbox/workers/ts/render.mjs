@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import util from 'node:util';
 
 import {
+  ArrayIsArray,
   ArrayPrototypeJoin,
   ArrayPrototypePop,
   ArrayPrototypePush,
@@ -14,6 +15,7 @@ import {
   ErrorCtor,
   JSONParse,
   JSONStringify,
+  MathMin,
   ObjectGetPrototypeOf,
   ObjectKeys,
   ObjectPrototype,
@@ -170,6 +172,30 @@ function causes(err) {
   return text;
 }
 
+// The errors an AggregateError (Promise.any, or one a cell made) holds, as text to append
+// to its traceback: uncaught, Node shows them too, and they say why.
+const SHOWN_ERRORS = 10;
+function aggregated(err) {
+  let text = '';
+  try {
+    const errors = err.errors;
+    if (!ArrayIsArray(errors)) return '';
+    const shown = MathMin(errors.length, SHOWN_ERRORS);
+    for (let i = 0; i < shown; i++) {
+      const item = errors[i];
+      const body =
+        isErrorLike(item) && typeof item.stack === 'string'
+          ? cleanStack(item.stack)
+          : safeInspect(item);
+      text += `\n\nError ${i + 1} of ${errors.length}: ${body}`;
+    }
+    if (errors.length > shown) text += `\n\n… and ${errors.length - shown} more errors`;
+  } catch {
+    // exotic errors: what we have is enough
+  }
+  return text;
+}
+
 export function errorFields(thrown) {
   if (isErrorLike(thrown)) {
     let name = 'Error';
@@ -202,7 +228,7 @@ export function errorFields(thrown) {
     else if (renamed && StringPrototypeStartsWith(traceback, 'Error:')) {
       traceback = name + StringPrototypeSlice(traceback, 5);
     }
-    traceback += causes(thrown);
+    traceback += aggregated(thrown) + causes(thrown);
     return { name: plain(name), value: plain(value), traceback };
   }
   const shown = safeInspect(thrown);
