@@ -167,6 +167,8 @@ fs.writevSync(1, [Buffer.from('v1 '), Buffer.from('v2\\n')])
 fs.writeFileSync(1, 'file\\n'); fs.appendFileSync(process.stderr.fd, 'append\\n')
 fs.writeFileSync('/dev/stdout', 'dev stdout\\n')
 await new Promise((done) => fs.write(1, 'callback\\n', done))
+await new Promise((done) => fs.write(1, Buffer.from('buffer callback\\n'), done))
+await require('fs/promises').appendFile('/dev/stdout', 'promises\\n')
 const stream = fs.createWriteStream(null, { fd: 1 })
 stream.end('stream\\n'); await new Promise((done) => stream.on('close', done))
 const named = fs.createWriteStream('/dev/stderr')
@@ -190,7 +192,8 @@ def test_output_written_to_fds_1_and_2_is_the_answers_stdout_and_stderr(
     assert body["logs"] == {
         "stdout": [
             "log 1", "fd 1", "log 2", "bytes", "\u20ac", "v1 v2", "file", "dev stdout",
-            "callback", "stream", "still in the file", "later", "\u00e9",
+            "callback", "buffer callback", "promises", "stream", "still in the file", "later",
+            "\u00e9",
         ],
         "stderr": ["fd 2", "append", "dev stderr", "later 2"],
     }, body  # fmt: skip

@@ -1,7 +1,8 @@
 // Output written to fds 1 and 2 through `fs` rather than process.stdout/stderr:
 // fs.writeSync(1, ...), fs.write(process.stderr.fd, ...), writev, writeFileSync(1, ...),
 // appendFile(2, ...), fs.createWriteStream(null, { fd: 1 }), and files opened on
-// /dev/stdout or /dev/stderr (fs.writeFileSync('/dev/stdout', ...), createWriteStream).
+// /dev/stdout or /dev/stderr (fs.writeFileSync('/dev/stdout', ...), createWriteStream,
+// fs.promises.writeFile and appendFile).
 // The worker's own fds 1 and 2 are not the execution's output (the server discards fd 1 and
 // keeps fd 2 to tell why a worker died), so that output was lost. Such a write becomes the
 // process.stdout/stderr write of the same bytes (console.mjs), in order with console.log as
@@ -11,8 +12,8 @@
 // throws and calls back, as Node's own does. Closing fd 1 or 2 does nothing: a later open
 // would take the number, and its file's writes would be taken for output.
 // Not caught: writes of native code or child processes of their own (children given the
-// worker's stdio: child_output.mjs), fs.promises file handles, and fs in worker_threads
-// (a module instance of their own; their console and process.stdout reach this thread's).
+// worker's stdio: child_output.mjs), fs.promises file handles (fs.promises.open), and fs
+// in worker_threads (a module of their own; their console and process.stdout are caught).
 
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -66,8 +67,8 @@ function viewBytes(view, offset, length) {
 // (view, offset, length, position) or (view, { offset, length }).
 function writtenBytes(data, a, b) {
   if (typeof data === 'string') return BufferFrom(data, typeof b === 'string' ? b : 'utf8');
-  let offset = a;
-  let length = b;
+  let offset = typeof a === 'function' ? undefined : a; // fs.write(fd, buffer, callback)
+  let length = typeof b === 'function' ? undefined : b;
   if (a !== null && typeof a === 'object') {
     offset = a.offset;
     length = a.length;
@@ -88,14 +89,19 @@ function fileBytes(data, options) {
 
 // `original` made on /dev/null when its first argument is output, whose bytes are then
 // told: the views `bytesOf(args)` lists.
-function wrapWrite(original, output, bytesOf) {
+function wrapWrite(original, output, bytesOf, nullFile = nullFd) {
   return {
     [original.name](...args) {
       const to = output(args[0]);
       if (to === 0) return ReflectApply(original, this, args);
-      args[0] = nullFd();
+      args[0] = nullFile();
       const result = ReflectApply(original, this, args);
-      const views = bytesOf(args);
+      let views;
+      try {
+        views = bytesOf(args);
+      } catch {
+        return result; // data the call refused (fs.promises rejects rather than throws)
+      }
       for (let i = 0; i < views.length; i++) emitFdBytes(to, views[i]);
       return result;
     },
@@ -163,6 +169,11 @@ export function installFdOutput() {
   fs.writeFile = wrapWrite(fs.writeFile, namedOutput, filed);
   fs.appendFileSync = wrapWrite(fs.appendFileSync, namedOutput, filed);
   fs.appendFile = wrapWrite(fs.appendFile, namedOutput, filed);
+  const { promises } = fs;
+  const nullPath = () => '/dev/null';
+  const named = (file) => (typeof file === 'string' ? (MapPrototypeGet(NAMED, file) ?? 0) : 0);
+  promises.writeFile = wrapWrite(promises.writeFile, named, filed, nullPath);
+  promises.appendFile = wrapWrite(promises.appendFile, named, filed, nullPath);
   fs.openSync = wrapOpen(openSync, true);
   fs.open = wrapOpen(fs.open, false);
   fs.closeSync = wrapClose(closeSync, true);
