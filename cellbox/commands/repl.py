@@ -12,6 +12,8 @@ from pathlib import Path
 
 from cellbox.client import Client, Context
 from cellbox.commands import (
+    CELLBOX_FAILED,
+    CODE_FAILED,
     UsageError,
     client_for,
     create_context,
@@ -37,7 +39,9 @@ def register(
         description="Read cells and run them in one context. A cell that is not complete yet "
         "(an open block or bracket) continues on the next line; an empty line ends it. "
         "Ctrl-C interrupts the running cell (state is kept), Ctrl-D quits. Without --context a "
-        "new context is created and deleted at the end (--keep keeps it).",
+        "new context is created and deleted at the end (--keep keeps it). Cells piped in (not "
+        "a terminal) all run; the exit status is then 1 when one of them failed and 2 when one "
+        "could not be run (not UTF-8), as with exec; a terminal session ends with 0.",
     )
     parser.add_argument("-l", "--language", default="python", help="python or typescript")
     parser.add_argument("-c", "--context", help="attach to this existing context")
@@ -156,27 +160,48 @@ def _loop(client: Client, context: Context, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     printer, ask = LivePrinter(args.save), _ask()
+    status = Status(scripted=not sys.stdin.isatty())
     with _history():
         while True:
             try:
                 code = source_text(read_cell(context.language, ask), "that cell")
             except EOFError:
                 print(file=sys.stderr)
-                return 0
+                return status.code
             except KeyboardInterrupt:
                 print("\nKeyboardInterrupt", file=sys.stderr)
                 continue
             except (UnicodeDecodeError, UsageError) as exc:  # a terminal not sending UTF-8
                 print(f"cellbox: {exc}", file=sys.stderr)
+                status.note(CELLBOX_FAILED)
                 continue
             if not code.strip():
                 continue
             try:
                 if args.json:
-                    print_json(client.execute(code, context=context).to_json())
+                    execution = client.execute(code, context=context)
+                    print_json(execution.to_json())
                 else:
-                    show_stream(client, context.id, client.stream(code, context=context), printer)
+                    stream = client.stream(code, context=context)
+                    execution = show_stream(client, context.id, stream, printer)
             except KeyboardInterrupt:
                 # Ctrl-C before the stream's own handler was in place (the cell was not sent
                 # yet), or during a --json cell (its request is dropped, which stops it).
                 print("\nKeyboardInterrupt", file=sys.stderr)
+                continue
+            if execution.error is not None:
+                status.note(CODE_FAILED)
+
+
+class Status:
+    """The exit status of a session: with cells piped in (a script), the worst of its cells
+    as ``exec`` reports one (1: the code failed, 2: cellbox could not run it); a person at a
+    terminal saw each error as it came, so that session ends with 0."""
+
+    def __init__(self, scripted: bool) -> None:
+        self.scripted = scripted
+        self.code = 0
+
+    def note(self, failure: int) -> None:
+        if self.scripted:
+            self.code = max(self.code, failure)
