@@ -11,7 +11,14 @@ from httpx_sse import EventSource
 
 from cellbox.client import calls, core
 from cellbox.client.calls import Call
-from cellbox.client.errors import APIError, CellboxError, ConnectionFailed, NotFound, StreamClosed
+from cellbox.client.errors import (
+    APIError,
+    CellboxError,
+    ConnectionFailed,
+    NotFound,
+    RequestTimeout,
+    StreamClosed,
+)
 from cellbox.client.models import ContextInfo, Event, Execution, FileInfo, Unpacked, Uploaded
 
 T = TypeVar("T")
@@ -31,6 +38,8 @@ class AsyncClient:
         self.config = core.Config.resolve(url, api_key, timeout)
         self._http = httpx.AsyncClient(**core.client_options(self.config), transport=transport)
         self.contexts = AsyncContexts(self)
+        self._server_timeout: float | None = None  # seconds, once GET /info told it
+        self._server_timeout_known = False
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -46,12 +55,29 @@ class AsyncClient:
 
     # ---- the I/O: sending calls ----
 
+    async def _waiting(self, call: Call[T]) -> Call[T]:
+        """``call``, waited for as long as the server's default timeout allows when it is an
+        execution that names no timeout of its own (read once from ``GET /info``)."""
+        if not call.server_timeout:
+            return call
+        if not self._server_timeout_known:
+            try:
+                self._server_timeout = core.server_default_timeout(await self.info())
+                self._server_timeout_known = True
+            except RequestTimeout:
+                raise  # a server that answers nothing in time would not answer the execution
+            except CellboxError:
+                pass  # the execution's own request tells what is wrong
+        return call.waiting(self.config, self._server_timeout)
+
     async def _send(self, call: Call[T], **body: Any) -> T:
+        call = await self._waiting(call)
         with core.transport_errors(self.config.url):
             response = core.check(await self._http.send(call.build(self._http, **body)))
         return call.result(response.content, response.status_code)
 
     async def _open_stream(self, call: Call[Any]) -> httpx.Response:
+        call = await self._waiting(call)
         with core.transport_errors(self.config.url):
             response = await self._http.send(call.build(self._http), stream=True)
             if not response.is_success:

@@ -7,7 +7,7 @@ each answer's parsing is written here once, and can be checked without a server.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar, cast
 from urllib.parse import quote
 
@@ -26,7 +26,9 @@ class Call(Generic[T]):
     """One request and the rule that turns its answer's JSON into the call's result.
 
     ``parse`` is None for calls whose answer has no JSON body to read here (204s, downloads and
-    event streams, which the faces read as they arrive).
+    event streams, which the faces read as they arrive). ``server_timeout`` marks an execution
+    that names no timeout: it runs for the server's default timeout, which ``timeout`` cannot
+    know here, so a face that knows it sends :meth:`waiting` for it instead.
     """
 
     method: str
@@ -35,6 +37,15 @@ class Call(Generic[T]):
     params: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
     timeout: httpx.Timeout | None = None
+    server_timeout: bool = False
+
+    def waiting(self, config: Config, server_default: float | None) -> Call[T]:
+        """This call, waited for as long as an execution under the server's default timeout
+        (``server_default`` seconds; None: not known) may last."""
+        if not self.server_timeout:
+            return self
+        wait = execution_timeout(config, None, server_default)
+        return replace(self, timeout=wait, server_timeout=False)
 
     def build(self, http: httpx.Client | httpx.AsyncClient, **body: Any) -> httpx.Request:
         """The httpx request; ``body`` carries an upload's ``content`` and ``headers``."""
@@ -93,15 +104,30 @@ def execute(
     env: Mapping[str, str] | None,
     timeout: float | None,
 ) -> Call[Execution]:
-    """``POST /execute``; waited for as long as the execution's own timeout allows, plus slack."""
+    """``POST /execute``; waited for as long as the execution's own timeout allows, plus slack
+    (without one: the longest a request may ask for, until :meth:`Call.waiting` is told the
+    server's default)."""
     body = execute_body(code, language, context, env, timeout)
     wait = execution_timeout(config, timeout)
-    return Call("POST", "/execute", Execution.from_json, json=body, timeout=wait)
+    return Call(
+        "POST",
+        "/execute",
+        Execution.from_json,
+        json=body,
+        timeout=wait,
+        server_timeout=timeout is None,
+    )
 
 
 def stream(execution: Call[Execution]) -> Call[None]:
     """The same execution asked of ``POST /execute/async``: its answer is a stream of events."""
-    return Call("POST", "/execute/async", json=execution.json, timeout=execution.timeout)
+    return Call(
+        "POST",
+        "/execute/async",
+        json=execution.json,
+        timeout=execution.timeout,
+        server_timeout=execution.server_timeout,
+    )
 
 
 def health() -> Call[bool]:

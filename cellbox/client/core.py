@@ -136,10 +136,25 @@ def http_timeout(config: Config) -> httpx.Timeout:
     return httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))
 
 
-def execution_timeout(config: Config, timeout: float | None) -> httpx.Timeout:
-    """How long to wait for an execution's answer: its own timeout plus slack, never forever."""
-    limit = (timeout if timeout is not None else MAX_EXECUTION_S) + EXECUTION_SLACK_S
+def execution_timeout(
+    config: Config, timeout: float | None, server_default: float | None = None
+) -> httpx.Timeout:
+    """How long to wait for an execution's answer: its own timeout plus slack, never forever.
+    Without one of its own, the server's default timeout (``server_default``, seconds) is the
+    execution's; when that is not known, the longest timeout a request may ask for."""
+    own = timeout if timeout is not None else server_default
+    limit = (own if own is not None else MAX_EXECUTION_S) + EXECUTION_SLACK_S
     return httpx.Timeout(limit, connect=min(config.timeout, 10.0))
+
+
+def server_default_timeout(info: Mapping[str, Any]) -> float | None:
+    """The execution timeout (seconds) of a request that names none, from ``GET /info``;
+    None when the answer does not tell it."""
+    limits = info.get("limits") if isinstance(info, Mapping) else None
+    millis = limits.get("default_timeout_ms") if isinstance(limits, Mapping) else None
+    if isinstance(millis, int) and not isinstance(millis, bool) and millis > 0:
+        return millis / 1000
+    return None
 
 
 def create_timeout(config: Config, packages: list[str] | None) -> httpx.Timeout:

@@ -11,7 +11,14 @@ from httpx_sse import EventSource
 
 from cellbox.client import calls, core
 from cellbox.client.calls import Call
-from cellbox.client.errors import APIError, CellboxError, ConnectionFailed, NotFound, StreamClosed
+from cellbox.client.errors import (
+    APIError,
+    CellboxError,
+    ConnectionFailed,
+    NotFound,
+    RequestTimeout,
+    StreamClosed,
+)
 from cellbox.client.models import ContextInfo, Event, Execution, FileInfo, Unpacked, Uploaded
 
 T = TypeVar("T")
@@ -22,7 +29,9 @@ class Client:
 
     ``url`` and ``api_key`` default to ``CELLBOX_URL`` / ``CELLBOX_API_KEY``; for a server on this
     machine the token file it wrote is read when no key is given. ``timeout`` (seconds) bounds calls
-    that run no code; executions wait for their own timeout plus a margin.
+    that run no code; executions wait for their own timeout plus a margin (an execution given no
+    timeout runs for the server's default, ``--default-timeout-ms``, which ``GET /info`` tells
+    once: it is waited for as long, plus the margin, however long the server allows).
     """
 
     def __init__(
@@ -36,6 +45,8 @@ class Client:
         self.config = core.Config.resolve(url, api_key, timeout)
         self._http = httpx.Client(**core.client_options(self.config), transport=transport)
         self.contexts = Contexts(self)
+        self._server_timeout: float | None = None  # seconds, once GET /info told it
+        self._server_timeout_known = False
 
     def __enter__(self) -> Client:
         return self
@@ -51,13 +62,30 @@ class Client:
 
     # ---- the I/O: sending calls ----
 
+    def _waiting(self, call: Call[T]) -> Call[T]:
+        """``call``, waited for as long as the server's default timeout allows when it is an
+        execution that names no timeout of its own (read once from ``GET /info``)."""
+        if not call.server_timeout:
+            return call
+        if not self._server_timeout_known:
+            try:
+                self._server_timeout = core.server_default_timeout(self.info())
+                self._server_timeout_known = True
+            except RequestTimeout:
+                raise  # a server that answers nothing in time would not answer the execution
+            except CellboxError:
+                pass  # the execution's own request tells what is wrong
+        return call.waiting(self.config, self._server_timeout)
+
     def _send(self, call: Call[T], **body: Any) -> T:
+        call = self._waiting(call)
         with core.transport_errors(self.config.url):
             response = core.check(self._http.send(call.build(self._http, **body)))
         return call.result(response.content, response.status_code)
 
     def _open_stream(self, call: Call[Any]) -> httpx.Response:
         """Send a call whose answer is read incrementally; errors are read whole and raised."""
+        call = self._waiting(call)
         with core.transport_errors(self.config.url):
             response = self._http.send(call.build(self._http), stream=True)
             if not response.is_success:

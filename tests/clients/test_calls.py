@@ -45,6 +45,25 @@ def test_an_execution_without_a_timeout_still_has_a_limit(http):
     assert read == core.MAX_EXECUTION_S + core.EXECUTION_SLACK_S
 
 
+def test_an_execution_without_a_timeout_waits_for_the_server_default_once_known(http):
+    call = calls.execute(CONFIG, "1", None, None, None, None)
+    assert call.server_timeout and calls.stream(call).server_timeout
+    for sent in (call, calls.stream(call)):
+        known = sent.waiting(CONFIG, 3600.0)
+        assert known.build(http).extensions["timeout"]["read"] == 3600.0 + core.EXECUTION_SLACK_S
+        assert not known.server_timeout and known.json == sent.json
+        assert sent.waiting(CONFIG, None).timeout == call.timeout  # not known: as before
+    own = calls.execute(CONFIG, "1", None, None, None, 2.0)
+    assert not own.server_timeout and own.waiting(CONFIG, 3600.0) is own
+
+
+def test_the_server_default_timeout_read_from_info():
+    assert core.server_default_timeout({"limits": {"default_timeout_ms": 3_600_000}}) == 3600.0
+    for info in ({}, {"limits": None}, {"limits": {"default_timeout_ms": "30"}}, []):
+        assert core.server_default_timeout(info) is None
+    assert core.server_default_timeout({"limits": {"default_timeout_ms": True}}) is None
+
+
 def test_server_calls():
     assert calls.health().result(b'{"status": "ok"}') is True
     assert calls.health().result(b'{"status": "draining"}') is False

@@ -1,12 +1,20 @@
-"""The clients as a script drives them (real server, real processes)."""
+"""The clients as a script drives them: the exit status of cells piped into ``cellbox repl``,
+and how long the SDK waits for an execution that names no timeout (real server, real
+processes)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import Iterator
 
 import pexpect
+import pytest
 
+from cellbox.client import AsyncClient, Client, RequestTimeout, core
 from tests.clients.test_cli import CELLBOX, cli
+from tests.conftest import Server
 
 # ---- cellbox repl < cells ----
 
@@ -47,3 +55,57 @@ def test_a_terminal_session_with_a_failed_cell_still_ends_with_0(server, tmp_pat
     finally:
         repl.close(force=True)
     assert repl.exitstatus == 0
+
+
+# ---- an execution without a timeout of its own ----
+
+# The server's default timeout, longer than the client's own wait when it does not know it
+# (shortened here, as if the server allowed more than a request may ask for).
+SERVER_DEFAULT_S = 8
+SLEEP_S = 3
+
+
+@pytest.fixture(scope="module")
+def patient() -> Iterator[Server]:
+    srv = Server(
+        default_timeout_ms=SERVER_DEFAULT_S * 1000, pool_python=1, pool_typescript=0
+    ).start()
+    yield srv
+    srv.stop()
+    srv.cleanup()
+
+
+@pytest.fixture
+def short_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client's wait for an execution whose timeout it does not know: 2 s, not 630."""
+    monkeypatch.setattr(core, "MAX_EXECUTION_S", 1.0)
+    monkeypatch.setattr(core, "EXECUTION_SLACK_S", 1.0)
+
+
+def test_an_execution_without_a_timeout_is_waited_for_as_long_as_the_server_allows(
+    patient, short_fallback
+):
+    code = f"import time\ntime.sleep({SLEEP_S})\n'done'"
+    with Client(patient.url, patient.token) as client:
+        assert client.execute(code).text == "'done'"
+        with client.contexts.create() as ctx:
+            assert ctx.stream(code).result().text == "'done'"
+            # The server's own timeout still ends a longer cell, and the client hears it.
+            stopped = ctx.execute("import time\ntime.sleep(60)")
+            assert stopped.error is not None and stopped.error.name == "TimeoutError"
+            assert f"{SERVER_DEFAULT_S * 1000} ms" in stopped.error.value
+
+    async def in_asyncio() -> None:
+        async with AsyncClient(patient.url, patient.token) as client:
+            assert (await client.execute(code)).text == "'done'"
+            assert (await client.stream(code).result()).text == "'done'"
+
+    asyncio.run(in_asyncio())
+
+
+def test_a_server_that_answers_nothing_is_still_given_up_on(misbehaving):
+    url = misbehaving(None)
+    started = time.monotonic()
+    with Client(url, "token", timeout=1) as client, pytest.raises(RequestTimeout):
+        client.execute("1")
+    assert time.monotonic() - started < 10
