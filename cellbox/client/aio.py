@@ -32,7 +32,7 @@ class AsyncClient:
         url: str | None = None,
         api_key: str | None = None,
         *,
-        timeout: float = 30.0,
+        timeout: float | None = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = core.Config.resolve(url, api_key, timeout)

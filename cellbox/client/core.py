@@ -36,6 +36,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 # execution's own timeout for the interrupt grace, a kill and the answer's trip.
 MAX_EXECUTION_S = 600.0
 EXECUTION_SLACK_S = 30.0
+CONNECT_S = 10.0
 CHUNK = 1 << 16
 
 Source = str | os.PathLike[str] | bytes | IO[bytes]
@@ -44,11 +45,12 @@ Destination = str | os.PathLike[str] | IO[bytes]
 
 @dataclass(frozen=True)
 class Config:
-    """Where the server is, the token, and the timeout of calls that run no code."""
+    """Where the server is, the token, and the timeout of calls that run no code (None: as
+    long as the server takes; connecting still gives up after 10 s)."""
 
     url: str
     api_key: str | None
-    timeout: float = 30.0
+    timeout: float | None = 30.0
     key_source: str = ""  # "argument", KEY_VAR or the token file's path; "" when there is no key
 
     @classmethod
@@ -56,7 +58,7 @@ class Config:
         cls,
         url: str | None = None,
         api_key: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = 30.0,
         environ: Mapping[str, str] | None = None,
     ) -> Config:
         """Arguments first, then ``CELLBOX_URL``/``CELLBOX_API_KEY``, then a local server's token file."""
@@ -133,7 +135,12 @@ def client_options(config: Config) -> dict[str, Any]:
 
 
 def http_timeout(config: Config) -> httpx.Timeout:
-    return httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))
+    return httpx.Timeout(config.timeout, connect=connect_timeout(config))
+
+
+def connect_timeout(config: Config) -> float:
+    """Connecting gives up after 10 s, or the calls' own timeout when that is shorter."""
+    return CONNECT_S if config.timeout is None else min(config.timeout, CONNECT_S)
 
 
 def execution_timeout(
@@ -144,7 +151,7 @@ def execution_timeout(
     execution's; when that is not known, the longest timeout a request may ask for."""
     own = timeout if timeout is not None else server_default
     limit = (own if own is not None else MAX_EXECUTION_S) + EXECUTION_SLACK_S
-    return httpx.Timeout(limit, connect=min(config.timeout, 10.0))
+    return httpx.Timeout(limit, connect=connect_timeout(config))
 
 
 def server_default_timeout(info: Mapping[str, Any]) -> float | None:

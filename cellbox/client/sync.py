@@ -29,7 +29,7 @@ class Client:
 
     ``url`` and ``api_key`` default to ``CELLBOX_URL`` / ``CELLBOX_API_KEY``; for a server on this
     machine the token file it wrote is read when no key is given. ``timeout`` (seconds) bounds calls
-    that run no code; executions wait for their own timeout plus a margin (an execution given no
+    that run no code (None: they wait as long as the server takes); executions wait for their own timeout plus a margin (an execution given no
     timeout runs for the server's default, ``--default-timeout-ms``, which ``GET /info`` tells
     once: it is waited for as long, plus the margin, however long the server allows).
     """
@@ -39,7 +39,7 @@ class Client:
         url: str | None = None,
         api_key: str | None = None,
         *,
-        timeout: float = 30.0,
+        timeout: float | None = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = core.Config.resolve(url, api_key, timeout)

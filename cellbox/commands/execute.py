@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cellbox.client import Client, Context, Execution
+from cellbox.client.core import MAX_EXECUTION_S
 from cellbox.commands import (
     CODE_FAILED,
     UsageError,
@@ -16,7 +17,7 @@ from cellbox.commands import (
     run,
     source_text,
 )
-from cellbox.commands.output import LivePrinter, print_json, save_all, show_stream
+from cellbox.commands.output import LivePrinter, failed, print_json, save_all, show_stream
 
 EXTENSIONS = {
     ".py": "python",
@@ -39,9 +40,10 @@ def register(
         parents=[parent, new_context],
         help="run code and print its output",
         description="Run code in a context. Without --context a fresh context is created and "
-        "deleted afterwards (--keep keeps it). Exit status: 0 when the code ran, 1 when it "
-        "failed (its error is printed), 2 when cellbox could not run it (server down, wrong "
-        "token, bad input: one line on stderr says why).",
+        "deleted afterwards (--keep keeps it). Exit status: 0 when the code ran (also when it "
+        "ended with sys.exit() or sys.exit(0)), 1 when it failed (its error is printed), 2 "
+        "when cellbox could not run it (server down, wrong token, bad input: one line on "
+        "stderr says why).",
     )
     parser.add_argument("code", nargs="?", help="the code; '-' reads it from standard input")
     parser.add_argument("-f", "--file", type=Path, help="read the code from this file")
@@ -52,10 +54,29 @@ def register(
     parser.add_argument(
         "-e", "--env", action="append", default=[], metavar="K=V", help="environment variable"
     )
-    parser.add_argument("-t", "--timeout", type=float, help="execution timeout in seconds")
+    parser.add_argument(
+        "-t",
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help=f"execution timeout, above 0 and at most {MAX_EXECUTION_S:g} (default: the server's)",
+    )
     parser.add_argument("--save", type=Path, metavar="DIR", help="save images and HTML here")
     parser.add_argument("--keep", action="store_true", help="keep the new context, print its id")
     parser.set_defaults(handler=lambda args: run(execute, args))
+
+
+def seconds(text: str) -> float:
+    """A ``--timeout`` as the API takes it (1 ms … 600 s), refused in the user's own unit."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= MAX_EXECUTION_S:
+        raise argparse.ArgumentTypeError(
+            f"must be above 0 and at most {MAX_EXECUTION_S:g} seconds, got {text}"
+        )
+    return value
 
 
 def read_code(args: argparse.Namespace) -> str:
@@ -103,7 +124,7 @@ def execute(args: argparse.Namespace) -> int:
                 context.delete(missing_ok=True)
         if args.keep and not args.json:
             print(f"context: {context.id}", file=sys.stderr)
-    return CODE_FAILED if execution.error else 0
+    return CODE_FAILED if failed(execution) else 0
 
 
 def _run(

@@ -18,6 +18,7 @@ from cellbox.client import (
     Error,
     Event,
     Execution,
+    ExecutionError,
     ExecutionStream,
     Item,
     Result,
@@ -27,6 +28,22 @@ from cellbox.client import (
 
 # Representations written to files with --save, and their file extensions.
 SAVED_FORMATS = {"png": "png", "jpeg": "jpg", "svg": "svg", "pdf": "pdf", "html": "html"}
+
+
+def is_exit(error: ExecutionError | None) -> bool:
+    """Whether the code ended itself with ``sys.exit()``, ``exit()`` or ``quit()``."""
+    return error is not None and error.name == "SystemExit"
+
+
+def is_clean_exit(error: ExecutionError | None) -> bool:
+    """An exit with status 0 (``sys.exit()``, ``sys.exit(0)``, ``sys.exit(None)``): for a
+    script that is no failure, as ``python script.py`` ends with 0 there and prints nothing."""
+    return is_exit(error) and error is not None and error.value in ("", "0", "None")
+
+
+def failed(execution: Execution) -> bool:
+    """Whether the code failed, as an exit status tells it (a clean exit did not)."""
+    return execution.error is not None and not is_clean_exit(execution.error)
 
 
 def print_json(value: Any, out: TextIO | None = None) -> None:
@@ -81,7 +98,7 @@ class LivePrinter:
             self._write(self.err, event.data)
         elif isinstance(event, Result):
             self.show_item(event.item)
-        elif isinstance(event, Error):
+        elif isinstance(event, Error) and not is_clean_exit(event.error):
             error = event.error
             traceback = error.traceback.rstrip("\n")
             if traceback:

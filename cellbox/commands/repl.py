@@ -21,7 +21,7 @@ from cellbox.commands import (
     run,
     source_text,
 )
-from cellbox.commands.output import LivePrinter, print_json, show_stream
+from cellbox.commands.output import LivePrinter, failed, is_exit, print_json, show_stream
 
 HISTORY_VAR = "CELLBOX_HISTORY"
 OPENERS, CLOSERS = "([{", ")]}"
@@ -38,7 +38,7 @@ def register(
         help="interactive session in one context",
         description="Read cells and run them in one context. A cell that is not complete yet "
         "(an open block or bracket) continues on the next line; an empty line ends it. "
-        "Ctrl-C interrupts the running cell (state is kept), Ctrl-D quits. Without --context a "
+        "Ctrl-C interrupts the running cell (state is kept), Ctrl-D or exit() quits. Without --context a "
         "new context is created and deleted at the end (--keep keeps it). Cells piped in (not "
         "a terminal) all run; the exit status is then 1 when one of them failed and 2 when one "
         "could not be run (not UTF-8), as with exec; a terminal session ends with 0.",
@@ -189,8 +189,10 @@ def _loop(client: Client, context: Context, args: argparse.Namespace) -> int:
                 # yet), or during a --json cell (its request is dropped, which stops it).
                 print("\nKeyboardInterrupt", file=sys.stderr)
                 continue
-            if execution.error is not None:
+            if failed(execution):
                 status.note(CODE_FAILED)
+            if is_exit(execution.error):  # exit(), quit(), sys.exit(): as Python's own REPL
+                return status.code
 
 
 class Status:

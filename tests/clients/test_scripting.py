@@ -57,6 +57,45 @@ def test_a_terminal_session_with_a_failed_cell_still_ends_with_0(server, tmp_pat
     assert repl.exitstatus == 0
 
 
+def test_a_script_that_exits_cleanly_succeeds_and_the_repl_ends_at_exit(server):
+    clean = cli(server, "exec", "print('done')\nimport sys\nsys.exit(0)")
+    assert (clean.returncode, clean.stdout, clean.stderr) == (0, "done\n", "")
+    for code in ("import sys; sys.exit()", "import sys; sys.exit(None)", "raise SystemExit"):
+        assert cli(server, "exec", code).returncode == 0, code
+    assert cli(server, "exec", "--json", "exit()").returncode == 0
+    failing = cli(server, "exec", "import sys; sys.exit(3)")
+    assert failing.returncode == 1 and "SystemExit: 3" in failing.stderr
+    # As in Python's own REPL, exit() ends the session: the cells after it do not run.
+    ended = cli(server, "repl", stdin="x = 1\nexit()\nprint(x)\n")
+    assert (ended.returncode, ended.stdout) == (0, ""), ended.stderr
+    after_failure = cli(server, "repl", stdin="1/0\nquit()\nprint(2)\n")
+    assert (after_failure.returncode, after_failure.stdout) == (1, "")
+    with_status = cli(server, "repl", stdin="import sys\nsys.exit('bye')\nprint(2)\n")
+    assert (with_status.returncode, with_status.stdout) == (1, "")
+    assert "SystemExit: bye" in with_status.stderr
+
+
+def test_a_timeout_out_of_range_is_refused_in_seconds(server):
+    for given in ("700", "0", "-1", "nan", "soon"):
+        done = cli(server, "exec", "--timeout", given, "1")
+        assert done.returncode == 2 and "--timeout" in done.stderr, given
+        assert "timeout_ms" not in done.stderr and "Traceback" not in done.stderr
+    assert cli(server, "exec", "--timeout", "600", "1").returncode == 0
+
+
+def test_a_client_without_a_timeout_for_calls_that_run_no_code(server):
+    with Client(server.url, server.token, timeout=None) as client:
+        with client.contexts.create() as ctx:
+            assert ctx.execute("6 * 7").text == "42" and ctx.files.list() == []
+
+    async def in_asyncio() -> None:
+        async with AsyncClient(server.url, server.token, timeout=None) as client:
+            async with client.contexts.create() as ctx:
+                assert (await ctx.execute("6 * 7")).text == "42"
+
+    asyncio.run(in_asyncio())
+
+
 # ---- an execution without a timeout of its own ----
 
 # The server's default timeout, longer than the client's own wait when it does not know it
