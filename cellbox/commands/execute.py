@@ -45,7 +45,12 @@ def register(
         "when cellbox could not run it (server down, wrong token, bad input: one line on "
         "stderr says why).",
     )
-    parser.add_argument("code", nargs="?", help="the code; '-' reads it from standard input")
+    parser.add_argument(
+        "code",
+        nargs="?",
+        help="the code; '-' reads it from standard input, and a local file's name "
+        "(script.py, app.ts) runs that file as -f does",
+    )
     parser.add_argument("-f", "--file", type=Path, help="read the code from this file")
     parser.add_argument(
         "-l", "--language", help="python or typescript (default: by file extension, else python)"
@@ -79,7 +84,21 @@ def seconds(text: str) -> float:
     return value
 
 
+def names_a_script(code: str | None) -> bool:
+    """Whether the code argument is the name of a local source file (``cellbox exec
+    analysis.py``, as ``python analysis.py``) rather than code: as code it could only fail
+    (``analysis`` is not defined)."""
+    if not code or "\n" in code or Path(code).suffix.lower() not in EXTENSIONS:
+        return False
+    try:
+        return Path(code).is_file()
+    except (OSError, ValueError):  # too long a name, a NUL
+        return False
+
+
 def read_code(args: argparse.Namespace) -> str:
+    if args.file is None and names_a_script(args.code):
+        args.file, args.code = Path(args.code), None
     if args.file is not None:
         if args.code is not None:
             raise UsageError("give the code or --file, not both")

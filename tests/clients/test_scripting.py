@@ -75,6 +75,20 @@ def test_a_script_that_exits_cleanly_succeeds_and_the_repl_ends_at_exit(server):
     assert "SystemExit: bye" in with_status.stderr
 
 
+def test_exec_given_a_script_s_name_runs_that_file(server, tmp_path):
+    (tmp_path / "my script.py").write_text(
+        "import sys\nprint('from the file', sys.version_info[0])"
+    )
+    (tmp_path / "app.ts").write_text("const n: number = 2;\nconsole.log(`ts ${n}`)")
+    done = cli(server, "exec", str(tmp_path / "my script.py"))
+    assert (done.returncode, done.stdout) == (0, "from the file 3\n"), done.stderr
+    typescript = cli(server, "exec", str(tmp_path / "app.ts"))
+    assert (typescript.returncode, typescript.stdout) == (0, "ts 2\n"), typescript.stderr
+    # A name no file has is code, as before (and fails as such).
+    missing = cli(server, "exec", "missing.py")
+    assert missing.returncode == 1 and "name 'missing' is not defined" in missing.stderr
+
+
 def test_a_timeout_out_of_range_is_refused_in_seconds(server):
     for given in ("700", "0", "-1", "nan", "soon"):
         done = cli(server, "exec", "--timeout", given, "1")
