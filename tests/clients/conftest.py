@@ -41,24 +41,29 @@ def read_request(conn: socket.socket) -> None:
 
 @pytest.fixture
 def misbehaving() -> Iterator[Callable[[bytes | None], str]]:
-    """A loopback server that reads a request, then answers ``reply`` (None: never) and hangs up."""
+    """A loopback server that reads a request, then answers ``reply`` (None: never) and hangs
+    up; each connection alike (a call may make more than one request, e.g. ``GET /info``)."""
     listeners: list[socket.socket] = []
 
     def start(reply: bytes | None) -> str:
         listener = socket.create_server(("127.0.0.1", 0))
         listeners.append(listener)
 
-        def serve() -> None:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
+        def answer(conn: socket.socket) -> None:
             with conn:
                 read_request(conn)
                 if reply is None:
                     conn.recv(65536)  # wait for the client to give up
                 else:
                     conn.sendall(reply)
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
 
         threading.Thread(target=serve, daemon=True).start()
         return f"http://127.0.0.1:{listener.getsockname()[1]}"
