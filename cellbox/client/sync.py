@@ -29,9 +29,10 @@ class Client:
 
     ``url`` and ``api_key`` default to ``CELLBOX_URL`` / ``CELLBOX_API_KEY``; for a server on this
     machine the token file it wrote is read when no key is given. ``timeout`` (seconds) bounds calls
-    that run no code (None: they wait as long as the server takes); executions wait for their own timeout plus a margin (an execution given no
-    timeout runs for the server's default, ``--default-timeout-ms``, which ``GET /info`` tells
-    once: it is waited for as long, plus the margin, however long the server allows).
+    that run no code (None: they wait as long as the server takes). Executions wait for their own
+    timeout plus a margin; one given no timeout runs for the server's default
+    (``--default-timeout-ms``, which ``GET /info`` tells once) and is waited for as long, plus
+    the margin, however long the server allows.
     """
 
     def __init__(
