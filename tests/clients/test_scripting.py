@@ -1,11 +1,13 @@
-"""The clients as a script drives them: the exit status of cells piped into ``cellbox repl``,
-and how long the SDK waits for an execution that names no timeout (real server, real
-processes)."""
+"""The clients as a script drives them: exit statuses of ``cellbox repl`` with cells piped in
+and of ``cellbox exec`` (sys.exit, a script's name, --timeout, Ctrl-C), and how long the SDK
+waits for an execution that names no timeout (real server, real processes)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -87,6 +89,27 @@ def test_exec_given_a_script_s_name_runs_that_file(server, tmp_path):
     # A name no file has is code, as before (and fails as such).
     missing = cli(server, "exec", "missing.py")
     assert missing.returncode == 1 and "name 'missing' is not defined" in missing.stderr
+
+
+def test_ctrl_c_during_exec_interrupts_the_code_on_the_server(server, sdk):
+    env = {**os.environ, "CELLBOX_URL": server.url, "CELLBOX_API_KEY": server.token}
+    code = "x = 1\nimport time\nprint('go', flush=True)\ntime.sleep(60)"
+    with sdk.contexts.create() as ctx:
+        process = subprocess.Popen(
+            [CELLBOX, "exec", "--context", ctx.id, code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None and process.stdout.readline() == "go\n"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 1 and err.endswith("KeyboardInterrupt\n"), err
+        # Nothing runs on there any more, and the context kept its state.
+        started = time.monotonic()
+        assert ctx.execute("x + 1", timeout=5).text == "2"
+        assert time.monotonic() - started < 5
 
 
 def test_a_timeout_out_of_range_is_refused_in_seconds(server):
