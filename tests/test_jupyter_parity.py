@@ -76,3 +76,76 @@ def test_binary_stdin_fails_as_clearly_as_text_stdin(client: Client, ctx: str):
         assert error is not None, read
         assert error["name"] == "StdinNotImplementedError", (read, error)
         assert "without standard input" in error["value"]
+
+
+def _value(client: Client, ctx: str, code: str) -> str:
+    """The ``text`` of the cell's value (it must have one and not fail)."""
+    body = client.run(code, context_id=ctx)
+    assert body["error"] is None and body["items"], body
+    return body["items"][0]["text"]
+
+
+def test_out_and_numbered_results_hold_each_cells_value(client: Client, ctx: str):
+    # As in ipykernel: Out[N] (also _oh) and _N are the value of cell N; a cell whose value
+    # is not shown (None, a trailing ';', no expression, an error) gets no number there.
+    cells = ["6 * 7", "x = 1", "'hidden';", "None", "print('p')", "[1, 2]", "1/0"]
+    counts = [client.run(code, context_id=ctx)["execution_count"] for code in cells]
+    assert counts == [1, 2, 3, 4, 5, 6, 7]
+    assert _value(client, ctx, "sorted(Out), _oh is Out, Out[1], _1, Out[6], _6") == (
+        "([1, 6], True, 42, 42, [1, 2], [1, 2])"
+    )
+    names = "[n for n in ('_2', '_3', '_4', '_5', '_7') if n in dir()]"
+    assert _value(client, ctx, names) == "[]"
+    assert _value(client, ctx, "_8[1:4], _9") == "((True, 42, 42), [])"
+    # Out itself is not kept in Out, nor made _: no cycle, as in IPython.
+    assert _value(client, ctx, "Out").startswith("{1: 42,")
+    assert _value(client, ctx, "_ is Out, sorted(Out)") == "(False, [1, 6, 8, 9, 10])"
+
+
+def test_last_three_results_skip_what_was_not_shown(client: Client, ctx: str):
+    for code in ("'a'", "'b'", "'c'", "'d';", "None", "e = 'e'"):
+        client.run(code, context_id=ctx)
+    assert _value(client, ctx, "_, __, ___") == "('c', 'b', 'a')"
+    assert _value(client, ctx, "___") == "'b'"  # the tuple, then 'c', then 'b'
+
+
+def test_the_cell_number_is_the_execution_count(client: Client, ctx: str):
+    # Every execution counts (an empty one too), so _N, Out[N], _iN and In[N] name the
+    # execution whose execution_count is N.
+    assert client.run("", context_id=ctx)["execution_count"] == 1
+    assert client.run("7", context_id=ctx)["execution_count"] == 2
+    code = "_2, Out[2], In[2], _i2, In[3], len(In)"
+    body = client.run(code, context_id=ctx)
+    assert body["execution_count"] == 3
+    assert body["items"][0]["text"] == f"(7, 7, '7', '7', {code!r}, 4)"
+
+
+def test_reset_clears_the_results(client: Client, ctx: str):
+    for code in ("a = 1", "a * 5", "a * 6"):
+        client.run(code, context_id=ctx)
+    body = client.run("%reset -f out", context_id=ctx)
+    assert body["logs"]["stdout"] == ["Flushing output cache (2 entries)"]
+    assert _value(client, ctx, "Out, [n for n in ('_2', '_3') if n in dir()], _, a") == (
+        "({}, [], '', 1)"
+    )
+    assert _value(client, ctx, "a * 7") == "7"
+    body = client.run("%reset -f", context_id=ctx)
+    assert body["error"] is None and body["execution_count"] == 7
+    check = "Out, _oh is Out, [n for n in ('a', '_5', '_6', '_') if n in dir()]"
+    assert _value(client, ctx, check) == "({}, True, [])"
+    assert _value(client, ctx, "_8[1:], sorted(Out)") == "((True, []), [8])"  # numbering goes on
+
+
+def test_a_fresh_process_starts_the_results_afresh(client: Client, ctx: str):
+    for code in ("10", "20"):
+        client.run(code, context_id=ctx)
+    died = client.run("import os; os._exit(3)", context_id=ctx)
+    assert died["error"]["name"] == "ContextDied"
+    body = client.run("len(Out), len(In), [n for n in ('_1', '_2') if n in dir()]", context_id=ctx)
+    assert body["execution_count"] == 1
+    assert body["items"][0]["text"] == "(0, 2, [])"
+    assert _value(client, ctx, "_1") == "(0, 2, [])"
+    assert client.post(f"/contexts/{ctx}/restart").status_code == 200
+    body = client.run("Out, [n for n in ('_1', '_2') if n in dir()]", context_id=ctx)
+    assert body["execution_count"] == 1
+    assert body["items"][0]["text"] == "({}, [])"

@@ -279,10 +279,15 @@ def test_underscore_is_the_last_result(client: Client, ctx: str):
 
 @pytest.mark.slow
 def test_a_long_session_stays_quiet(client: Client, ctx: str):
-    # IPython's output cache would warn on stderr after 1000 results; results must not pile up.
+    # Out keeps 1000 results as in IPython, then drops the oldest 200 (and their _N) the
+    # way IPython does, but without IPython's warning on stderr.
     for i in range(1005):
         body = client.run(f"{i}", context_id=ctx)
         assert body["logs"]["stderr"] == [], (i, body["logs"])
+    check = "len(Out), min(Out), [n for n in ('_1', '_200') if n in dir()], _201, _1005"
+    body = client.run(check, context_id=ctx)
+    assert body["logs"]["stderr"] == []
+    assert body["items"][0]["text"] == "(805, 201, [], 200, 1004)"
 
 
 def test_top_level_await(client: Client, ctx: str):

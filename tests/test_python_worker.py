@@ -146,3 +146,22 @@ def test_the_worker_ends_when_the_server_hangs_up_during_code(worker: Worker):
     worker.reader.close()
     worker.sock.close()
     assert worker.process.wait(10) == 0
+
+
+def test_cells_take_the_number_the_server_gives(worker: Worker):
+    # ``count`` numbers the cell (_N, Out[N], In[N]) whatever happened before: a cell the
+    # interrupt stopped before it began still took its number; count 0 is the server's own
+    # code, kept out of the history.
+    def execute(code: str, count: int) -> list[dict]:
+        worker.sock.sendall(encode({"op": "execute", "code": code, "env": {}, "count": count}))
+        return worker.until_done()
+
+    assert execute("hidden = 'installed'", 0) == []
+    assert execute("6 * 7", 1) == [{"type": "result", "bundle": {"text/plain": "42"}}]
+    sleep = encode({"op": "execute", "code": "import time\ntime.sleep(30)", "env": {}, "count": 2})
+    worker.sock.sendall(sleep + encode({"op": "interrupt"}))
+    assert [frame["type"] for frame in worker.until_done()] == ["error"]
+    assert execute("'x'", 3) == [{"type": "result", "bundle": {"text/plain": "'x'"}}]
+    frames = execute("sorted(Out), _1, _3, In[1], In[3], len(In), hidden", 4)
+    text = "([1, 3], 42, 'x', '6 * 7', \"'x'\", 5, 'installed')"
+    assert frames == [{"type": "result", "bundle": {"text/plain": text}}]

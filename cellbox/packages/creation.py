@@ -2,8 +2,9 @@
 
 The install runs as an execution in the context's own worker (its user, limits, network
 policy), through the same commands user code would type; the execution leaves no name
-behind and the context's execution counter starts at 1 afterwards. npm installs into the
-work directory whatever the context's ``cwd`` (``NODE_PATH`` names its ``node_modules``, see
+behind, is not in the cell history (``In``, ``_i1``) and the context's execution counter
+starts at 1 afterwards. npm installs into the work directory whatever the context's
+``cwd`` (``NODE_PATH`` names its ``node_modules``, see
 :mod:`cellbox.packages.layout`), so the packages survive ``restart`` and a ``cwd`` that is
 read-only or shared with nothing persistent works too. A Python package that replaces a
 shared one gets a fresh worker before the context is handed out: the one that installed it
@@ -57,7 +58,7 @@ def install_code(language: str, packages: list[str], workdir: str) -> str:
 async def install(registry: ContextRegistry, context: Context, packages: list[str]) -> None:
     """Install ``packages`` in ``context``; on failure delete it and raise the installer's lines."""
     code = install_code(context.runtime.name, packages, str(context.workspace.path))
-    execution = registry.execute(context, code, {}, INSTALL_TIMEOUT_MS)
+    execution = registry.execute(context, code, {}, INSTALL_TIMEOUT_MS, numbered=False)
     error: dict[str, str] | None = None
     await execution.started
     async for batch in execution.batches():

@@ -129,10 +129,13 @@ class Execution:
         code: str,
         env: dict[str, str],
         limits: ExecutionLimits,
+        *,
+        numbered: bool = True,
     ) -> None:
         self.context = context
         self.code = code
         self.env = env
+        self.numbered = numbered  # False: the server's own code, kept out of the cell history
         self.limits = limits
         self.timeout_ms = limits.timeout_ms
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -254,7 +257,10 @@ class Execution:
         worker.limit_frames(max(self.limits.items_cap_bytes, MIN_FRAME_LIMIT))
         self._began = time.perf_counter()
         self._id = next(_ids)
-        worker.send({"op": "execute", "id": self._id, "code": self.code, "env": self.env})
+        count = self.execution_count if self.numbered else 0
+        worker.send(
+            {"op": "execute", "id": self._id, "code": self.code, "env": self.env, "count": count}
+        )
         failed = await self._follow(context, worker)
         self._worker = None
         self._end(failed)

@@ -133,9 +133,17 @@ class ContextRegistry:
             self._creating -= 1
 
     def execute(
-        self, context: Context, code: str, env: dict[str, str], timeout_ms: int
+        self,
+        context: Context,
+        code: str,
+        env: dict[str, str],
+        timeout_ms: int,
+        *,
+        numbered: bool = True,
     ) -> Execution:
-        """Queue an execution on the context (runs when the ones before it are done)."""
+        """Queue an execution on the context (runs when the ones before it are done).
+        ``numbered=False``: the server's own code, which the worker keeps out of the
+        context's cell history (``In``, ``Out``, ``_N``)."""
         if self._closing:
             raise ShuttingDown(SHUTTING_DOWN)
         context.touch()
@@ -146,7 +154,7 @@ class ContextRegistry:
             interrupt_grace_s=self.settings.interrupt_grace_s,
             shutdown_grace_s=self.settings.shutdown_grace_s,
         )
-        execution = Execution(context, code, env, limits)
+        execution = Execution(context, code, env, limits, numbered=numbered)
         self._executions.add(execution)
         execution.task.add_done_callback(lambda _: self._executions.discard(execution))
         return execution

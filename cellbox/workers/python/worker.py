@@ -182,7 +182,13 @@ class Worker:
         self._repair_output()
         code = request.get("code")
         env = request.get("env") or {}
-        self._cell += 1
+        count = request.get("count")
+        numbered = type(count) is not int or count > 0  # 0: the server's own, unnumbered
+        if type(count) is int and count > 0:
+            self._cell = count
+            self.shell.number_next_cell(count)
+        else:
+            self._cell += 1
         self._names_in_cell = 0
         self._error_sent = False
         self.figures.new_cell()
@@ -206,7 +212,7 @@ class Worker:
                 if self.inbox.enter(number):  # from here on an interrupt raises there
                     raise KeyboardInterrupt
                 try:
-                    result = self.shell.run_cell(code, store_history=True)
+                    result = self.shell.run_cell(code, store_history=numbered)
                 finally:
                     self.deleted_builtins.restore()
                 self.figures.flush()
