@@ -149,3 +149,48 @@ def test_a_fresh_process_starts_the_results_afresh(client: Client, ctx: str):
     body = client.run("Out, [n for n in ('_1', '_2') if n in dir()]", context_id=ctx)
     assert body["execution_count"] == 1
     assert body["items"][0]["text"] == "({}, [])"
+
+
+def test_history_prints_the_outputs_still_in_out(client: Client, ctx: str):
+    for code in ("1 + 1", "'x' * 3", "None"):
+        client.run(code, context_id=ctx)
+    assert client.run("%history -o -n 1-3", context_id=ctx)["logs"]["stdout"] == [
+        "   1: 1 + 1",
+        "2",
+        "   2: 'x' * 3",
+        "'xxx'",
+        "   3: None",
+    ]
+    assert client.run("%history -o -g x", context_id=ctx)["logs"]["stdout"] == [
+        "   2: 'x' * 3",
+        "'xxx'",
+        "   5: %history -o -g x",
+    ]
+    client.run("%reset -f out", context_id=ctx)
+    assert client.run("%history -o -n 1-2", context_id=ctx)["logs"]["stdout"] == [
+        "   1: 1 + 1",
+        "   2: 'x' * 3",
+    ]
+
+
+def test_cd_alone_goes_to_the_contexts_home(client: Client, ctx: str):
+    # As ``cd`` in a shell: $HOME, the context's own directory (not the server's home).
+    body = client.run(
+        "%mkdir sub\n%cd sub\n%cd\nimport os\nos.getcwd() == os.environ['HOME']", context_id=ctx
+    )
+    assert body["items"][0]["text"] == "True", body
+    assert body["logs"]["stdout"][-1] == client.get(f"/contexts/{ctx}").json()["cwd"]
+
+
+def test_load_and_recall_print_what_jupyter_puts_in_the_next_cell(client: Client, ctx: str):
+    client.run("%%writefile helper.py\ndef hello():\n    return 'hi'", context_id=ctx)
+    assert client.run("%load helper.py", context_id=ctx)["logs"]["stdout"] == [
+        "# %load helper.py",
+        "def hello():",
+        "    return 'hi'",
+    ]
+    assert client.run("%recall 1", context_id=ctx)["logs"]["stdout"] == [
+        "%%writefile helper.py",
+        "def hello():",
+        "    return 'hi'",
+    ]

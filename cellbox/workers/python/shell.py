@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import TYPE_CHECKING, Any
 
 from cellbox.workers.python import pip_lines
@@ -81,6 +82,11 @@ def make_shell_class(worker: Worker) -> Any:
             for number in numbers[:count]:
                 names.pop(f"_{number}", None)
                 del out[number]
+            if numbers[:count]:
+                last = numbers[:count][-1]
+                reprs = self.output_reprs
+                for number in [key for key in reprs if key <= last]:
+                    del reprs[number]
 
         def write_output_prompt(self) -> None:
             pass
@@ -89,7 +95,18 @@ def make_shell_class(worker: Worker) -> Any:
             worker.emit_bundle("result", format_dict)
 
         def log_output(self, format_dict: Any) -> None:
-            pass  # IPython's keeps every bundle (and text) for the life of the context
+            # The text ``%history -o`` prints, kept as long as the cell's value is in Out
+            # (IPython's keeps every bundle and text for the life of the context).
+            text = format_dict.get("text/plain")
+            if text is not None:
+                self.output_reprs[self.shell.execution_count - 1] = text
+
+        output_reprs: dict[int, str]  # the history manager's; set by create_shell
+
+        def flush(self) -> None:
+            """``%reset -f``, ``%reset -f out``: IPython's, and the texts go too."""
+            super().flush()
+            self.output_reprs.clear()
 
         def finish_displayhook(self) -> None:
             self._is_active = False
@@ -154,9 +171,10 @@ def make_shell_class(worker: Worker) -> Any:
             inputs = self.input_hist_raw if raw else self.input_hist_parsed
             return [self._entry(inputs, line, output) for line in lines]
 
-        @staticmethod
-        def _entry(inputs: list[str], line: int, output: bool) -> tuple[int, int, Any]:
-            return (0, line, (inputs[line], None) if output else inputs[line])
+        def _entry(self, inputs: list[str], line: int, output: bool) -> tuple[int, int, Any]:
+            if output:
+                return (0, line, (inputs[line], self.output_hist_reprs.get(line)))
+            return (0, line, inputs[line])
 
     class Publisher(DisplayPublisher):
         def publish(
@@ -310,6 +328,11 @@ def make_shell_class(worker: Worker) -> Any:
         def Completer(self, value: Any) -> None:
             self.__dict__["_cellbox_completer"] = value
 
+        def set_next_input(self, s: str, replace: bool = False) -> None:
+            """``%load``, ``%recall``: Jupyter puts the text in the next cell for the user
+            to run; here it is printed, for the client to send."""
+            sys.stdout.write(s if s.endswith("\n") else s + "\n")
+
         def ask_exit(self) -> None:
             raise SystemExit()
 
@@ -355,6 +378,7 @@ def create_shell(worker: Worker) -> Any:
     display.active_types = list(display.formatters)
     shell.displayhook.plain = PlainValues(display)
     shell.displayhook.output_hist = shell.history_manager.output_hist
+    shell.displayhook.output_reprs = shell.history_manager.output_hist_reprs
     # Entered once for good: the worker runs nothing but cells, and every run_cell would
     # otherwise add and remove ``get_ipython``/``exit``/``quit`` and swap sys.displayhook.
     shell.builtin_trap.__enter__()

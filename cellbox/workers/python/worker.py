@@ -122,6 +122,9 @@ class Worker:
         sys.stdin = NoStdin()
         signal.signal(signal.SIGINT, self._on_sigint)
         self._start_directory_history()
+        # ``%cd`` alone goes home, as in Jupyter: the context's $HOME, not the one the
+        # shell was made under (a zygote's).
+        self.shell.home_dir = self.shell.logger.home_dir = os.path.expanduser("~")
 
         self.outbox.start()
         self.capture.start()
