@@ -194,3 +194,12 @@ def test_load_and_recall_print_what_jupyter_puts_in_the_next_cell(client: Client
         "def hello():",
         "    return 'hi'",
     ]
+
+
+def test_store_outlives_a_restart(client: Client, ctx: str):
+    # %store (ipykernel loads it) keeps its database in the context's own directory, as
+    # Jupyter's ~/.ipython outlives the kernel.
+    client.run("kept = [1, 2]", context_id=ctx)
+    assert client.run("%store kept", context_id=ctx)["logs"]["stdout"] == ["Stored 'kept' (list)"]
+    assert client.post(f"/contexts/{ctx}/restart").status_code == 200
+    assert client.run("%store -r kept\nkept", context_id=ctx)["items"][0]["text"] == "[1, 2]"

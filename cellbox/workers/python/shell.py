@@ -328,6 +328,23 @@ def make_shell_class(worker: Worker) -> Any:
         def Completer(self, value: Any) -> None:
             self.__dict__["_cellbox_completer"] = value
 
+        @property
+        def db(self) -> Any:
+            """``%store``, ``%bookmark``: the database IPython keeps in the profile
+            directory, here in ``.ipython/profile_default/db`` of the context's $HOME, its
+            own directory, so that it outlives a restart as Jupyter's outlives the kernel
+            (IPYTHONDIR is in the context's private /tmp); made on first use."""
+            if self._db is None:
+                from IPython.external.pickleshare import PickleShareDB
+
+                home = os.path.expanduser("~")
+                self._db = PickleShareDB(os.path.join(home, ".ipython", "profile_default", "db"))
+            return self._db
+
+        @db.setter
+        def db(self, value: Any) -> None:
+            self._db = value
+
         def set_next_input(self, s: str, replace: bool = False) -> None:
             """``%load``, ``%recall``: Jupyter puts the text in the next cell for the user
             to run; here it is printed, for the client to send."""
@@ -372,6 +389,7 @@ def create_shell(worker: Worker) -> Any:
     shell = make_shell_class(worker).instance(config=config)
     shell.input_transformers_post.append(pip_lines.transform)
     shell.register_magic_function(pip_lines.pip_magic, "line", "pip")
+    shell.extension_manager.load_extension("storemagic")  # ``%store``, loaded by ipykernel
     display = shell.display_formatter
     for formatter in display.formatters.values():
         formatter.enabled = True
