@@ -35,6 +35,19 @@ def make_shell_class(worker: Worker) -> Any:
     class ResultHook(DisplayHook):
         plain: PlainValues  # set by create_shell, once the formatters are configured
         exec_result = None  # a plain attribute (see Shell's)
+        # Plain references set by ``attach``, read on every result (``shell`` and the
+        # history manager's are traits: each read costs a lookup and a validation).
+        owner: Any  # the shell
+        inputs: list[str]  # ``In``
+        output_hist: dict[Any, Any]  # ``Out``, ``_oh``
+        output_reprs: dict[int, str]  # the text of each value still in Out, for ``%history -o``
+
+        def attach(self, shell: Any) -> None:
+            history = shell.history_manager
+            self.owner = shell
+            self.inputs = history.input_hist_parsed
+            self.output_hist = history.output_hist
+            self.output_reprs = history.output_hist_reprs
 
         def compute_format_data(self, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             text = self.plain.text(result)
@@ -44,7 +57,7 @@ def make_shell_class(worker: Worker) -> Any:
 
         def quiet(self) -> bool:
             # IPython tokenizes the whole cell to find a trailing ';': not without a ';'.
-            history = self.shell.history_manager.input_hist_parsed
+            history = self.inputs
             if history and ";" not in history[-1]:
                 return False
             return super().quiet()
@@ -59,7 +72,7 @@ def make_shell_class(worker: Worker) -> Any:
                 return
             if len(out) >= self.cache_size:
                 self.cull_cache()
-            shell = self.shell
+            shell = self.owner
             count = shell.execution_count - 1  # IPython's prompt_count: this cell's number
             out[count] = result
             names = shell.user_ns
@@ -67,26 +80,21 @@ def make_shell_class(worker: Worker) -> Any:
             names["__"] = self.__ = self._
             names["_"] = names[f"_{count}"] = self._ = result
 
-        output_hist: dict[Any, Any]  # ``Out``/``_oh``, the history manager's; set by create_shell
-
         def cull_cache(self) -> None:
             """IPython's rule, without its warning on stderr: the oldest fifth (at least
             two) of ``Out`` and their ``_N`` go."""
             out = self.output_hist
             count = max(int(len(out) * self.cull_fraction), 2)
-            names = self.shell.user_ns
+            names = self.owner.user_ns
             try:
-                numbers = sorted(out)
+                numbers = sorted(out)[:count]
             except TypeError:  # a key the code put there that is no number
-                numbers = sorted(key for key in out if isinstance(key, int))
-            for number in numbers[:count]:
+                numbers = sorted(key for key in out if isinstance(key, int))[:count]
+            reprs = self.output_reprs
+            for number in numbers:
                 names.pop(f"_{number}", None)
                 del out[number]
-            if numbers[:count]:
-                last = numbers[:count][-1]
-                reprs = self.output_reprs
-                for number in [key for key in reprs if key <= last]:
-                    del reprs[number]
+                reprs.pop(number, None)
 
         def write_output_prompt(self) -> None:
             pass
@@ -97,11 +105,10 @@ def make_shell_class(worker: Worker) -> Any:
         def log_output(self, format_dict: Any) -> None:
             # The text ``%history -o`` prints, kept as long as the cell's value is in Out
             # (IPython's keeps every bundle and text for the life of the context).
+            count = self.owner.execution_count - 1
             text = format_dict.get("text/plain")
-            if text is not None:
-                self.output_reprs[self.shell.execution_count - 1] = text
-
-        output_reprs: dict[int, str]  # the history manager's; set by create_shell
+            if text is not None and count in self.output_hist:
+                self.output_reprs[count] = text
 
         def flush(self) -> None:
             """``%reset -f``, ``%reset -f out``: IPython's, and the texts go too."""
@@ -395,8 +402,7 @@ def create_shell(worker: Worker) -> Any:
         formatter.enabled = True
     display.active_types = list(display.formatters)
     shell.displayhook.plain = PlainValues(display)
-    shell.displayhook.output_hist = shell.history_manager.output_hist
-    shell.displayhook.output_reprs = shell.history_manager.output_hist_reprs
+    shell.displayhook.attach(shell)
     # Entered once for good: the worker runs nothing but cells, and every run_cell would
     # otherwise add and remove ``get_ipython``/``exit``/``quit`` and swap sys.displayhook.
     shell.builtin_trap.__enter__()
