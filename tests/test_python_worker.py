@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -165,3 +166,39 @@ def test_cells_take_the_number_the_server_gives(worker: Worker):
     frames = execute("sorted(Out), _1, _3, In[1], In[3], len(In), hidden", 4)
     text = "([1, 3], 42, 'x', '6 * 7', \"'x'\", 5, 'installed')"
     assert frames == [{"type": "result", "bundle": {"text/plain": text}}]
+
+
+def test_the_output_cache_is_ipythons(worker: Worker):
+    # The same cells in a stock IPython shell and in the worker leave the same Out, _N and
+    # _, __, ___, also past 1000 values, where both drop the oldest fifth.
+    cells = [f"{n}" if n % 7 else f"{n};" for n in range(1, 1206)]
+    cells[100:103] = ["None", "x = 5", "1/0"]
+    probe = (
+        "repr((sorted(Out.items()), "
+        "sorted(k for k in globals() if k[:1] == '_' and k[1:].isdigit()), _, __, ___))"
+    )
+    stock = (
+        "import json, sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "shell = InteractiveShell.instance()\n"
+        "sys.stdout = open('/dev/null', 'w')\n"
+        "for cell in json.loads(sys.argv[1]):\n"
+        "    shell.run_cell(cell, store_history=True)\n"
+        f"sys.__stdout__.write(eval({probe!r}, shell.user_ns))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", stock, json.dumps(cells)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    for count, cell in enumerate(cells, 1):
+        worker.sock.sendall(encode({"op": "execute", "code": cell, "env": {}, "count": count}))
+        worker.until_done()
+    last = {"op": "execute", "code": f"print({probe})", "env": {}, "count": len(cells) + 1}
+    worker.sock.sendall(encode(last))
+    printed = "".join(f["text"] for f in worker.until_done() if f["type"] == "stdout")
+    assert printed == done.stdout + "\n"
+    assert "(1205, 1205)" in printed and "(1, 1)" not in printed and "(7, 7)" not in printed
