@@ -2,7 +2,7 @@
 generated code (enum, namespace, parameter properties), named imports of CommonJS modules,
 the output of child processes given the worker's stdout/stderr, output written to fds 1
 and 2 through fs, interrupting a cell that waits for a child process, decorators,
-import.meta, top-level using, the errors of an AggregateError."""
+import.meta, top-level using, the errors of an AggregateError, streams piped into stdout."""
 
 from __future__ import annotations
 
@@ -300,3 +300,24 @@ def test_the_traceback_of_an_aggregate_error_tells_the_errors_it_holds(
     )
     traceback = many["error"]["traceback"]
     assert "Error 10 of 12: 9\n\n… and 2 more errors" in traceback, many
+
+
+def test_a_pipeline_into_stdout_ends_and_stdout_stays_open(client: Client, ts: str) -> None:
+    body = client.run(
+        "const { Readable } = require('node:stream')\n"
+        "const { pipeline } = require('node:stream/promises')\n"
+        "await pipeline(Readable.from(['a\\n', 'b\\n']), process.stdout)\n"
+        "async function* broken() { yield 'c\\n'; throw new Error('source broke') }\n"
+        "let failed; try { await pipeline(Readable.from(broken()), process.stderr) }\n"
+        "catch (e) { failed = e.message }\n"
+        "await pipeline(Readable.from(['d\\n']), process.stderr)\n"
+        "process.stdout.end('e\\n'); console.log('f')\n"
+        "failed",
+        context_id=ts,
+        timeout_ms=10_000,
+    )
+    assert body["error"] is None, body
+    assert body["logs"] == {"stdout": ["a", "b", "e", "f"], "stderr": ["c", "d"]}, body
+    assert body["items"] == [{"is_primary": True, "text": "'source broke'"}], body
+    later = client.run("console.log('g'); process.stdout.writable", context_id=ts)
+    assert later["logs"]["stdout"] == ["g"] and later["items"][0]["text"] == "true", later

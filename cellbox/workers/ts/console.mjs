@@ -1,6 +1,7 @@
 // console.* and process.stdout/stderr, captured into the worker's ordered output.
 
 import { Console } from 'node:console';
+import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 
@@ -10,14 +11,28 @@ import {
   ObjectDefineProperty,
   process,
   processNextTick,
+  ReflectApply,
   StringCtor,
   Uint8ArrayCtor,
 } from './intrinsics.mjs';
 import { emitText } from './output.mjs';
 
+const { emit } = EventEmitter.prototype;
+// end() of a capture stream: it is told finished ('finish', which stream.pipeline and
+// finished() wait for) and stays open, as the next cells print on it too.
+function ended(stream, cb) {
+  ReflectApply(emit, stream, ['finish']);
+  if (typeof cb === 'function') cb();
+}
+
+function closed(stream) {
+  ReflectApply(emit, stream, ['close']);
+}
+
 class CaptureStream extends Writable {
   constructor(type, fd) {
-    super({ decodeStrings: false });
+    // Never closed: stream.finished() and pipeline() then take 'finish' for its end.
+    super({ decodeStrings: false, autoDestroy: false, emitClose: false });
     this.type = type;
     this.fd = fd;
     this.isTTY = false;
@@ -57,8 +72,15 @@ class CaptureStream extends Writable {
       encoding = undefined;
     }
     if (chunk !== undefined && chunk !== null) this.write(chunk, encoding);
-    if (typeof cb === 'function') processNextTick(cb);
+    processNextTick(ended, this, cb);
     return this;
+  }
+  // destroy() (a pipeline into it that failed): what Node does for its own stdout, so the
+  // stream stays usable and 'close' still tells finished() and pipeline() it is over.
+  _destroy(err, cb) {
+    cb(err);
+    this._undestroy();
+    processNextTick(closed, this);
   }
   hasColors() {
     return false;
