@@ -210,6 +210,15 @@ def test_output_written_to_fds_1_and_2_is_the_answers_stdout_and_stderr(
     time.sleep(0.2)
     following = client.run("console.log('next')", context_id=ts)
     assert following["logs"]["stdout"] == ["after", "next"], following
+    # and in worker_threads, whose fs is their own; a Worker's own execArgv is kept
+    threads = client.run(
+        "const { Worker } = require('node:worker_threads')\n"
+        "const thread = new Worker(\"const fs = require('fs'); fs.writeSync(1, 'thread\\\\n');"
+        " fs.writeSync(2, process.execArgv[0] + '\\\\n')\", { eval: true, execArgv: ['--no-warnings'] })\n"
+        "await new Promise((done) => thread.on('exit', done))",
+        context_id=ts,
+    )
+    assert threads["logs"] == {"stdout": ["thread"], "stderr": ["--no-warnings"]}, threads
 
 
 @pytest.mark.parametrize(

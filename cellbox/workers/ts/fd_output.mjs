@@ -11,15 +11,21 @@
 // The call itself is made on /dev/null, so arguments are checked, and the call returns,
 // throws and calls back, as Node's own does. Closing fd 1 or 2 does nothing: a later open
 // would take the number, and its file's writes would be taken for output.
+// worker_threads have an fs of their own: each Worker is started with thread_output.cjs
+// preloaded (`--require` in its execArgv), which does the same there, the thread's
+// process.stdout/stderr (which Node pipes into this thread's) writing the bytes.
 // Not caught: writes of native code or child processes of their own (children given the
-// worker's stdio: child_output.mjs), fs.promises file handles (fs.promises.open), and fs
-// in worker_threads (a module of their own; their console and process.stdout are caught).
+// worker's stdio: child_output.mjs), and fs.promises file handles (fs.promises.open).
 
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import workerThreads from 'node:worker_threads';
 
-import { emitFdBytes } from './console.mjs';
 import {
+  ArrayIsArray,
+  ArrayPrototypePush,
+  ArrayPrototypeSlice,
   BufferFrom,
   MapCtor,
   MapPrototypeGet,
@@ -42,6 +48,7 @@ let openedCount = 0;
 const MapPrototypeDelete = MapCtor.prototype.delete;
 const { openSync, closeSync } = fs;
 let devNull = -1;
+let emitFdBytes = null; // (1 or 2, bytes): tells bytes written to fd 1 or 2
 
 function nullFd() {
   if (devNull < 0) devNull = openSync('/dev/null', 'w');
@@ -160,7 +167,26 @@ function wrapClose(original, sync) {
   }[original.name];
 }
 
-export function installFdOutput() {
+// Workers run with thread_output.cjs preloaded (their own execArgv: the worker's, a V8
+// option, is refused in a Worker's).
+const PRELOAD = fileURLToPath(new URL('./thread_output.cjs', import.meta.url));
+function installThreadOutput() {
+  const Original = workerThreads.Worker;
+  workerThreads.Worker = class Worker extends Original {
+    constructor(filename, options) {
+      const execArgv = options?.execArgv;
+      const preload = ['--require', PRELOAD];
+      const given = ArrayIsArray(execArgv) ? ArrayPrototypeSlice(execArgv) : [];
+      for (let i = 0; i < preload.length; i++) ArrayPrototypePush(given, preload[i]);
+      super(filename, { ...options, execArgv: given });
+    }
+  };
+}
+
+/** fs writes to fds 1 and 2 become `emit(fd, bytes)`; `threads`: Workers' too. */
+export function installFdOutput(emit, threads) {
+  emitFdBytes = emit;
+  if (threads) installThreadOutput();
   fs.writeSync = wrapWrite(fs.writeSync, outputOf, written);
   fs.write = wrapWrite(fs.write, outputOf, written);
   fs.writevSync = wrapWrite(fs.writevSync, outputOf, writtenv);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { installChildOutput } from './child_output.mjs';
+import { emitFdBytes } from './console.mjs';
 import { installUsing } from './disposal.mjs';
 import { installEsmHooks } from './esm_hooks.mjs';
 import { installFdOutput } from './fd_output.mjs';
@@ -193,6 +194,6 @@ export function installGlobals() {
   installTimers();
   installStdin();
   installChildOutput();
-  installFdOutput();
+  installFdOutput(emitFdBytes, true);
   installUsing();
 }

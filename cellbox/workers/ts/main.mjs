@@ -73,7 +73,8 @@
 // cell_scope.mjs (which cell code belongs to) · esm_hooks.mjs · intrinsics.mjs (the
 // built-ins the worker uses, taken at startup: cells may replace or delete the globals) ·
 // child_output.mjs (child processes given the worker's stdout/stderr) · fd_output.mjs
-// (fs writes to fds 1 and 2) · disposal.mjs (top-level `using`).
+// (fs writes to fds 1 and 2; thread_output.cjs, of worker_threads) · disposal.mjs
+// (top-level `using`).
 
 import { MessageChannel, MessagePort } from 'node:worker_threads';
 
