@@ -29,6 +29,7 @@ def serve(settings: config.Settings) -> None:
     import uvicorn
 
     from cellbox.api.app import create_app
+    from cellbox.api.http_protocol import HttpProtocol
     from cellbox.graceful import GracefulServer
     from cellbox.sandbox.sandbox import StateDirInUse
 
@@ -57,7 +58,7 @@ def serve(settings: config.Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # uvicorn's httptools protocol, one send per JSON answer
         log_level=settings.log_level.lower(),
         access_log=settings.log_level.lower() == "debug",
         timeout_keep_alive=settings.keep_alive_s,

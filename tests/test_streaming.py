@@ -64,6 +64,21 @@ def test_lines_arrive_as_they_are_printed(client: Client, ctx: str):
     assert stdout[0][0] < total - 1.2, arrivals  # the first line long before the end
 
 
+def test_the_head_of_a_stream_arrives_before_its_first_event(client: Client, ctx: str):
+    """A JSON answer's head waits for its body, to go out in one send; a stream's does not."""
+    started = time.monotonic()
+    with client.stream(
+        "POST", "/execute/async", json={"code": "import time; time.sleep(2); 1", "context_id": ctx}
+    ) as response:
+        head_after = time.monotonic() - started
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        response.read()
+        total = time.monotonic() - started
+    assert total >= 2.0
+    assert head_after < 1.5, (head_after, total)
+
+
 def test_stream_without_context_id_reports_the_new_one(client: Client):
     events = client.events("v = 1")
     context_id = events[-1]["context_id"]
