@@ -1,12 +1,16 @@
-"""uvicorn's httptools protocol, sending each response's head together with its body.
+"""uvicorn's httptools protocol, sending what one event-loop iteration writes in one send.
 
 uvicorn writes the status line and headers the moment the app sends
-``http.response.start``, and the body at ``http.response.body``: two sends on the socket,
-so the client waiting for the answer is woken twice and reads it in two pieces. Here the
-head waits for the next write: when the body follows at once (every JSON answer, sent by
-``send_json`` back to back) both go out in one send. A head whose body is not written in the
-same event-loop iteration (a stream whose first event is still to come) goes out at the end
-of that iteration, so no answer's head is held back by its body.
+``http.response.start``, and the body at ``http.response.body``: two sends on the socket.
+Worse, the send that completes an answer wakes the client, which on a loaded or small
+machine may run at once on this CPU, before the server has finished with the request
+(uvicorn's bookkeeping, the middlewares' and the endpoint's returns): that work then
+waits for the client and delays the client's next request.
+
+Here a connection's writes wait for the end of the loop iteration that made them and go
+out together: a JSON answer (head and body) in one send, after the request's own code is
+done. Nothing waits longer than that iteration: a stream's head and events go out as
+they are written.
 """
 
 from __future__ import annotations
@@ -16,35 +20,29 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_STATUS_LINE = b"HTTP/1.1 "  # how uvicorn's every response head (and 100 Continue) begins
 
-
-class _HeadWithBody:
-    """A connection's transport whose writes of a response head wait for the next write."""
+class _WritesPerIteration:
+    """A connection's transport whose writes go out together at the end of the iteration."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
         self._loop = loop
-        self._head: bytes | None = None
+        self._held: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self.transport.write(head + data)
-        elif data.startswith(_STATUS_LINE):
-            self._head = data
+        held = self._held
+        if not held:
             self._loop.call_soon(self.flush)
-        else:
-            self.transport.write(data)
+        held.append(data)
 
     def flush(self) -> None:
-        """Send a head still waiting (at the end of the loop iteration that wrote it)."""
-        head = self._head
-        if head is not None:
-            self._head = None
+        """Send what waits (at the end of the loop iteration that wrote it): one
+        ``writev``, without joining the pieces."""
+        held = self._held
+        if held:
+            self._held = []
             if not self.transport.is_closing():
-                self.transport.write(head)
+                self.transport.writelines(held)
 
     def close(self) -> None:
         self.flush()
@@ -55,15 +53,15 @@ class _HeadWithBody:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's protocol for HTTP/1.1 on httptools, with one send per JSON answer."""
+    """uvicorn's protocol for HTTP/1.1 on httptools, one send per loop iteration."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.transport = _HeadWithBody(transport, self.loop)  # type: ignore[assignment]
+        self.transport = _WritesPerIteration(transport, self.loop)  # type: ignore[assignment]
 
     def handle_websocket_upgrade(self) -> None:
         wrapped = self.transport
-        if isinstance(wrapped, _HeadWithBody):  # the upgraded protocol gets the socket's own
+        if isinstance(wrapped, _WritesPerIteration):  # the upgraded protocol gets the socket's own
             wrapped.flush()
             self.transport = wrapped.transport
         super().handle_websocket_upgrade()
