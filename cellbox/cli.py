@@ -62,6 +62,7 @@ def serve(settings: config.Settings) -> None:
         log_level=settings.log_level.lower(),
         access_log=settings.log_level.lower() == "debug",
         timeout_keep_alive=settings.keep_alive_s,
+        proxy_headers=False,  # no X-Forwarded-* parsing per request: cellbox reads no client address
         server_header=False,  # no software banner; one header less for every client to parse
         timeout_graceful_shutdown=5,  # after the drain: only final answers are in flight
     )
