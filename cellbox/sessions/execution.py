@@ -138,7 +138,9 @@ class Execution:
         self.numbered = numbered  # False: the server's own code, kept out of the cell history
         self.limits = limits
         self.timeout_ms = limits.timeout_ms
-        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # asyncio.get_running_loop() costs a getpid() system call in CPython 3.11: asked once
+        self._loop = asyncio.get_running_loop()
+        self.started: asyncio.Future[None] = self._loop.create_future()
         self.stop_reason: str | None = None
         self.lost: Death | None = None  # the context's state was lost during this execution
         self.client_left = False
@@ -153,7 +155,7 @@ class Execution:
         self._worker: WorkerLink | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._must_kill = False
-        self.task = asyncio.create_task(self._run())
+        self.task = self._loop.create_task(self._run())
 
     async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
         """The events of this execution in order, in batches; the last one ends with ``exit``."""
@@ -183,7 +185,7 @@ class Execution:
             worker.interrupt()
             if self._kill_timer is None:
                 grace = self.limits.interrupt_grace_s
-                self._kill_timer = asyncio.get_running_loop().call_later(grace, self._kill_due)
+                self._kill_timer = self._loop.call_later(grace, self._kill_due)
         worker.wake()
 
     def _kill_due(self) -> None:
@@ -273,8 +275,7 @@ class Execution:
         """
         lines = OutputLines(self.limits.output_cap_bytes)
         items = ItemCap(self.limits.items_cap_bytes)
-        loop = asyncio.get_running_loop()
-        deadline = loop.call_later(self.timeout_ms / 1000, self.stop, TIMEOUT)
+        deadline = self._loop.call_later(self.timeout_ms / 1000, self.stop, TIMEOUT)
         failed = False
         strays = 0
         if self.stop_reason is not None:  # stopped while it waited for its turn
