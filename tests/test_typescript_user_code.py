@@ -250,12 +250,12 @@ def test_import_meta_is_that_of_a_module_in_the_working_directory(client: Client
         "JSON.stringify([here === process.cwd(), import.meta.dirname === here,\n"
         " import.meta.filename === require('path').join(here, 'cell-1'),\n"
         " new URL('./data.csv', import.meta.url).href === import.meta.resolve('./data.csv'),\n"
-        " import.meta.resolve('node:fs'), later() === import.meta])",
+        " import.meta.resolve('node:fs'), later() === import.meta, import.meta.main])",
         context_id=ts,
     )
     assert body["error"] is None, body
     assert body["items"] == [
-        {"is_primary": True, "text": """'[true,true,true,true,"node:fs",true]'"""}
+        {"is_primary": True, "text": """'[true,true,true,true,"node:fs",true,true]'"""}
     ], body
 
 

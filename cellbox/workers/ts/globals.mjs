@@ -133,7 +133,8 @@ function importTarget(spec) {
 }
 
 // `import.meta` of cell `cell` (import_rewrite.mjs): that of a module file `cell-N` in the
-// working directory where the cell first asked for it.
+// working directory where the cell first asked for it, run as the entry point (`main`: a
+// cell is the program, as `__name__ == "__main__"` in a Python context).
 const metas = new MapCtor();
 function cellMeta(cell) {
   let meta = MapPrototypeGet(metas, cell);
@@ -143,6 +144,7 @@ function cellMeta(cell) {
     meta = {
       dirname,
       filename,
+      main: true,
       resolve: (specifier) => importTarget(StringCtor(specifier)),
       url: pathToFileURL(filename).href,
     };
