@@ -47,6 +47,11 @@ SABOTAGE = {
     "Map-Set-methods": "Map.prototype.set = Set.prototype.add = Set.prototype.delete = () => { throw 1 }",
     "toJSON-on-prototypes": "Object.prototype.toJSON = Array.prototype.toJSON = () => { throw 1 }",
     "process-listeners-removed": "process.removeAllListeners()",
+    "typed-arrays-Buffer-fs": (
+        "const TA = Object.getPrototypeOf(Uint8Array.prototype);"
+        " TA.set = TA.subarray = () => { throw 1 }; Buffer.from = () => { throw 1 };"
+        " require('node:fs').writeSync = () => { throw 1 }"
+    ),
 }
 
 
@@ -125,6 +130,23 @@ def test_a_death_while_idle_is_told_whole_and_the_count_starts_again_at_1(
         assert fresh["execution_count"] == 1
     finally:
         client.delete(f"/contexts/{context_id}")
+
+
+def test_output_that_fills_the_socket_arrives_whole_and_before_the_value(
+    client: Client, ts: str
+) -> None:
+    """The last frames of an execution may be written by the worker's main thread while the
+    socket is still full of its output: nothing is lost or reordered."""
+    code = (
+        "for (let i = 0; i < 300; i++) console.log(String(i).padStart(5, '0') + 'x'.repeat(9994));"
+        " 'end'"
+    )
+    for _ in range(3):
+        body = client.run(code, context_id=ts)
+        lines = body["logs"]["stdout"]
+        assert [line[:5] for line in lines] == [f"{i:05d}" for i in range(300)]
+        assert all(len(line) == 9999 for line in lines)
+        assert body["items"] == [{"is_primary": True, "text": "'end'"}], body["items"]
 
 
 def test_a_cells_own_tojson_still_applies_to_its_code(client: Client, ts: str) -> None:

@@ -63,6 +63,9 @@ export const SetCtor = Set;
 export const WeakSetCtor = WeakSet;
 export const PromiseCtor = Promise;
 export const Uint8ArrayCtor = Uint8Array;
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype);
+export const TypedArrayPrototypeSet = uncurry(TypedArrayPrototype.set);
+export const TypedArrayPrototypeSubarray = uncurry(TypedArrayPrototype.subarray);
 export const SymbolFor = Symbol.for;
 
 export const ArrayIsArray = Array.isArray;

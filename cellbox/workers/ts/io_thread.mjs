@@ -11,6 +11,7 @@ export function ioThread() {
   const S = new Int32Array(workerData.shared);
   const PENDING = 0;
   const INTERRUPT = 1;
+  const FINISHED = 2; // set by the main thread: every execution up to it has ended
 
   // Connected only while an interrupt is in progress: a session left connected makes
   // Node print "Waiting for the debugger to disconnect..." at exit.
@@ -80,8 +81,23 @@ export function ioThread() {
     }
   });
 
+  // Executions end in order; the main thread says which have ended through FINISHED (it
+  // may write their last frames itself, without a message to this thread).
+  function forgetFinished() {
+    const upTo = Atomics.load(S, FINISHED);
+    while (unfinished.length && unfinished[0] <= upTo) {
+      const id = unfinished.shift();
+      startedAt.delete(id);
+      if (interrupting === id) {
+        interrupting = 0;
+        dropSession();
+      }
+    }
+  }
+
   function onFrame(msg) {
     if (!msg || typeof msg !== 'object') return;
+    forgetFinished();
     if (msg.op === 'execute') {
       const id = ++seq;
       unfinished.push(id);
@@ -178,6 +194,7 @@ export function ioThread() {
     let lastPost = started;
     let childrenInterrupted = false;
     const tick = () => {
+      forgetFinished();
       if (!unfinished.includes(id) || eof) {
         if (interrupting === id) {
           interrupting = 0;
@@ -209,35 +226,22 @@ export function ioThread() {
 
   // The frames to write come on a port of their own (the main thread posts them with the
   // MessagePort method it took at startup, see intrinsics.mjs).
+  // `raw`: the rest of what the main thread began to write itself (output.mjs, writeEnd).
   workerData.frames.on('message', (m) => {
-    if (m.finished && !unfinished.includes(m.finished)) {
-      // A second `done` for an execution (main.mjs ended one that a termination had cut
-      // short, but its first `done` had gone out already): the server must not see it.
+    if (eof) {
       release(m.bytes);
-      return;
-    }
-    if (m.frames.length) {
-      if (eof) {
-        release(m.bytes);
-      } else {
-        const parts = [];
-        for (const text of m.frames) {
-          const body = Buffer.from(text, 'utf8');
-          const head = Buffer.allocUnsafe(4);
-          head.writeUInt32BE(body.length, 0);
-          parts.push(head, body);
-        }
-        sock.write(Buffer.concat(parts), () => release(m.bytes));
+    } else if (m.raw) {
+      sock.write(m.raw, () => release(m.bytes));
+    } else if (m.frames.length) {
+      const parts = [];
+      for (const text of m.frames) {
+        const body = Buffer.from(text, 'utf8');
+        const head = Buffer.allocUnsafe(4);
+        head.writeUInt32BE(body.length, 0);
+        parts.push(head, body);
       }
+      sock.write(Buffer.concat(parts), () => release(m.bytes));
     }
-    if (m.finished) {
-      const at = unfinished.indexOf(m.finished);
-      if (at >= 0) unfinished.splice(at, 1);
-      startedAt.delete(m.finished);
-      if (interrupting === m.finished) {
-        interrupting = 0;
-        dropSession();
-      }
-    }
+    forgetFinished();
   });
 }

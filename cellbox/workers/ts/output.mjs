@@ -1,17 +1,23 @@
 // Everything the worker sends, in order: frames are queued here and posted to the io
-// thread (io_thread.mjs), the only writer of the socket. Output of one stream is
+// thread (io_thread.mjs), which writes them to the socket. The frames that end an
+// execution are written by this thread itself when the io thread has nothing left to
+// write (see writeEnd): the answer then reaches the server without waking the io thread.
+// Output of one stream is
 // coalesced; it is sent at once when nothing was sent for FLUSH_AGE_MS, else on
 // setImmediate, past FLUSH_CHARS, and before `done`. Output produced while no execution
 // runs is held (up to IDLE_CAP) for the next one. The main thread waits (Atomics) while
 // more than OUT_LIMIT characters are posted but not yet written.
 
+import fs from 'node:fs';
 import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 
 import {
   ArrayPrototypePush,
   AtomicsAdd,
   AtomicsLoad,
+  AtomicsStore,
   AtomicsWait,
+  BufferFrom,
   DateNow,
   JSONStringify,
   listener,
@@ -25,13 +31,17 @@ import {
   StringPrototypeSlice,
   StringPrototypeToWellFormed,
   takeToJSON,
+  TypedArrayPrototypeSet,
+  TypedArrayPrototypeSubarray,
+  Uint8ArrayCtor,
 } from './intrinsics.mjs';
 import { ioThread } from './io_thread.mjs';
 
-const shared = new SharedArrayBuffer(8);
+const shared = new SharedArrayBuffer(12);
 export const S = new Int32Array(shared);
 export const PENDING = 0;
 export const INTERRUPT = 1;
+export const FINISHED = 2; // the last execution whose `done` is sent (or on its way)
 const OUT_LIMIT = 1 << 20; // characters posted to the io thread but not yet written
 const FLUSH_CHARS = 64 * 1024;
 const FLUSH_AGE_MS = 50;
@@ -51,12 +61,15 @@ export function realStderrWrite(text) {
   }
 }
 const postToPort = MessagePort.prototype.postMessage;
+const fsWriteSync = fs.writeSync; // before fd_output.mjs wraps it, out of the cells' reach
 function portPost(port, message) {
   ReflectApply(postToPort, port, [message]);
 }
 
 let io = null;
 let toIo = null; // our end of the channel the io thread reads frames to write from
+let socketFd = -1;
+let finishedUpTo = 0; // executions end in order: every id up to this one has its `done`
 let queue = []; // frames, in order; stdout/stderr chunks of the same stream coalesced
 let queuedChars = 0;
 let lastFlushAt = 0;
@@ -72,6 +85,7 @@ let executionTail = ',"id":0}'; // last, so frames still begin with their type
 export function startIo(fd, onMessage) {
   const channel = new MessageChannel();
   toIo = channel.port1;
+  socketFd = fd;
   io = new Worker(`(${ioThread})()`, {
     eval: true,
     workerData: { fd, shared, frames: channel.port2 },
@@ -92,6 +106,9 @@ export function startIo(fd, onMessage) {
 }
 
 export function postFrames(frames, finished) {
+  // A second `done` for an execution (main.mjs ended one that a termination had cut
+  // short, but its first `done` had gone out already): the server must not see it.
+  if (finished && finished <= finishedUpTo) return;
   let bytes = 0;
   const texts = [];
   const taken = takeToJSON();
@@ -103,14 +120,55 @@ export function postFrames(frames, finished) {
   } finally {
     putBack(taken);
   }
-  AtomicsAdd(S, PENDING, bytes);
-  portPost(toIo, { frames: texts, bytes, finished });
+  if (finished) AtomicsStore(S, FINISHED, finished); // the io thread knows before the server
+  if (!(finished && AtomicsLoad(S, PENDING) === 0 && writeEnd(texts))) {
+    AtomicsAdd(S, PENDING, bytes);
+    portPost(toIo, { frames: texts, bytes });
+  }
+  // Only once they are on their way: a termination before this leaves them to be sent again.
+  if (finished) finishedUpTo = finished;
   // Backpressure: a program printing in a tight loop waits for the socket here.
   let pending = AtomicsLoad(S, PENDING);
   while (pending > OUT_LIMIT && !exiting) {
     AtomicsWait(S, PENDING, pending, 100);
     pending = AtomicsLoad(S, PENDING);
   }
+}
+
+// The frames that end an execution, written here when the io thread has nothing left to
+// write (so nothing can come between them and what went before): one write, at once. What
+// the socket does not take now (its buffer full) goes to the io thread, which sends it
+// before anything posted later. False if nothing was written (the io thread sends it all).
+function writeEnd(texts) {
+  let size = 0;
+  const bodies = [];
+  for (let i = 0; i < texts.length; i++) {
+    bodies[i] = BufferFrom(texts[i], 'utf8');
+    size += 4 + bodies[i].length;
+  }
+  const data = new Uint8ArrayCtor(size);
+  let at = 0;
+  for (let i = 0; i < bodies.length; i++) {
+    const length = bodies[i].length;
+    data[at] = length >>> 24;
+    data[at + 1] = (length >>> 16) & 255;
+    data[at + 2] = (length >>> 8) & 255;
+    data[at + 3] = length & 255;
+    TypedArrayPrototypeSet(data, bodies[i], at + 4);
+    at += 4 + length;
+  }
+  let written = 0;
+  try {
+    written = ReflectApply(fsWriteSync, fs, [socketFd, data]);
+  } catch {
+    return false; // EAGAIN (the socket's buffer is full), or the server has gone
+  }
+  if (written < size) {
+    const rest = TypedArrayPrototypeSubarray(data, written);
+    AtomicsAdd(S, PENDING, rest.length);
+    portPost(toIo, { raw: rest, bytes: rest.length });
+  }
+  return true;
 }
 
 export function flush(finished = 0) {
