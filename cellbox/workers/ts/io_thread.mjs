@@ -1,4 +1,5 @@
-// The io thread: the only user of the worker's socket (see main.mjs). It runs in a
+// The io thread: the reader of the worker's socket and the writer of all but the frames
+// that end an execution (see main.mjs). It runs in a
 // worker_threads Worker started from this function's source, as CommonJS, so it must be
 // self-contained: it uses nothing from outside its own body.
 

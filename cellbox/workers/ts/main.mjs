@@ -20,10 +20,13 @@
 // * State lives in the one main V8 context of this process; nothing is ever re-run.
 // * An "io" worker thread owns the socket: it reads frames (also while the main thread
 //   is stuck in user code), forwards them with postMessage, and writes the frames that
-//   the main thread posts to it. Because only the io thread touches the socket, a
-//   frame is always written whole even if user code on the main thread is terminated
-//   in the middle of printing. The main thread applies backpressure with Atomics when
-//   more than OUT_LIMIT characters are waiting to be written.
+//   the main thread posts to it. Output goes through it, so a frame is always written
+//   whole even if user code on the main thread is terminated in the middle of printing.
+//   The frames that end an execution are the exception: when the io thread has nothing
+//   left to write, the main thread writes them itself, in one write system call, after
+//   its code is over (output.mjs, writeEnd), so the answer does not wait for a thread
+//   wake-up. The main thread applies backpressure with Atomics when more than
+//   OUT_LIMIT characters are waiting to be written.
 // * Interrupt: the io thread sets a shared flag and posts `interrupt` to the main
 //   thread. If the main thread is idle (the cell is pending on an await), it finishes
 //   the execution at once with `Interrupted`. If it is busy running JS (checked via
@@ -252,7 +255,7 @@ function onInterrupt(id) {
   }
   // A termination cut short the handler that started or finished this execution
   // (it landed in the worker's own code): end it here, or it would never be done. Its
-  // `done` may be queued already, or even sent (the io thread then drops this one).
+  // `done` may be queued already, or even sent (postFrames then drops this one).
   current = null;
   if (!doneQueued()) push(INTERRUPTED, { type: 'done' });
   endExecution(id);

@@ -139,6 +139,10 @@ export function postFrames(frames, finished) {
 // write (so nothing can come between them and what went before): one write, at once. What
 // the socket does not take now (its buffer full) goes to the io thread, which sends it
 // before anything posted later. False if nothing was written (the io thread sends it all).
+// An interrupt does not cut it short: the io thread stops terminating an execution once
+// FINISHED names it, which is set before this runs; only a termination asked for in the
+// instant before that, landing after a partial write, could leave a frame cut (the server
+// then tells the context's loss).
 function writeEnd(texts) {
   let size = 0;
   const bodies = [];
