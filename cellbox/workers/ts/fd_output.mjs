@@ -62,8 +62,14 @@ function outputOf(fd) {
   return MapPrototypeGet(opened, fd) ?? 0;
 }
 
+// 1 or 2 if `path` names the output (/dev/stdout...), else 0.
+function namedPath(path) {
+  return typeof path === 'string' ? (MapPrototypeGet(NAMED, path) ?? 0) : 0;
+}
+
+// For writeFile/appendFile: a path or an fd.
 function namedOutput(file) {
-  return typeof file === 'string' ? (MapPrototypeGet(NAMED, file) ?? 0) : outputOf(file);
+  return typeof file === 'string' ? namedPath(file) : outputOf(file);
 }
 
 function viewBytes(view, offset, length) {
@@ -128,7 +134,7 @@ function writtenv(args) {
 function wrapOpen(original, sync) {
   return {
     [original.name](...args) {
-      const to = typeof args[0] === 'string' ? (MapPrototypeGet(NAMED, args[0]) ?? 0) : 0;
+      const to = namedPath(args[0]);
       if (to === 0) return ReflectApply(original, this, args);
       args[0] = '/dev/null';
       if (sync) {
@@ -175,9 +181,8 @@ function installThreadOutput() {
   workerThreads.Worker = class Worker extends Original {
     constructor(filename, options) {
       const execArgv = options?.execArgv;
-      const preload = ['--require', PRELOAD];
       const given = ArrayIsArray(execArgv) ? ArrayPrototypeSlice(execArgv) : [];
-      for (let i = 0; i < preload.length; i++) ArrayPrototypePush(given, preload[i]);
+      ArrayPrototypePush(given, '--require', PRELOAD);
       super(filename, { ...options, execArgv: given });
     }
   };
@@ -197,9 +202,8 @@ export function installFdOutput(emit, threads) {
   fs.appendFile = wrapWrite(fs.appendFile, namedOutput, filed);
   const { promises } = fs;
   const nullPath = () => '/dev/null';
-  const named = (file) => (typeof file === 'string' ? (MapPrototypeGet(NAMED, file) ?? 0) : 0);
-  promises.writeFile = wrapWrite(promises.writeFile, named, filed, nullPath);
-  promises.appendFile = wrapWrite(promises.appendFile, named, filed, nullPath);
+  promises.writeFile = wrapWrite(promises.writeFile, namedPath, filed, nullPath);
+  promises.appendFile = wrapWrite(promises.appendFile, namedPath, filed, nullPath);
   fs.openSync = wrapOpen(openSync, true);
   fs.open = wrapOpen(fs.open, false);
   fs.closeSync = wrapClose(closeSync, true);
