@@ -213,6 +213,8 @@ class Bench:
                 kernel.stop()
             for api in apis[1:]:
                 api.close()
+        if "after_idle" in summaries:
+            rec["after_idle"] = summaries.pop("after_idle")
         code = {"code": "1+1", "language": language or "python"}
         for side in ("cellbox", "baseline"):
             if side in summaries:

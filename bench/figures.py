@@ -36,6 +36,12 @@ class Plan:
     warm_rounds: int = 5
     warm_per_round: int = 200
     warm_warmup: int = 30
+    # Untimed samples at the start of every round: a side's round starts on a machine the
+    # other sides just used (caches, the CPUs' state), which the next few samples of any
+    # side pay for; the pause after idle is measured on its own (``idle_pause_s``).
+    round_warmup: int = 10
+    idle_samples: int = 25
+    idle_pause_s: float = 0.2
     new_samples: int = 60
     new_warmup: int = 3
     scipy_samples: int = 30
@@ -62,6 +68,8 @@ class Plan:
             warm_rounds=2,
             warm_per_round=50,
             warm_warmup=10,
+            round_warmup=3,
+            idle_samples=5,
             new_samples=10,
             new_warmup=2,
             scipy_samples=5,
@@ -127,6 +135,8 @@ def interleaved_rounds(sides: dict[str, Sampler], plan: Plan) -> tuple[dict, dic
         attempt(name, plan.warm_warmup)
     for _ in range(plan.warm_rounds):
         for name in list(live):
+            if attempt(name, plan.round_warmup) is None:
+                continue
             samples = attempt(name, plan.warm_per_round)
             if samples is not None:
                 rounds[name].append(samples)
@@ -173,13 +183,31 @@ def warm_latency(
     if kernel is not None:
         sides["baseline"] = kernel_sampler(kernel, code, expected)
     try:
-        return interleaved_rounds(sides, plan)
+        summaries, errors = interleaved_rounds(sides, plan)
+        idle = {name: sides[name] for name in ("cellbox", "baseline") if name in summaries}
+        if idle:
+            summaries["after_idle"] = after_idle(idle, plan)
+        return summaries, errors
     finally:
         for api, context_id in contexts:
             try:
                 api.delete(context_id)
             except Exception:  # noqa: BLE001 - cleanup must not hide the measurement
                 pass
+
+
+def after_idle(sides: dict[str, Sampler], plan: Plan) -> dict:
+    """Each side's first sample after ``plan.idle_pause_s`` of idleness, the sides taking
+    turns: what a client that pauses between requests (an agent thinking) sees."""
+    samples: dict[str, list[int]] = {name: [] for name in sides}
+    for _ in range(plan.idle_samples):
+        for name, sample in sides.items():
+            time.sleep(plan.idle_pause_s)
+            samples[name].append(sample())
+    return {
+        "pause_ms": round(plan.idle_pause_s * 1000),
+        **{name: summarize_ns(values) for name, values in samples.items()},
+    }
 
 
 def async_first_event(api: StdlibApi, plan: Plan) -> dict:

@@ -83,6 +83,16 @@ def details(records: dict[str, dict]) -> str:
                 if side != "errors" and "p50_ms" in data
             )
             parts.extend(f"{side} error: {error[:200]}" for side, error in extra["errors"].items())
+        idle = rec.get("after_idle")
+        if idle:
+            parts.append(
+                f"first execution after {idle['pause_ms']} ms idle: "
+                + ", ".join(
+                    f"{side} p50 {idle[side]['p50_ms']:.3f} ms"
+                    for side in ("cellbox", "baseline")
+                    if side in idle
+                )
+            )
         if name in ("new_py", "new_scipy", "new_ts") and rec.get("cellbox"):
             parts.append(f"pause {rec['cellbox']['pause_between_samples_ms']} ms between samples")
         if name == "throughput" and rec.get("cellbox"):
