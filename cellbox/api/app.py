@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from cellbox import __version__
 from cellbox.api import contexts, errors, execute, files, info, playground
@@ -63,8 +64,13 @@ def _shutdown(
     return drain, hurry
 
 
-def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None) -> FastAPI:
-    """The cellbox ASGI application."""
+def _wrapped(app: ASGIApp, wrap: Callable[[ASGIApp], ASGIApp]) -> ASGIApp:
+    """A middleware factory for Starlette: ``wrap`` around the app."""
+    return wrap(app)
+
+
+def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None) -> RawRoutes:
+    """The cellbox ASGI application: FastAPI, with the hot routes served past it."""
     network = Network(settings.network, privileged=os.geteuid() == 0 and settings.sandbox)
     sandbox = sandbox or open_sandbox(settings, network.mode)
     network.settle(sandbox.isolation()["network"])
@@ -96,28 +102,34 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
         # No OpenTelemetry here: FastAPI would look for a provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    endpoints = execute.ExecuteEndpoints(registry, settings)
-    app.add_middleware(HeadAsGet, routes=app.router.routes)  # innermost of ours
-    app.add_middleware(RawRoutes, fastapi=app, posts=endpoints.posts)
-    # Our own limit answers 413 with the API's JSON body (Starlette's answers plain text).
-    app.add_middleware(
-        BodyLimit,
-        limit=settings.body_limit_bytes,
-        streamed=files.UPLOAD_PATHS,  # their routes stream the body and count to the limit
-        stream_limit=settings.upload_limit_mb << 20,
-    )
-    if cluster is not None:  # outside BodyLimit: uploads to another node stream through
-        app.add_middleware(ClusterRouter, node=cluster, body_limit=settings.body_limit_bytes)
-    app.add_middleware(TokenCheck, token=token.value)  # outermost: 401 before reading a body
+
+    def checked(inner: ASGIApp) -> ASGIApp:
+        """``inner`` behind the checks every request passes, outermost first: the token
+        (401 before a body is read), the cluster's routing (outside the body limit: an
+        upload to another node streams through), the body limit (413 with the API's JSON
+        body, where Starlette's is plain text)."""
+        guarded = BodyLimit(
+            inner,
+            limit=settings.body_limit_bytes,
+            streamed=files.UPLOAD_PATHS,  # their routes stream the body and count to the limit
+            stream_limit=settings.upload_limit_mb << 20,
+        )
+        if cluster is not None:
+            guarded = ClusterRouter(guarded, node=cluster, body_limit=settings.body_limit_bytes)
+        return TokenCheck(guarded, token=token.value)
+
+    app.add_middleware(HeadAsGet, routes=app.router.routes)
+    app.add_middleware(_wrapped, wrap=checked)  # the same checks for FastAPI's routes
     document_api(app)
     errors.install(app)
     app.state.registry = registry
     app.state.drain, app.state.hurry = _shutdown(registry, cluster)
     app.state.listening = cluster.listening if cluster is not None else lambda: None
+    endpoints = execute.ExecuteEndpoints(registry, settings)
     app.include_router(execute.routes(endpoints))
     app.include_router(contexts.routes(registry))
     app.include_router(info.routes(registry, settings, cluster))
     app.include_router(files.routes(registry, settings))
     app.include_router(playground.routes())
     metrics_routes.install(app, registry, settings)
-    return app
+    return RawRoutes(app, endpoints.posts, checked)

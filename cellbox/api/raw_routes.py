@@ -1,14 +1,18 @@
-"""Hot routes served as plain ASGI, ahead of FastAPI's routing (which still documents them).
+"""The ASGI app the server serves: the hot routes go past FastAPI, which still documents them.
 
-FastAPI's per-request machinery (its nested router, dependency solving, ``Request`` and
-``Response`` objects) cost more server CPU than the rest of a warm execution. A route
-served here answers exactly as through FastAPI: its errors go to the app's own exception
-handlers.
+FastAPI's per-request machinery cost more server CPU than the rest of a warm execution:
+its routing, dependency solving and ``Request``/``Response`` objects, and before them the
+layers every request passes (FastAPI's and Starlette's entry points, the server-error
+middleware, telemetry, FastAPI's own body limit). ``POST`` to a raw endpoint's path
+passes only the API's own checks (the token, cluster routing, the body limit: the same
+middleware classes FastAPI runs for every other route) and reaches its endpoint, whose
+errors go to the app's own exception handlers: it answers exactly as through FastAPI.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -18,18 +22,30 @@ RawEndpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class RawRoutes:
-    """ASGI middleware: ``POST <path>`` goes straight to its raw endpoint."""
+    """ASGI app: ``POST <path>`` of a raw endpoint through ``checked``; the rest to FastAPI."""
 
-    def __init__(self, app: ASGIApp, fastapi: FastAPI, posts: Mapping[str, RawEndpoint]) -> None:
-        self.app = app
-        self.fastapi = fastapi  # whose exception handlers answer the endpoints' errors
+    def __init__(
+        self,
+        fastapi: FastAPI,
+        posts: Mapping[str, RawEndpoint],
+        checked: Callable[[ASGIApp], ASGIApp],
+    ) -> None:
+        self.fastapi = fastapi  # serves everything else; its handlers answer errors here
         self.posts = dict(posts)
+        self.raw = checked(self._endpoint)
+
+    @property
+    def state(self) -> Any:
+        return self.fastapi.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.posts.get(scope["path"]) if scope["type"] == "http" else None
-        if endpoint is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.posts:
+            scope["app"] = self.fastapi  # as Starlette sets it, for the error handlers
+            await self.raw(scope, receive, send)
+        else:
+            await self.fastapi(scope, receive, send)
+
+    async def _endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracked(message: dict) -> None:
@@ -38,7 +54,7 @@ class RawRoutes:
             await send(message)
 
         try:
-            await endpoint(scope, receive, tracked)
+            await self.posts[scope["path"]](scope, receive, tracked)
         except Exception as exc:
             handler = self._handler(exc)
             if handler is None or started:
