@@ -19,6 +19,7 @@ from cellbox.deaths import Death
 from cellbox.events import ItemCap, OutputLines, bundle_to_item, error_event
 from cellbox.protocol import ITEM_KINDS
 from cellbox.runtimes import Runtime
+from cellbox.sessions.overlap import Overlap
 
 log = logging.getLogger("cellbox.execution")
 
@@ -79,6 +80,7 @@ class Session(Protocol):
 
 _STUBBORN = Death(deaths.STUBBORN, "was killed: the code ignored its interrupt")
 _ids = itertools.count(1)  # of executions sent to workers, echoed on their frames
+_overlap = Overlap()  # the executions running on this node, for the workers' CPU placement
 
 
 # When a loss of state happened that no client was told of (see ``Context.untold``).
@@ -260,10 +262,21 @@ class Execution:
         self._began = time.perf_counter()
         self._id = next(_ids)
         count = self.execution_count if self.numbered else 0
-        worker.send(
-            {"op": "execute", "id": self._id, "code": self.code, "env": self.env, "count": count}
-        )
-        failed = await self._follow(context, worker)
+        alone = _overlap.begin()
+        try:
+            worker.send(
+                {
+                    "op": "execute",
+                    "id": self._id,
+                    "code": self.code,
+                    "env": self.env,
+                    "count": count,
+                    "keep_cpu": alone,
+                }
+            )
+            failed = await self._follow(context, worker)
+        finally:
+            _overlap.end()
         self._worker = None
         self._end(failed)
 
