@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cellbox import protocol
+from cellbox.fifo import Fifo
 
 _HEADER = protocol.HEADER.size
 _HEAD = 64  # payload bytes of an oversized frame read to tell its type
@@ -30,19 +31,6 @@ PAUSE_AT = 4096
 RESUME_AT = PAUSE_AT // 2
 
 
-class _Frames(asyncio.Queue):  # type: ignore[type-arg]  # of dict[str, Any] | None
-    """A queue that tells its stream when a frame was taken."""
-
-    def __init__(self, taken: Callable[[], None]) -> None:
-        super().__init__()
-        self._taken = taken
-
-    def _get(self) -> Any:  # asyncio.Queue's hook, as its own subclasses use it
-        frame = super()._get()
-        self._taken()
-        return frame
-
-
 class FrameStream(asyncio.Protocol):
     """Decoded frames into ``frames``; ``None`` there once the socket is closed.
 
@@ -51,7 +39,7 @@ class FrameStream(asyncio.Protocol):
 
     def __init__(self, limit: int = protocol.MAX_FRAME) -> None:
         self.limit = limit  # longer frames are skipped unread, told as ``oversized``
-        self.frames: asyncio.Queue[dict[str, Any] | None] = _Frames(self._taken)
+        self.frames: Fifo[dict[str, Any] | None] = Fifo(self._taken)
         self._paused = False
         self.transport: asyncio.Transport | None = None
         self.on_end: Callable[[], None] = lambda: None

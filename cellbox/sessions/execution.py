@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from cellbox import deaths, metrics
 from cellbox.deaths import Death
 from cellbox.events import ItemCap, OutputLines, bundle_to_item, error_event
+from cellbox.fifo import Fifo
 from cellbox.protocol import ITEM_KINDS
 from cellbox.runtimes import Runtime
 from cellbox.sessions.overlap import Overlap
@@ -41,7 +42,7 @@ class ExecutionLimits:
 class WorkerLink(Protocol):
     """What an execution needs of a worker: its frames, a way to send and wake, its end."""
 
-    frames: asyncio.Queue[dict[str, Any] | None]
+    frames: Fifo[dict[str, Any] | None]
 
     @property
     def pid(self) -> int: ...
@@ -153,7 +154,7 @@ class Execution:
         self._began = time.perf_counter()  # then its turn, then its code sent to the worker
         self._id = 0  # the id its frames carry, once sent to a worker
         self._ended = False  # its ``exit`` event is queued: its answer is complete
-        self._queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+        self._queue: Fifo[list[dict[str, Any]]] = Fifo()
         self._worker: WorkerLink | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._must_kill = False
