@@ -324,6 +324,73 @@ def test_one_line_cells_ipython_rewrites(client: Client, ctx: str):
     assert client.run("str 3", context_id=ctx)["items"][0]["text"] == "'3'"
 
 
+def test_shell_hooks_the_code_sets_apply_to_the_next_cells(client: Client, ctx: str):
+    # The worker reads these settings its own (faster) way: the code's changes still count,
+    # whether it changes the list in place or puts a new one.
+    setup = (
+        "import ast\n"
+        "class Doubler(ast.NodeTransformer):\n"
+        "    def visit_Constant(self, node):\n"
+        "        return ast.Constant(node.value * 2) if type(node.value) is int else node\n"
+        "ip = get_ipython()\n"
+        "ip.ast_transformers.append(Doubler())"
+    )
+    assert client.run(setup, context_id=ctx)["error"] is None
+    assert client.run("20 + 1", context_id=ctx)["items"][0]["text"] == "42"
+    client.run("ip.ast_transformers = []", context_id=ctx)
+    assert client.run("20 + 1", context_id=ctx)["items"][0]["text"] == "21"
+    client.run("ip.ast_transformers = [Doubler()]", context_id=ctx)
+    assert client.run("3", context_id=ctx)["items"][0]["text"] == "6"
+    client.run("ip.ast_transformers.clear()", context_id=ctx)
+    upper = "ip.input_transformers_post = [lambda lines: [l.replace('ab', 'AB') for l in lines]]"
+    client.run(upper, context_id=ctx)
+    assert client.run("'abc'", context_id=ctx)["items"][0]["text"] == "'ABc'"
+    client.run("ip.input_transformers_post = []", context_id=ctx)
+    assert client.run("'abc'", context_id=ctx)["items"][0]["text"] == "'abc'"
+    client.run("%automagic off", context_id=ctx)
+    assert client.run("pwd", context_id=ctx)["error"]["name"] == "NameError"
+    client.run("%automagic on", context_id=ctx)
+    assert client.run("pwd", context_id=ctx)["items"][0]["text"].startswith("'/")
+    client.run("%config InteractiveShell.ast_node_interactivity = 'all'", context_id=ctx)
+    texts = [item["text"] for item in client.run("1\n2", context_id=ctx)["items"]]
+    assert texts == ["1", "2"]
+
+
+def test_callbacks_the_code_registers_run_in_order(client: Client, ctx: str):
+    setup = (
+        "seen = []\n"
+        "ip = get_ipython()\n"
+        "ip.events.register('pre_execute', lambda: seen.append('pre_execute'))\n"
+        "ip.events.register('pre_run_cell', lambda info: seen.append(('pre', info.raw_cell)))\n"
+        "ip.events.register('pre_run_cell', lambda info: seen.append('pre 2'))\n"
+        "ip.events.register('post_execute', lambda: seen.append('post_execute'))\n"
+        "def post(result):\n"
+        "    seen.append(('post', result.result, result.execution_count))\n"
+        "ip.events.register('post_run_cell', post)"
+    )
+    assert client.run(setup, context_id=ctx)["error"] is None
+    body = client.run("6 * 7", context_id=ctx)
+    assert client.run("seen[:]", context_id=ctx)["items"][0]["text"] == (
+        "['post_execute',\n"
+        " ('post', None, 1),\n"
+        " 'pre_execute',\n"
+        " ('pre', '6 * 7'),\n"
+        " 'pre 2',\n"
+        " 'post_execute',\n"
+        f" ('post', 42, {body['execution_count']}),\n"
+        " 'pre_execute',\n"
+        " ('pre', 'seen[:]'),\n"
+        " 'pre 2']"
+    )
+    failing = "ip.events.register('post_run_cell', lambda result: 1 / 0)\nseen.clear()"
+    client.run(failing, context_id=ctx)
+    body = client.run("'still runs'", context_id=ctx)
+    # As IPython does: the cell's value, IPython's note, and the callback's error.
+    assert body["items"][0]["text"] == "'still runs'"
+    assert body["logs"]["stdout"][0].startswith("Error in callback <function <lambda>")
+    assert body["error"]["name"] == "ZeroDivisionError"
+
+
 def test_plain_values_keep_ipython_formatting(client: Client, ctx: str):
     client.run("%precision 2", context_id=ctx)
     assert client.run("3.14159", context_id=ctx)["items"][0]["text"] == "3.14"

@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 _IPYTHON_SYNTAX = re.compile(r"[%!?]|^[ \t]*(?:[,;/]|>>>|\.\.\.|In \[)", re.MULTILINE)
 # The word IPython's prefilter looks up (its ``ifun``), when a line starts with one.
 _FIRST_WORD = re.compile(r"[\w.*]+")
+# Traits of the shell that the per-cell code reads from ``_trait_values`` (and those of its
+# history and magics managers listed in create_shell), the dict behind
+# every trait read, without the descriptor call (a trait read costs as much as twenty dict
+# lookups). Exact: create_shell reads each once, and a trait read once keeps its value
+# there; assignments (``%autocall``, ``%config``, ``%automagic``) land there too.
+_TRAITS_READ_DIRECTLY = ("autocall", "automagic", "input_transformers_post", "ast_transformers")
 
 
 def make_shell_class(worker: Worker) -> Any:
@@ -127,13 +133,19 @@ def make_shell_class(worker: Worker) -> Any:
             raw = (source if source_raw is None else source_raw).rstrip("\n")
             if self._exit_re.match(raw.strip()):
                 return
-            self.input_hist_parsed.append(source.rstrip("\n"))
-            self.input_hist_raw.append(raw)
+            values = self._trait_values  # see _TRAITS_READ_DIRECTLY
+            values["input_hist_parsed"].append(source.rstrip("\n"))
+            values["input_hist_raw"].append(raw)
             _, older, old, last = self._recent
             self._recent = (older, old, last, raw)
             names = {"_iii": older, "_ii": old, "_i": last, f"_i{line_num}": raw}
-            self.shell.user_ns.update(names)
-            self.shell.user_ns_hidden.update(names)
+            shell = values["shell"]
+            shell.user_ns.update(names)
+            shell.user_ns_hidden.update(names)
+
+        def store_output(self, line_num: int) -> None:
+            """Nothing: outputs go to the history database only, and this one is off (a
+            trait read per cell spared)."""
 
         _recent = ("", "", "", "")  # _iii, _ii, _i and this cell's input, as IPython keeps them
 
@@ -210,6 +222,11 @@ def make_shell_class(worker: Worker) -> Any:
         execution_count = 1
         last_execution_succeeded = True
         last_execution_result = None
+        # Set once when the shell is made and read on every cell (six trait reads a cell).
+        history_manager: Any = None
+        builtin_trap: Any = None
+        display_trap: Any = None
+        magics_manager: Any = None
 
         def number_next_cell(self, count: int) -> None:
             """The next cell is cell ``count`` (the server's ``execution_count``), for its
@@ -233,7 +250,7 @@ def make_shell_class(worker: Worker) -> Any:
                 with self.builtin_trap:
                     cell = self.prefilter_manager.prefilter_lines(cell) + "\n"
             lines = cell.splitlines(keepends=True)
-            for transform in self.input_transformers_post:
+            for transform in self._trait_values["input_transformers_post"]:
                 lines = transform(lines)
             return "".join(lines)
 
@@ -241,15 +258,23 @@ def make_shell_class(worker: Worker) -> Any:
             """Whether IPython's prefilter could rewrite this plain one-line cell: only a
             first word that is a line magic (automagic, e.g. ``pip install x``), a macro or
             autocall object in the namespace, or autocall being on make it do anything."""
-            if self.autocall:
+            values = self._trait_values  # see _TRAITS_READ_DIRECTLY
+            if values["autocall"]:
                 return True
             word = _FIRST_WORD.match(line)
             if word is None:
                 return False
             name = word.group()
-            if self.automagic and name in self.magics_manager.magics["line"]:
-                return True
+            if values["automagic"]:
+                if name in self.magics_manager._trait_values["magics"]["line"]:
+                    return True
             return isinstance(self.user_ns.get(name), (Macro, IPyAutocall))
+
+        def transform_ast(self, node: Any) -> Any:
+            # IPython's reads the trait twice, for a list that is mostly empty.
+            if not self._trait_values["ast_transformers"]:
+                return node
+            return super().transform_ast(node)
 
         def should_run_async(
             self,
@@ -394,6 +419,13 @@ def create_shell(worker: Worker) -> Any:
     config.HistoryManager.enabled = False
     config.InteractiveShell.colors = "nocolor"
     shell = make_shell_class(worker).instance(config=config)
+    for owner, names in (
+        (shell, _TRAITS_READ_DIRECTLY),
+        (shell.magics_manager, ("magics",)),
+        (shell.history_manager, ("shell", "input_hist_parsed", "input_hist_raw")),
+    ):
+        for name in names:
+            getattr(owner, name)  # a trait's value is in _trait_values once read, for good
     shell.input_transformers_post.append(pip_lines.transform)
     shell.register_magic_function(pip_lines.pip_magic, "line", "pip")
     shell.extension_manager.load_extension("storemagic")  # ``%store``, loaded by ipykernel
