@@ -130,7 +130,8 @@ class Figures:
             patch_pyplot(sys.modules["matplotlib.pyplot"])
 
     def new_cell(self) -> None:
-        self._shown = weakref.WeakSet()
+        if self._shown:  # a new set only after a figure was shown (most cells show none)
+            self._shown = weakref.WeakSet()
 
     def _figure_png(self, fig: Any) -> bytes:
         buffer = io.BytesIO()
