@@ -228,6 +228,31 @@ def make_shell_class(worker: Worker) -> Any:
         display_trap: Any = None
         magics_manager: Any = None
 
+        def run_cell(
+            self,
+            raw_cell: str,
+            store_history: bool = False,
+            silent: bool = False,
+            shell_futures: bool = True,
+            cell_id: Any = None,
+            cell_meta: Any = None,
+        ) -> Any:
+            """IPython's, without its output tees (``_tee`` keeps nothing here), and the
+            ``post_execute`` and ``post_run_cell`` callbacks called only when there are
+            some (the same calls, in the same order, when there are)."""
+            result = None
+            try:
+                result = self._run_cell(
+                    raw_cell, store_history, silent, shell_futures, cell_id, cell_meta
+                )
+            finally:
+                events = self.events
+                if events.callbacks["post_execute"]:
+                    events.trigger("post_execute")
+                if not silent and events.callbacks["post_run_cell"]:
+                    events.trigger("post_run_cell", result)
+            return result
+
         def number_next_cell(self, count: int) -> None:
             """The next cell is cell ``count`` (the server's ``execution_count``), for its
             ``_N``, ``Out[N]``, ``_iN`` and ``In[N]``, whatever came between: an empty cell
