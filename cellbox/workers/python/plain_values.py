@@ -41,8 +41,9 @@ class PlainValues:
             view = self._look()
         _, _, rich, printers, deferred, singletons, pprint, float_format = view
         key = ("builtins", kind.__name__)
-        if any(kind in registered or key in later for registered, later in rich):
-            return None
+        for registered, later in rich:  # a loop, not any(<generator>): no frame per item
+            if kind in registered or key in later:
+                return None
         if printers.get(kind) is not self._default_printers[kind] or key in deferred:
             return None
         if value is None or kind is bool:
