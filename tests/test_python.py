@@ -356,6 +356,29 @@ def test_shell_hooks_the_code_sets_apply_to_the_next_cells(client: Client, ctx: 
     assert texts == ["1", "2"]
 
 
+def test_statements_compile_and_run_one_by_one_as_in_ipython(client: Client, ctx: str):
+    # A statement that does not compile stops the cell after the ones before it ran.
+    body = client.run("x = 5\nreturn 1", context_id=ctx)
+    assert body["error"]["name"] == "SyntaxError"
+    assert "'return' outside function" in body["error"]["value"]
+    assert client.run("x", context_id=ctx)["items"][0]["text"] == "5"
+    # A __future__ import holds for the statements after it and for the next cells.
+    future = "from __future__ import annotations\ndef f(a: nowhere): pass\nf.__annotations__"
+    assert client.run(future, context_id=ctx)["items"][0]["text"] == "{'a': 'nowhere'}"
+    later = "def g(a: elsewhere): pass\ng.__annotations__"
+    assert client.run(later, context_id=ctx)["items"][0]["text"] == "{'a': 'elsewhere'}"
+    # %autoawait is read again for each statement of the cell.
+    define = "%autoawait True\nasync def h(): return 9\nawait h()"
+    assert client.run(define, context_id=ctx)["items"][0]["text"] == "9"
+    body = client.run("%autoawait False\nawait h()", context_id=ctx)
+    assert "'await' outside function" in body["error"]["value"]
+    client.run("%autoawait True", context_id=ctx)
+    # Only a last expression statement shows its value.
+    assert [item["text"] for item in client.run("1\n2", context_id=ctx)["items"]] == ["2"]
+    assert client.run("for i in range(2): i", context_id=ctx)["items"] == []
+    assert client.run("y = 3\ny\npass", context_id=ctx)["items"] == []
+
+
 def test_callbacks_the_code_registers_run_in_order(client: Client, ctx: str):
     setup = (
         "seen = []\n"

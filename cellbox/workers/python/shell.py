@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
 import re
 import sys
@@ -17,12 +19,21 @@ if TYPE_CHECKING:
 _IPYTHON_SYNTAX = re.compile(r"[%!?]|^[ \t]*(?:[,;/]|>>>|\.\.\.|In \[)", re.MULTILINE)
 # The word IPython's prefilter looks up (its ``ifun``), when a line starts with one.
 _FIRST_WORD = re.compile(r"[\w.*]+")
+# The compile flag for top-level ``await`` (0 where Python has none).
+_TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+_CO_COROUTINE = inspect.CO_COROUTINE
 # Traits of the shell that the per-cell code reads from ``_trait_values`` (and those of its
 # history and magics managers listed in create_shell), the dict behind
 # every trait read, without the descriptor call (a trait read costs as much as twenty dict
 # lookups). Exact: create_shell reads each once, and a trait read once keeps its value
 # there; assignments (``%autocall``, ``%config``, ``%automagic``) land there too.
-_TRAITS_READ_DIRECTLY = ("autocall", "automagic", "input_transformers_post", "ast_transformers")
+_TRAITS_READ_DIRECTLY = (
+    "autocall",
+    "automagic",
+    "input_transformers_post",
+    "ast_transformers",
+    "autoawait",
+)
 
 
 def make_shell_class(worker: Worker) -> Any:
@@ -34,7 +45,7 @@ def make_shell_class(worker: Worker) -> Any:
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
     from IPython.core.history import HistoryManager
-    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.interactiveshell import InteractiveShell, softspace
     from IPython.core.macro import Macro
     from traitlets import Type
 
@@ -294,6 +305,53 @@ def make_shell_class(worker: Worker) -> Any:
                 if name in self.magics_manager._trait_values["magics"]["line"]:
                     return True
             return isinstance(self.user_ns.get(name), (Macro, IPyAutocall))
+
+        async def run_ast_nodes(
+            self,
+            nodelist: list[Any],
+            cell_name: str,
+            interactivity: str = "last_expr",
+            compiler: Any = compile,
+            result: Any = None,
+        ) -> bool | None:
+            """IPython's, in fewer steps for what every cell asks (``last_expr``, the
+            shell's compiler): each top-level statement compiled and run in turn, the last
+            one in ``single`` mode (its value shown) if it is an expression. The same
+            compiler calls, with top-level ``await`` allowed as ``autoawait`` says (the
+            flag on for each compile only, as IPython's ``extra_flags``), and the same
+            answer: True if the code raised, after its traceback was shown."""
+            if interactivity != "last_expr" or compiler is not self.compile or not nodelist:
+                return await super().run_ast_nodes(
+                    nodelist, cell_name, interactivity, compiler, result
+                )
+            values = self._trait_values  # see _TRAITS_READ_DIRECTLY
+            last = len(nodelist) - 1
+            shown = isinstance(nodelist[last], ast.Expr)
+            try:
+                for index, node in enumerate(nodelist):
+                    if shown and index == last:
+                        tree, mode = ast.Interactive([node]), "single"
+                    else:
+                        tree, mode = ast.Module([node], []), "exec"
+                    # Read for each statement: the one before may have been ``%autoawait``.
+                    extra = _TOP_LEVEL_AWAIT if values["autoawait"] else 0
+                    turned_on = extra & ~compiler.flags
+                    compiler.flags |= turned_on
+                    try:
+                        code = compiler(tree, cell_name, mode)
+                    finally:
+                        compiler.flags &= ~turned_on
+                    coroutine = code.co_flags & _CO_COROUTINE == _CO_COROUTINE
+                    if await self.run_code(code, result, async_=coroutine):
+                        return True
+                if softspace(sys.stdout, 0):
+                    print()
+            except BaseException:  # as IPython: anything (a compile error) ends the cell
+                if result:
+                    result.error_before_exec = sys.exc_info()[1]
+                self.showtraceback()
+                return True
+            return False
 
         def transform_ast(self, node: Any) -> Any:
             # IPython's reads the trait twice, for a list that is mostly empty.
