@@ -73,6 +73,7 @@ class Outbox:
         # print, which comes back here on the same thread.
         self._lock = threading.RLock()
         self._space = threading.Condition(self._lock)  # writers waiting for the backlog
+        self._throttled = 0  # how many writers wait on ``_space`` (changed under ``_lock``)
         self._wake = threading.Event()  # set when the sleeping sender has work
         self._items: list[Any] = []
         self._controls = 0  # tuple entries in ``_items`` (all appended under ``_lock``)
@@ -151,8 +152,12 @@ class Outbox:
         if threading.current_thread() is self._thread:
             return
         with self._lock:
-            while self._active and self._size > BACKLOG_LIMIT and self._items:
-                self._space.wait(0.5)
+            self._throttled += 1
+            try:
+                while self._active and self._size > BACKLOG_LIMIT and self._items:
+                    self._space.wait(0.5)
+            finally:
+                self._throttled -= 1
 
     # -- the sender thread ------------------------------------------------------------
 
@@ -194,7 +199,8 @@ class Outbox:
                 del self._items[:]
                 controls, self._controls = self._controls, 0
                 self._size = 0
-                self._space.notify_all()
+                if self._throttled:  # (a notify_all costs as much as the rest of this block)
+                    self._space.notify_all()
             if not batch:
                 return
             if controls:
@@ -207,10 +213,12 @@ class Outbox:
                 # keep what came after it for the next execution.
                 with self._lock:
                     self._active = False
-                    self._items[:0] = rest
-                    self._controls += sum(1 for x in rest if x.__class__ is not str)
-                    self._size += sum(len(x if x.__class__ is str else x[1]) for x in rest)
-                    self._space.notify_all()
+                    if rest:
+                        self._items[:0] = rest
+                        self._controls += sum(1 for x in rest if x.__class__ is not str)
+                        self._size += sum(len(x if x.__class__ is str else x[1]) for x in rest)
+                        if self._throttled:
+                            self._space.notify_all()
             if frames:
                 self._sock.sendall(b"".join(frames))
 
