@@ -92,7 +92,7 @@ def make_shell_class(worker: Worker) -> Any:
             shell = self.owner
             count = shell.execution_count - 1  # IPython's prompt_count: this cell's number
             out[count] = result
-            names = shell.user_ns
+            names = shell._user_ns  # what the user_ns property answers, without the call
             names["___"] = self.___ = self.__
             names["__"] = self.__ = self._
             names["_"] = names[f"_{count}"] = self._ = result
@@ -151,7 +151,7 @@ def make_shell_class(worker: Worker) -> Any:
             self._recent = (older, old, last, raw)
             names = {"_iii": older, "_ii": old, "_i": last, f"_i{line_num}": raw}
             shell = values["shell"]
-            shell.user_ns.update(names)
+            shell._user_ns.update(names)  # (the user_ns property's own attribute)
             shell.user_ns_hidden.update(names)
 
         def store_output(self, line_num: int) -> None:
@@ -304,7 +304,7 @@ def make_shell_class(worker: Worker) -> Any:
             if values["automagic"]:
                 if name in self.magics_manager._trait_values["magics"]["line"]:
                     return True
-            return isinstance(self.user_ns.get(name), (Macro, IPyAutocall))
+            return isinstance(self._user_ns.get(name), (Macro, IPyAutocall))
 
         async def run_ast_nodes(
             self,
