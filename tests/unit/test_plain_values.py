@@ -54,6 +54,24 @@ def test_steps_aside_for_a_deferred_or_replaced_registry(display: DisplayFormatt
     assert plain.text(1) == "1"
 
 
+def test_sees_a_registry_emptied_and_refilled_in_place(display: DisplayFormatter) -> None:
+    plain = PlainValues(display)
+    html = display.formatters["text/html"]
+    html.for_type(float, str)
+    html.for_type_by_name("builtins", "complex", str)
+    assert plain.text(1.0) is None and plain.text(1j) is None and plain.text(1) == "1"
+    # As many entries as before, other types: no count could tell.
+    del html.type_printers[float]
+    html.type_printers[int] = str
+    del html.deferred_printers[("builtins", "complex")]
+    html.deferred_printers[("builtins", "str")] = str
+    assert plain.text(1) is None and plain.text("s") is None
+    assert plain.text(1.0) == "1.0" and plain.text(1j) == "1j"
+    markdown = display.formatters["text/markdown"]  # empty until now
+    markdown.deferred_printers[("builtins", "bool")] = str
+    assert plain.text(True) is None
+
+
 def test_sees_a_formatter_added_in_place(display: DisplayFormatter) -> None:
     plain = PlainValues(display)
     assert plain.text(1) == "1"

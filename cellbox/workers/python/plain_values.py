@@ -28,6 +28,8 @@ class PlainValues:
         self._default_singletons = {
             key: text.singleton_printers.get(key) for key in map(id, (None, True, False))
         }
+        # The key of each type in the registries by name (``for_type_by_name``).
+        self._names = {kind: ("builtins", kind.__name__) for kind in PLAIN_TYPES}
         self._view: tuple[Any, ...] | None = None
         display_formatter.observe(self._forget, names=["formatters"])
 
@@ -37,12 +39,17 @@ class PlainValues:
         if kind not in self._default_printers:
             return None
         view = self._view
-        if view is None or len(view[0]) != view[1]:  # a formatter added in place
+        # Stale if a formatter was added in place, or a registry of the other formatters that
+        # was empty is not any more (``for_type`` fills them in place).
+        if view is None or len(view[0]) != view[1] or any(view[2]):
             view = self._look()
-        _, _, rich, printers, deferred, singletons, pprint, float_format = view
-        key = ("builtins", kind.__name__)
-        for registered, later in rich:  # a loop, not any(<generator>): no frame per item
-            if kind in registered or key in later:
+        _, _, _, by_type, by_name, printers, deferred, singletons, pprint, float_format = view
+        key = self._names[kind]
+        for registered in by_type:  # the other formatters' registries that have entries
+            if kind in registered:
+                return None
+        for registered in by_name:
+            if key in registered:
                 return None
         if printers.get(kind) is not self._default_printers[kind] or key in deferred:
             return None
@@ -69,15 +76,16 @@ class PlainValues:
         text = formatters["text/plain"]
         for formatter in self._formatters():
             formatter.observe(self._forget, names=_WATCHED)  # once per formatter and name
-        rich = [
-            (formatter.type_printers, formatter.deferred_printers)
-            for formatter in self._formatters()
-            if formatter is not text
-        ]
+        others = [formatter for formatter in self._formatters() if formatter is not text]
+        by_type = [formatter.type_printers for formatter in others]
+        by_name = [formatter.deferred_printers for formatter in others]
         self._view = (
             formatters,
             len(formatters),
-            rich,
+            # Most registries are empty: one any() over them replaces a lookup in each.
+            tuple(registry for registry in by_type + by_name if not registry),
+            tuple(registry for registry in by_type if registry),
+            tuple(registry for registry in by_name if registry),
             text.type_printers,
             text.deferred_printers,
             text.singleton_printers,
