@@ -66,6 +66,23 @@ def make_shell_class(worker: Worker) -> Any:
             self.output_hist = history.output_hist
             self.output_reprs = history.output_hist_reprs
 
+        def __call__(self, result: Any = None) -> None:
+            """IPython's steps, in its order; those that are this class's own no-ops or
+            flag settings (the prompt, start and finish) and IPython's ``fill_exec_result``
+            done inline."""
+            self.check_for_underscore()
+            if result is None or self.quiet():
+                return
+            self._is_active = True
+            format_dict, md_dict = self.compute_format_data(result)
+            self.update_user_ns(result)
+            if self.exec_result is not None:
+                self.exec_result.result = result
+            if format_dict:
+                self.write_format_data(format_dict, md_dict)
+                self.log_output(format_dict)
+            self._is_active = False
+
         def compute_format_data(self, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             text = self.plain.text(result)
             if text is not None:
