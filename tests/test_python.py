@@ -426,6 +426,17 @@ def test_plain_values_keep_ipython_formatting(client: Client, ctx: str):
     }
 
 
+def test_escape_sequences_leave_plain_values_too(client: Client, ctx: str):
+    # A plain value's text goes out as it is only when it has no escape character.
+    assert client.run("'\\x1b[31mred'", context_id=ctx)["items"][0]["text"] == "'\\x1b[31mred'"
+    code = (
+        "get_ipython().display_formatter.formatters['text/plain'].float_format = '%.1f\\x1b[31m!'"
+    )
+    client.run(code, context_id=ctx)
+    assert client.run("3.5", context_id=ctx)["items"][0]["text"] == "3.5!"
+    assert client.run("7", context_id=ctx)["items"][0]["text"] == "7"
+
+
 def test_input_history_variables(client: Client, ctx: str):
     for code in ("a = 1", "b = 2", "c = 3"):
         client.run(code, context_id=ctx)

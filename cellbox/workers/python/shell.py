@@ -86,8 +86,15 @@ def make_shell_class(worker: Worker) -> Any:
         def compute_format_data(self, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             text = self.plain.text(result)
             if text is not None:
-                return {"text/plain": text}, {}
+                bundle = {"text/plain": text}
+                if "\x1b" not in text:  # (a user's float format could have one)
+                    self.plain_bundle = bundle
+                return bundle, {}
             return super().compute_format_data(result)
+
+        # The last bundle made of a plain value's text with no escape character: as the
+        # protocol wants it already (one str key, its str value), nothing to clean.
+        plain_bundle: dict[str, Any] | None = None
 
         def quiet(self) -> bool:
             # IPython tokenizes the whole cell to find a trailing ';': not without a ';'.
@@ -134,7 +141,7 @@ def make_shell_class(worker: Worker) -> Any:
             pass
 
         def write_format_data(self, format_dict: Any, md_dict: Any = None) -> None:
-            worker.emit_bundle("result", format_dict)
+            worker.emit_bundle("result", format_dict, clean=format_dict is not self.plain_bundle)
 
         def log_output(self, format_dict: Any) -> None:
             # The text ``%history -o`` prints, kept as long as the cell's value is in Out

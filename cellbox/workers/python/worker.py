@@ -290,9 +290,10 @@ class Worker:
 
     # -- events ----------------------------------------------------------------------
 
-    def emit_bundle(self, kind: str, data: dict[Any, Any]) -> None:
-        """A ``display`` or ``result`` event, after any output printed before it."""
-        bundle = clean_bundle(data)
+    def emit_bundle(self, kind: str, data: dict[Any, Any], *, clean: bool = True) -> None:
+        """A ``display`` or ``result`` event, after any output printed before it.
+        ``clean=False``: ``data`` is known to be as the protocol wants it already."""
+        bundle = clean_bundle(data) if clean else data
         frame = encode_lenient({"type": kind, "id": self.outbox.execution_id, "bundle": bundle})
         self.drain_fds()
         self.outbox.put_frame(frame, soon=kind != "result")
