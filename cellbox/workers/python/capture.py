@@ -256,12 +256,14 @@ class FdCapture:
     def restore(self) -> None:
         """Put the pipes back behind fds 1 and 2 where the code closed or replaced them
         (``os.close(1)``, ``os.dup2(devnull, 2)``): one ``fstat`` each when it did not."""
-        for target, private, pipe in self._ends:
+        for target, private, (device, inode) in self._ends:
             try:
-                if _identity(target) == pipe:
+                status = os.fstat(target)  # (_identity's, inline: this runs every cell)
+                if status.st_ino == inode and status.st_dev == device:
                     continue
             except OSError:
                 pass  # closed
+            pipe = (device, inode)
             try:
                 if _identity(private) == pipe:  # else the code closed the copy too
                     os.dup2(private, target)

@@ -209,7 +209,8 @@ class Worker:
                 raise TypeError("execute: 'code' must be a string")
             if not isinstance(env, dict):
                 raise TypeError("execute: 'env' must be an object")
-            _apply_env(env, saved_env)
+            if env:
+                _apply_env(env, saved_env)
         except Exception as exc:
             _restore_env(saved_env)
             self.report_exception(type(exc), exc, None)
@@ -237,7 +238,8 @@ class Worker:
                 if failure is not None:
                     self.report_exception(type(failure), failure, failure.__traceback__)
         finally:
-            _restore_env(saved_env)
+            if saved_env:
+                _restore_env(saved_env)
             self._finish()
 
     def _repair_output(self) -> None:
