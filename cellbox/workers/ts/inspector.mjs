@@ -12,6 +12,7 @@ import {
   SetCtor,
   SetPrototypeAdd,
   SetPrototypeDelete,
+  SetPrototypeHas,
   StringPrototypeSlice,
   SymbolFor,
   takeToJSON,
@@ -109,7 +110,22 @@ export function remoteValue(obj) {
   return obj.value;
 }
 
+// The object groups that hold a remote object: an evaluation puts its result and its thrown
+// value there only when they are objects (`1+1` leaves its group empty), so most cells need
+// no Runtime.releaseObjectGroup, a round trip through the inspector (~5% of a warm cell's
+// CPU on the main thread).
+const heldGroups = new SetCtor();
+
+function holdsObject(res) {
+  if (!res) return false;
+  if (res.result && res.result.objectId !== undefined) return true;
+  const details = res.exceptionDetails;
+  return !!(details && details.exception && details.exception.objectId !== undefined);
+}
+
 export function releaseGroup(group) {
+  if (!SetPrototypeHas(heldGroups, group)) return;
+  SetPrototypeDelete(heldGroups, group);
   try {
     sessionPost('Runtime.releaseObjectGroup', { objectGroup: group });
   } catch {
@@ -167,6 +183,7 @@ export function replEvaluate(expression, objectGroup, done) {
         putBack(taken);
         taken = null;
         answered = true;
+        if (holdsObject(res)) SetPrototypeAdd(heldGroups, objectGroup);
         if (scriptPromise !== null) SetPrototypeDelete(pendingScripts, scriptPromise);
         done(err, res, !returned);
       },
