@@ -46,6 +46,8 @@ export const { now: DateNow } = Date;
 export const { isInteger: NumberIsInteger } = Number;
 export const {
   add: AtomicsAdd,
+  compareExchange: AtomicsCompareExchange,
+  exchange: AtomicsExchange,
   load: AtomicsLoad,
   notify: AtomicsNotify,
   store: AtomicsStore,

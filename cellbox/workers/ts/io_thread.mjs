@@ -1,7 +1,20 @@
-// The io thread: the reader of the worker's socket and the writer of all but the frames
-// that end an execution (see main.mjs). It runs in a
-// worker_threads Worker started from this function's source, as CommonJS, so it must be
-// self-contained: it uses nothing from outside its own body.
+// The io thread: the writer of all but the frames that end an execution (see main.mjs),
+// and the reader of the worker's socket while an execution runs (the main thread reads it
+// between executions, input.mjs). It runs in a worker_threads Worker started from this
+// function's source, as CommonJS, so it must be self-contained: it uses nothing from
+// outside its own body.
+//
+// Who reads the socket is in READER. The main thread hands the reading over as it starts
+// an execution, by setting READER alone: waking this thread for every execution cost more
+// than all the rest of its work. This thread looks at READER every LOOK_MS while
+// executions come (and sleeps once none came for SLEEP_AFTER_MS: the main thread then wakes
+// it with a message), and starts its socket reading once an execution has run from one
+// look to the next; so an execution shorter than that runs and ends without this thread
+// waking, and an interrupt is read at most 2 * LOOK_MS after the execution started. The
+// main thread takes the reading back after the execution's `done`: by itself, under
+// READ_LOCK, if this thread's socket has not started reading (nothing was read, nothing can
+// be); otherwise it asks, and this thread stops reading (between frames, never inside one)
+// and hands it back with a message.
 
 export function ioThread() {
   'use strict';
@@ -9,10 +22,24 @@ export function ioThread() {
   const net = require('node:net');
   const fs = require('node:fs');
   const inspector = require('node:inspector');
-  const S = new Int32Array(workerData.shared);
+  const S = new Int32Array(workerData.shared, 0, 10);
+  const STARTED_AT = new Float64Array(workerData.shared, 40, 1);
+  // the slots of output.mjs
   const PENDING = 0;
   const INTERRUPT = 1;
   const FINISHED = 2; // set by the main thread: every execution up to it has ended
+  const STARTED = 3; // the last execution id given out (by either thread)
+  const READER = 4;
+  const READ_LOCK = 5;
+  const IO_READING = 6;
+  const IO_ASLEEP = 7;
+  const MAIN_READS = 8;
+  const READER_MAIN = 0;
+  const READER_IO = 1;
+  const READER_YIELDED = 3;
+  const LOOK_MS = 10;
+  const IDLE_LOOK_MS = 100;
+  const SLEEP_AFTER_MS = 2000;
 
   // Connected only while an interrupt is in progress: a session left connected makes
   // Node print "Waiting for the debugger to disconnect..." at exit.
@@ -37,13 +64,167 @@ export function ioThread() {
     fd: workerData.fd,
     readable: true,
     writable: true,
+    manualStart: true, // it reads only in its turn (see the top)
     onread: { buffer: Buffer.allocUnsafe(64 * 1024), callback: onRead },
   });
   let eof = false;
-  let seq = 0;
-  const unfinished = [];
   let interrupting = 0;
-  const startedAt = new Map(); // execution id -> Date.now() when it was handed on
+
+  function unfinished(id) {
+    return id > Atomics.load(S, FINISHED) && id <= Atomics.load(S, STARTED);
+  }
+
+  // (held for microseconds; one held for a second was left by a holder cut short: input.mjs)
+  function lock() {
+    const deadline = Date.now() + 1000;
+    while (Atomics.compareExchange(S, READ_LOCK, 0, 1) !== 0 && Date.now() < deadline) {
+      Atomics.wait(S, READ_LOCK, 1, 1);
+    }
+  }
+  function unlock() {
+    Atomics.store(S, READ_LOCK, 0);
+    Atomics.notify(S, READ_LOCK);
+  }
+
+  // Our turn to read (READER_IO): the socket starts reading, under the lock, so that the
+  // main thread either sees IO_READING and asks for the reading back, or takes it back
+  // before we start.
+  let reading = false;
+  function startReading() {
+    if (reading || eof) return;
+    lock();
+    try {
+      const reader = Atomics.load(S, READER);
+      if (reader !== READER_IO && reader !== READER_YIELDED) return;
+      reading = true;
+      Atomics.store(S, IO_READING, 1);
+      sock.resume();
+    } finally {
+      unlock();
+    }
+  }
+
+  function stopReading() {
+    if (!reading || have > 0) return;
+    lock();
+    try {
+      sock.pause();
+      reading = false;
+      Atomics.store(S, IO_READING, 0);
+    } finally {
+      unlock();
+    }
+  }
+
+  // Hand the reading back once no execution is left and no frame is cut in two; also when
+  // this socket is not reading: the main thread may have asked while it was (`reader`),
+  // and it waits for the answer.
+  function maybeHandBack() {
+    if (eof || have > 0) return;
+    const reader = Atomics.load(S, READER);
+    if (reader !== READER_IO && reader !== READER_YIELDED) return;
+    if (Atomics.load(S, STARTED) !== Atomics.load(S, FINISHED)) return;
+    if (reader === READER_YIELDED && mainThreadBusy()) return;
+    lock();
+    try {
+      const now = Atomics.load(S, READER);
+      if (now !== READER_IO && now !== READER_YIELDED) return; // the main thread took it
+      if (reading) sock.pause(); // stops the reading at once (onread sockets: readStop)
+      reading = false;
+      Atomics.store(S, IO_READING, 0);
+      Atomics.store(S, READER, READER_MAIN);
+    } finally {
+      unlock();
+    }
+    parentPort.postMessage({ op: 'reader' });
+  }
+
+  let lastActive = Date.now();
+  let lastStarted = -1;
+  let seenRunning = 0;
+  let mainWasBusy = false;
+  let mainReads = -1;
+  let asking = false;
+  function look() {
+    const started = Atomics.load(S, STARTED);
+    const reader = Atomics.load(S, READER);
+    const first = Atomics.load(S, FINISHED) + 1;
+    const running = unfinished(first) ? first : 0;
+    // Read once the execution has run since the last look (or to finish a frame begun in
+    // the bytes the main thread handed over): a short one ends before, and the main thread
+    // takes the reading back without waiting for us. A reading the stuck main thread
+    // yielded (input.mjs): at once.
+    if (
+      reader === READER_YIELDED ||
+      (reader === READER_IO && (have > 0 || (running !== 0 && running === seenRunning)))
+    ) {
+      startReading();
+    }
+    seenRunning = running;
+    // The main thread's turn, but from one look to the next it was not waiting in its
+    // event loop and read nothing: it is stuck in code; it is asked to yield the reading
+    // (input.mjs).
+    if (reader === READER_MAIN && !eof) {
+      const reads = Atomics.load(S, MAIN_READS);
+      if (reads !== mainReads) {
+        mainWasBusy = false; // it has read since the last look: not stuck
+        mainReads = reads;
+      } else {
+        const busy = mainThreadBusy();
+        if (busy && mainWasBusy && !asking) askForReading();
+        mainWasBusy = busy;
+      }
+    } else {
+      mainWasBusy = false;
+    }
+    maybeHandBack();
+    forgetFinished();
+    if (reader !== READER_MAIN || reading || started !== lastStarted || interrupting !== 0) {
+      lastActive = Date.now();
+      lastStarted = started;
+      if (lookEvery !== LOOK_MS) lookAt(LOOK_MS);
+    } else if (lookEvery === LOOK_MS && Date.now() - lastActive > SLEEP_AFTER_MS) {
+      // Nothing for a while: look less often (only for a stuck main thread). The main
+      // thread wakes us (a message) when it hands over next: it sees IO_ASLEEP, or we see
+      // its READER_IO here.
+      Atomics.store(S, IO_ASLEEP, 1);
+      if (Atomics.load(S, READER) === READER_MAIN && Atomics.load(S, STARTED) === started) {
+        lookAt(IDLE_LOOK_MS);
+      } else {
+        Atomics.store(S, IO_ASLEEP, 0);
+      }
+    }
+  }
+  let looking = null;
+  let lookEvery = 0;
+  function lookAt(ms) {
+    if (looking !== null) clearInterval(looking);
+    lookEvery = ms;
+    looking = setInterval(look, ms);
+  }
+  function wake() {
+    Atomics.store(S, IO_ASLEEP, 0);
+    lastActive = Date.now();
+    if (lookEvery !== LOOK_MS) lookAt(LOOK_MS);
+    look();
+  }
+
+  // A session of its own, for the time of one question: Runtime.evaluate runs on the main
+  // thread between two steps of the code it is stuck in.
+  function askForReading() {
+    asking = true;
+    const asked = new inspector.Session();
+    asked.connectToMainThread();
+    asked.post(
+      'Runtime.evaluate',
+      { expression: 'this.__cellbox_reading__()', silent: true },
+      () => {
+        asked.disconnect();
+        asking = false;
+        look();
+      },
+    );
+  }
 
   function release(bytes) {
     Atomics.sub(S, PENDING, bytes);
@@ -70,10 +251,20 @@ export function ioThread() {
   let chunks = [];
   let have = 0;
   function onRead(size, buf) {
-    let data = buf.subarray(0, size);
+    const started = Atomics.load(S, STARTED);
+    take(buf.subarray(0, size));
+    // A new execution (read here: the one before had not ended): stop reading until it has
+    // run a while, as if the main thread had handed it over, so that a short one gives the
+    // reading back to the main thread at its end (a reading kept through executions that
+    // follow each other at once would never be given back).
+    if (Atomics.load(S, STARTED) !== started) stopReading();
+    else maybeHandBack();
+  }
+  function take(bytes) {
+    let data = bytes;
     if (have > 0) {
       chunks.push(Buffer.from(data));
-      have += size;
+      have += data.length;
       if (have < 4) return;
       if (chunks[0].length < 4) chunks = [Buffer.concat(chunks, have)];
       if (have < 4 + chunks[0].readUInt32BE(0)) return;
@@ -104,14 +295,9 @@ export function ioThread() {
   // Executions end in order; the main thread says which have ended through FINISHED (it
   // may write their last frames itself, without a message to this thread).
   function forgetFinished() {
-    const upTo = Atomics.load(S, FINISHED);
-    while (unfinished.length && unfinished[0] <= upTo) {
-      const id = unfinished.shift();
-      startedAt.delete(id);
-      if (interrupting === id) {
-        interrupting = 0;
-        dropSession();
-      }
+    if (interrupting !== 0 && !unfinished(interrupting)) {
+      interrupting = 0;
+      dropSession();
     }
   }
 
@@ -119,17 +305,28 @@ export function ioThread() {
     if (!msg || typeof msg !== 'object') return;
     forgetFinished();
     if (msg.op === 'execute') {
-      const id = ++seq;
-      unfinished.push(id);
-      startedAt.set(id, Date.now());
+      // (not expected while one runs: the server waits for `done`)
+      const id = Atomics.add(S, STARTED, 1) + 1;
+      STARTED_AT[0] = Date.now();
       const env = msg.env && typeof msg.env === 'object' ? msg.env : {};
       const code = typeof msg.code === 'string' ? msg.code : '';
       // `serverId`: the server's id of the execution, echoed on its frames (output.mjs)
       parentPort.postMessage({ op: 'execute', id, serverId: msg.id, code, env });
     } else if (msg.op === 'interrupt') {
-      if (unfinished.length) interrupt(unfinished[0]);
+      const first = Atomics.load(S, FINISHED) + 1;
+      if (unfinished(first)) interrupt(first);
     } else if (msg.op === 'chdir') {
       parentPort.postMessage({ op: 'chdir', path: msg.path });
+    }
+  }
+
+  // Not waiting in its event loop (epoll): running, or blocked in a system call.
+  function mainThreadBusy() {
+    try {
+      const where = fs.readFileSync(`/proc/self/task/${process.pid}/wchan`, 'latin1');
+      return !where.includes('epoll');
+    } catch {
+      return mainThreadState() === 'R';
     }
   }
 
@@ -215,7 +412,7 @@ export function ioThread() {
     let childrenInterrupted = false;
     const tick = () => {
       forgetFinished();
-      if (!unfinished.includes(id) || eof) {
+      if (!unfinished(id) || eof) {
         if (interrupting === id) {
           interrupting = 0;
           dropSession();
@@ -233,7 +430,7 @@ export function ioThread() {
       if (state !== 'R' && !childrenInterrupted && now - started >= 300) {
         // not answering, not running: maybe waiting for a child process
         childrenInterrupted = true;
-        interruptChildren(startedAt.get(id) ?? started);
+        interruptChildren(Atomics.load(S, STARTED) === id ? STARTED_AT[0] : started);
       }
       if (now - lastPost >= 250) {
         lastPost = now;
@@ -247,7 +444,23 @@ export function ioThread() {
   // The frames to write come on a port of their own (the main thread posts them with the
   // MessagePort method it took at startup, see intrinsics.mjs).
   // `raw`: the rest of what the main thread began to write itself (output.mjs, writeEnd).
+  // From the main thread, in order: frames to write; `wake` (it handed the reading over
+  // while we slept), `bytes` (READER_HANDOFF: what it read past the request of the
+  // execution it starts; the reading is ours once they are taken), `reader` (it wants the
+  // reading back).
   workerData.frames.on('message', (m) => {
+    if (m.op !== undefined) {
+      if (m.op === 'wake') {
+        wake();
+      } else if (m.op === 'bytes') {
+        take(Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.length));
+        Atomics.store(S, READER, m.yielded ? READER_YIELDED : READER_IO);
+        wake();
+      } else if (m.op === 'reader') {
+        maybeHandBack();
+      }
+      return;
+    }
     if (eof) {
       release(m.bytes);
     } else if (m.raw) {
@@ -264,4 +477,6 @@ export function ioThread() {
     }
     forgetFinished();
   });
+
+  wake();
 }

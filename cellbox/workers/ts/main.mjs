@@ -18,8 +18,13 @@
 //   `Runtime.evaluate` of `1+1` costs ~0.1-0.2 ms. Its `timeout` parameter is never used
 //   (it crashed V8 in our tests).
 // * State lives in the one main V8 context of this process; nothing is ever re-run.
-// * An "io" worker thread owns the socket: it reads frames (also while the main thread
-//   is stuck in user code), forwards them with postMessage, and writes the frames that
+// * The socket is read by the main thread between executions (input.mjs): a request
+//   reaches it straight from the socket. While an execution runs, an "io" worker thread
+//   reads it (also while the main thread is stuck in user code) and forwards what it reads
+//   with postMessage; it starts reading only once the execution has run for a few
+//   milliseconds, so it does not wake for a short one (the hand-over: io_thread.mjs). A
+//   main thread stuck in code between executions is made to yield the reading.
+// * The io thread writes the frames that
 //   the main thread posts to it. Output goes through it, so a frame is always written
 //   whole even if user code on the main thread is terminated in the middle of printing.
 //   The frames that end an execution are the exception: when the io thread has nothing
@@ -69,7 +74,8 @@
 //   (child_output.mjs); what native code writes to them itself is not.
 
 // Modules: main.mjs (this: startup, the protocol) · cell.mjs (one execution's cell:
-// env, REPL script, evaluation, outcome) · io_thread.mjs · output.mjs (the ordered
+// env, REPL script, evaluation, outcome) · input.mjs (the main thread's reading of the
+// socket) · io_thread.mjs · output.mjs (the ordered
 // outgoing queue) · console.mjs (capture) · inspector.mjs (evaluation) · tokenizer.mjs
 // (statements) · import_rewrite.mjs (imports, exports) · typescript.mjs · render.mjs
 // (values, errors, bundles) · globals.mjs (display, require, import) · timers.mjs ·
@@ -90,6 +96,7 @@ import {
 } from './cell.mjs';
 import { installConsole } from './console.mjs';
 import { installGlobals } from './globals.mjs';
+import { readingBack, startInput, takeReading } from './input.mjs';
 import {
   ArrayPrototypeFind,
   ArrayPrototypePush,
@@ -138,6 +145,7 @@ const waiting = []; // executions received while one runs (not expected by proto
 
 // First, so the io thread boots while the main thread warms up.
 startIo(FD, onMessage);
+startInput(FD, onMessage);
 
 // ---------------------------------------------------------------------------------
 // executions
@@ -229,6 +237,7 @@ function conclude(ex) {
     endExecution(ex.id);
     lastDoneId = ex.id;
     releaseGroup(ex.group);
+    takeReading();
   }
   if (waiting.length) setImmediate(startNext);
 }
@@ -260,6 +269,7 @@ function onInterrupt(id) {
   if (!doneQueued()) push(INTERRUPTED, { type: 'done' });
   endExecution(id);
   lastDoneId = id;
+  takeReading();
   if (waiting.length) setImmediate(startNext);
 }
 
@@ -332,6 +342,8 @@ function onMessage(msg) {
     onInterrupt(msg.id);
   } else if (msg.op === 'chdir') {
     changeDirectory(msg.path);
+  } else if (msg.op === 'reader') {
+    readingBack();
   } else if (msg.op === 'eof') {
     processExit(0);
   }

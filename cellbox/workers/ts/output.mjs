@@ -37,11 +37,27 @@ import {
 } from './intrinsics.mjs';
 import { ioThread } from './io_thread.mjs';
 
-const shared = new SharedArrayBuffer(12);
-export const S = new Int32Array(shared);
+const shared = new SharedArrayBuffer(48);
+export const S = new Int32Array(shared, 0, 10);
 export const PENDING = 0;
 export const INTERRUPT = 1;
 export const FINISHED = 2; // the last execution whose `done` is sent (or on its way)
+// The reading of the socket (input.mjs, io_thread.mjs): the last execution id given out,
+// by whichever thread read its request; who reads (READER_*); a lock the io thread holds
+// while it reads and that the main thread takes to read again; whether the io thread's
+// socket is reading; whether the io thread has stopped looking at READER (it sleeps).
+export const STARTED = 3;
+export const READER = 4;
+export const READ_LOCK = 5;
+export const IO_READING = 6;
+export const IO_ASLEEP = 7;
+export const MAIN_READS = 8; // counts the main thread's reads (it is not stuck)
+export const READER_MAIN = 0;
+export const READER_IO = 1;
+export const READER_HANDOFF = 2; // bytes the main thread read are on their way to the io thread
+export const READER_YIELDED = 3; // the io thread's, while the main thread is stuck (input.mjs)
+// Date.now() when the execution STARTED was given out (io_thread.mjs, interruptChildren)
+export const STARTED_AT = new Float64Array(shared, 40, 1);
 const OUT_LIMIT = 1 << 20; // characters posted to the io thread but not yet written
 const FLUSH_CHARS = 64 * 1024;
 const FLUSH_AGE_MS = 50;
@@ -103,6 +119,11 @@ export function startIo(fd, onMessage) {
   io.on('error', listener(failed));
   io.on('exit', listener(ended));
   io.on('message', listener(onMessage));
+}
+
+// A message to the io thread (input.mjs: who reads the socket), on the frames' channel.
+export function postToIo(message) {
+  portPost(toIo, message);
 }
 
 export function postFrames(frames, finished) {
