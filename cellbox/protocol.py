@@ -7,17 +7,13 @@ of UTF-8 JSON (one object).
 
 Server -> worker:
 
-- ``{"op": "execute", "id": int, "code": str, "env": {str: str}, "count": int, "keep_cpu":
-  bool}``: run
+- ``{"op": "execute", "id": int, "code": str, "env": {str: str}, "count": int}``: run
   one cell. At most one is outstanding at a time; the server waits for ``done`` before
   sending the next. ``env`` is applied to the process environment for this execution
   only. ``id`` (unique per server) is echoed on every frame of this execution. ``count``
   is the execution's ``execution_count``, the number the Python worker gives the cell
   (``_N``, ``Out[N]``, ``In[N]``); 0 for the server's own code (the package install at
-  context creation), which is kept out of the cell history. Optional. ``keep_cpu``
-  (optional bool): after this execution, wait for the next one on the CPU it ran on
-  (sent while it runs alone on the node; the Python worker does, the TypeScript worker
-  ignores it).
+  context creation), which is kept out of the cell history. Optional.
 - ``{"op": "chdir", "path": str}``: make ``path`` the working directory (sent only
   between executions, to start a context in a chosen ``cwd``). Answered by
   ``{"type": "chdir", "ok": bool, "error": str}``.

@@ -45,24 +45,3 @@ def test_cd_back_returns_to_the_contexts_directory(client) -> None:  # noqa: ANN
             assert _value(client, "%pwd", body["id"]) == repr(body["cwd"])
         finally:
             client.delete(f"/contexts/{body['id']}")
-
-
-def test_python_code_runs_on_every_cpu_of_its_context(client, ctx) -> None:  # noqa: ANN001
-    # Between executions a lone context's worker waits pinned to one CPU (cpu_home.py): the
-    # code, the threads it starts and the processes it forks must never inherit that pin.
-    full = _value(client, "import os; sorted(os.sched_getaffinity(0))", ctx)
-    for _ in range(3):  # each run after a wait on one CPU
-        assert _value(client, "sorted(os.sched_getaffinity(0))", ctx) == full
-    code = (
-        "import threading, os\n"
-        "seen = []\n"
-        "t = threading.Thread(target=lambda: seen.append(sorted(os.sched_getaffinity(0))))\n"
-        "t.start(); t.join(); seen[0]"
-    )
-    assert _value(client, code, ctx) == full
-    forked = (
-        "import subprocess, sys\n"
-        "command = [sys.executable, '-c', 'import os; print(sorted(os.sched_getaffinity(0)))']\n"
-        "subprocess.run(command, capture_output=True, text=True).stdout.strip()"
-    )
-    assert _value(client, forked, ctx) == repr(full)

@@ -20,7 +20,6 @@ from cellbox.events import ItemCap, OutputLines, bundle_to_item, error_event
 from cellbox.fifo import Fifo
 from cellbox.protocol import ITEM_KINDS
 from cellbox.runtimes import Runtime
-from cellbox.sessions.overlap import Overlap
 
 log = logging.getLogger("cellbox.execution")
 
@@ -81,7 +80,6 @@ class Session(Protocol):
 
 _STUBBORN = Death(deaths.STUBBORN, "was killed: the code ignored its interrupt")
 _ids = itertools.count(1)  # of executions sent to workers, echoed on their frames
-_overlap = Overlap()  # the executions running on this node, for the workers' CPU placement
 
 
 # When a loss of state happened that no client was told of (see ``Context.untold``).
@@ -263,21 +261,10 @@ class Execution:
         self._began = time.perf_counter()
         self._id = next(_ids)
         count = self.execution_count if self.numbered else 0
-        alone = _overlap.begin()
-        try:
-            worker.send(
-                {
-                    "op": "execute",
-                    "id": self._id,
-                    "code": self.code,
-                    "env": self.env,
-                    "count": count,
-                    "keep_cpu": alone,
-                }
-            )
-            failed = await self._follow(context, worker)
-        finally:
-            _overlap.end()
+        worker.send(
+            {"op": "execute", "id": self._id, "code": self.code, "env": self.env, "count": count}
+        )
+        failed = await self._follow(context, worker)
         self._worker = None
         self._end(failed)
 

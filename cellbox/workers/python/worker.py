@@ -40,7 +40,6 @@ from cellbox.protocol import encode
 from cellbox.workers.python import capture, shell
 from cellbox.workers.python.builtins_guard import DeletedBuiltins
 from cellbox.workers.python.capture import FdCapture, NoStdin, TextSink
-from cellbox.workers.python.cpu_home import CpuHome
 from cellbox.workers.python.figures import Figures, patch_pyplot
 from cellbox.workers.python.frames import clean_bundle, encode_lenient
 from cellbox.workers.python.inbox import Inbox
@@ -69,8 +68,6 @@ class Worker:
         self._names_in_cell = 0
         self._libc_fflush: Any = None
         self._streams: tuple[TextSink, TextSink] | None = None  # sys.stdout/stderr, set in serve()
-        self.cpu: CpuHome = None  # type: ignore[assignment]  # set in serve()
-        self._keep_cpu = False
 
     # -- one-time setup (no threads, no fd changes) ----------------------------------
 
@@ -129,17 +126,13 @@ class Worker:
         # shell was made under (a zygote's).
         self.shell.home_dir = self.shell.logger.home_dir = os.path.expanduser("~")
 
-        self.cpu = CpuHome()
         self.outbox.start()
         self.capture.start()
         self.outbox.send_now(encode({"type": "ready"}))
         self.inbox.start(sock)
 
-        cpu = self.cpu
         while True:
             number, request = self.inbox.next()
-            cpu.release()
-            self._keep_cpu = request.get("keep_cpu") is True
             if request.get("op") == "chdir":
                 self._chdir(request.get("path"))
                 continue
@@ -259,8 +252,6 @@ class Worker:
     def _finish(self) -> None:
         """Forward all pending output, then ``done``."""
         self._flush_low_level()
-        if self._keep_cpu:
-            self.cpu.keep()
         self.outbox.put_end(encode({"type": "done", "id": self.outbox.execution_id}))
 
     def _flush_low_level(self) -> None:
