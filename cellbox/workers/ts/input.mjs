@@ -150,8 +150,8 @@ function readFrames(size, buf) {
   }
 }
 
-// The io thread's turn to read: this socket stops at once, then READER says so; the io thread finds it when it next looks,
-// or now if it slept (a message wakes it).
+// The io thread's turn to read: this socket stops at once, then READER says so; the io
+// thread finds it when it next looks, or now if it slept (a message wakes it).
 function handOver(data, at) {
   stopSocket();
   if (at < data.length) {
@@ -184,6 +184,7 @@ export function takeReading() {
   if (AtomicsLoad(S, READER) === READER_MAIN) return;
   if (AtomicsLoad(S, STARTED) !== AtomicsLoad(S, FINISHED)) return;
   let mine = false;
+  turning = true;
   lock();
   try {
     if (AtomicsLoad(S, READER) === READER_IO && AtomicsLoad(S, IO_READING) === 0) {
@@ -195,12 +196,20 @@ export function takeReading() {
   }
   if (mine) startSocket();
   else postToIo({ op: 'reader' });
+  turning = false;
 }
 
 /** The io thread handed the reading back (`reader`). */
 export function readingBack() {
+  turning = true;
   if (AtomicsLoad(S, READER) === READER_MAIN) startSocket();
+  turning = false;
 }
+
+// Between READER_MAIN and the start of this socket's reading (a yield run there would stop
+// the socket just before it starts). Not cleared by a termination that cuts it short: the
+// next takeReading or readingBack clears it.
+let turning = false;
 
 // This thread stuck in code between executions (a busy timer callback of an earlier cell):
 // it reads nothing, so a request and the interrupt that follows it would wait unread until
@@ -210,7 +219,7 @@ export function readingBack() {
 // socket stops, on its own thread, where it reads, and the io thread reads at once
 // (READER_YIELDED), until this thread waits in its event loop again.
 function yieldReading() {
-  if (inRead || handle === null || AtomicsLoad(S, READER) !== READER_MAIN) return;
+  if (inRead || turning || handle === null || AtomicsLoad(S, READER) !== READER_MAIN) return;
   stopSocket();
   if (have > 0) {
     const rest = ReflectApply(bufferConcat, Buffer, [chunks, have]);
