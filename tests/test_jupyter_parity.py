@@ -109,6 +109,20 @@ def test_last_three_results_skip_what_was_not_shown(client: Client, ctx: str):
     assert _value(client, ctx, "___") == "'b'"  # the tuple, then 'c', then 'b'
 
 
+def test_an_underscore_the_code_assigned_stays_its_own(client: Client, ctx: str):
+    # As in IPython: once the code assigns _ (a throwaway name, gettext's alias), results
+    # no longer overwrite _, __ and ___, while _N and Out[N] still get every result.
+    client.run("'a'", context_id=ctx)
+    client.run("_ = 'mine'", context_id=ctx)
+    body = client.run("40 + 2", context_id=ctx)
+    assert _value(client, ctx, "_, _3, Out[3]") == "('mine', 42, 42)"
+    assert body["execution_count"] == 3
+    # Deleting the three hands them back to the results.
+    client.run("del _, __, ___", context_id=ctx)
+    client.run("'b'", context_id=ctx)
+    assert _value(client, ctx, "_") == "'b'"
+
+
 def test_the_cell_number_is_the_execution_count(client: Client, ctx: str):
     # Every execution counts (an empty one too), so _N, Out[N], _iN and In[N] name the
     # execution whose execution_count is N.

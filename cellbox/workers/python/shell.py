@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import inspect
 import os
 import re
@@ -117,9 +118,18 @@ def make_shell_class(worker: Worker) -> Any:
             count = shell.execution_count - 1  # IPython's prompt_count: this cell's number
             out[count] = result
             names = shell._user_ns  # what the user_ns property answers, without the call
-            names["___"] = self.___ = self.__
-            names["__"] = self.__ = self._
-            names["_"] = names[f"_{count}"] = self._ = result
+            # As IPython: ``_``, ``__`` and ``___`` stay the code's once it assigned one of
+            # them, or while ``_`` is a builtin (gettext's).
+            ours = (
+                names.get("_", self._) is self._
+                and names.get("__", self.__) is self.__
+                and names.get("___", self.___) is self.___
+                and "_" not in builtins.__dict__
+            )
+            self.___, self.__, self._ = self.__, self._, result
+            if ours:
+                names["___"], names["__"], names["_"] = self.___, self.__, result
+            names[f"_{count}"] = result
 
         def cull_cache(self) -> None:
             """IPython's rule, without its warning on stderr: the oldest fifth (at least
