@@ -74,6 +74,12 @@ class Settings:
         "idle HTTP connections are closed after this; longer than clients keep idle "
         "connections, so none is closed under a request a client just sent",
     )
+    pin_cpu: bool = _setting(
+        True,
+        "run the server's event loop on one CPU (what it starts runs on all): a warm "
+        "execution answers sooner and costs less CPU (on|off)",
+        parse=_on_off,
+    )
     pool_python: int = _setting(2, "warm Python workers kept ready")
     pool_typescript: int = _setting(2, "warm TypeScript workers kept ready")
     sandbox: bool = _setting(True, "run workers in the sandbox (on|off)", parse=_on_off)

@@ -24,6 +24,7 @@ from cellbox.auth import Token
 from cellbox.cluster.node import ClusterNode
 from cellbox.cluster.router import ClusterRouter
 from cellbox.config import Settings
+from cellbox.placement import placement
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.sandbox import Limits, Sandbox
 from cellbox.sandbox.network import Network
@@ -79,6 +80,8 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.pin_cpu:
+            await placement.start()
         registry.start()
         # What exists now lives as long as the server: the collector need not walk it
         # again on every request's allocations.
@@ -92,6 +95,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
             if cluster is not None:
                 await cluster.close()
             await registry.close()
+            placement.stop()
 
     app = FastAPI(
         title="cellbox",

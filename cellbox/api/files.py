@@ -29,6 +29,7 @@ from cellbox.api.openapi import NOT_FOUND
 from cellbox.api.responses import JSON
 from cellbox.api.streams import Pipe, PipeReader
 from cellbox.config import Settings
+from cellbox.placement import placement
 from cellbox.sandbox import archive, files, tree
 from cellbox.sandbox.files import FileError
 from cellbox.sessions.registry import ContextNotFound, ContextRegistry
@@ -142,12 +143,10 @@ def _utf8_names(request: Request) -> None:
 def routes(registry: ContextRegistry, settings: Settings) -> APIRouter:
     router = APIRouter(dependencies=[Depends(_utf8_names)])
     uid, gid = registry.sandbox.context_ids
-    threads = ThreadPoolExecutor(
-        _THREADS, "cellbox-files", initializer=files.become, initargs=(uid, gid)
-    )
-    streams = ThreadPoolExecutor(
-        _STREAM_THREADS, "cellbox-archives", initializer=files.become, initargs=(uid, gid)
-    )
+    # Each thread runs on all CPUs (not the event loop's one), as the context's ids.
+    become = (files.become, uid, gid)
+    threads = ThreadPoolExecutor(_THREADS, "cellbox-files", placement.on_all_cpus, become)
+    streams = ThreadPoolExecutor(_STREAM_THREADS, "cellbox-archives", placement.on_all_cpus, become)
     upload_limit = settings.upload_limit_mb << 20
 
     async def run(fn: Callable[..., T], *args: Any) -> T:

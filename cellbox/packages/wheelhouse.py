@@ -25,6 +25,7 @@ from pathlib import Path
 
 from cellbox.packages.layout import site_listing
 from cellbox.packages.pip_args import normalize, releases
+from cellbox.placement import placement
 
 log = logging.getLogger("cellbox.packages")
 
@@ -100,7 +101,7 @@ class WheelCache:
             return False
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=self.path.parent))
         try:
-            process = await asyncio.create_subprocess_exec(
+            process = await placement.spawn(
                 sys.executable,
                 "-m",
                 "pip",

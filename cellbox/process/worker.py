@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from cellbox import deaths, protocol
 from cellbox.deaths import Death
+from cellbox.placement import placement
 from cellbox.process.frame_stream import FrameStream
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.process.zygote_client import Zygote
@@ -290,7 +291,7 @@ async def _spawn(
         env=runtime.env(),
         own_network=own_network,
     )
-    return await asyncio.create_subprocess_exec(
+    return await placement.spawn(
         *argv,
         env=env,
         cwd=str(workdir),

@@ -26,6 +26,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from cellbox.placement import placement
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.runtimes import Runtime
 from cellbox.workers.zygote import messages
@@ -269,7 +270,7 @@ class Zygote:
                 argv, unit=unit, env=self.runtime.zygote_env()
             )
             self._unit = unit
-            process = await asyncio.create_subprocess_exec(
+            process = await placement.spawn(
                 *wrapped,
                 env=env,
                 cwd="/",

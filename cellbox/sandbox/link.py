@@ -23,6 +23,7 @@ import subprocess
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from cellbox.placement import placement
 from cellbox.sandbox import dns
 from cellbox.sandbox.netpolicy import DNS_ADDRESS, OFF, Policy
 from cellbox.sandbox.netpolicy import allow_addresses as allow_script
@@ -141,7 +142,7 @@ class Link:
         if self._ns_fd < 0:
             raise NetworkError("the context's network is closed")
         ns = f"/proc/self/fd/{self._ns_fd}"
-        process = await asyncio.create_subprocess_exec(
+        process = await placement.spawn(
             self._network.tool("nsenter"),
             f"--net={ns}",
             self._network.tool("nft"),
@@ -162,7 +163,7 @@ class Link:
         ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
         exit_read, self._slirp_exit = os.pipe2(os.O_CLOEXEC)
         try:
-            self._slirp = await asyncio.create_subprocess_exec(
+            self._slirp = await placement.spawn(
                 self._network.tool("slirp4netns"),
                 "--configure",
                 "--mtu=65520",

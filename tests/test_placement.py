@@ -1,0 +1,53 @@
+"""A running server: its event loop's thread on one CPU; its other threads, the workers and
+every process they start on all CPUs (``cellbox.placement``)."""
+
+from __future__ import annotations
+
+import os
+
+from cellbox import procfs
+from tests.conftest import Client, Server
+
+ALL = os.sched_getaffinity(0)  # the server's, as it inherits the suite's
+
+
+def _masks(pid: int) -> dict[int, set[int]]:
+    """Each live thread of ``pid`` and its CPUs."""
+    masks = {}
+    for name in os.listdir(f"/proc/{pid}/task"):
+        try:
+            masks[int(name)] = os.sched_getaffinity(int(name))
+        except OSError:  # ended meanwhile
+            pass
+    return masks
+
+
+def test_the_event_loop_runs_on_its_home_cpu_and_the_other_threads_on_all(server: Server):
+    assert server.pid is not None
+    masks = _masks(server.pid)
+    home = masks.pop(server.pid)  # the main thread's, which runs the event loop
+    assert home <= ALL and len(home) == (1 if len(ALL) > 1 else len(ALL))
+    assert masks and all(mask == ALL for mask in masks.values()), masks
+
+
+def test_contexts_and_what_their_code_starts_run_on_all_cpus(server: Server, client: Client):
+    python, typescript = client.context("python"), client.context("typescript")
+    try:
+        mask = client.run("import os; sorted(os.sched_getaffinity(0))", context_id=python)
+        assert mask["items"][0]["text"] == str(sorted(ALL))
+        code = (
+            "import subprocess, sys\n"
+            "command = [sys.executable, '-c', 'import os; print(sorted(os.sched_getaffinity(0)))']\n"
+            "subprocess.run(command, capture_output=True, text=True).stdout.strip()"
+        )
+        assert client.run(code, context_id=python)["items"][0]["text"] == repr(str(sorted(ALL)))
+        code = "require('fs').readFileSync('/proc/self/status', 'utf8').match(/Cpus_allowed_list:\\s*(\\S+)/)[1]"
+        listed = client.run(code, context_id=typescript)["items"][0]["text"].strip("'\"")
+        assert listed == (f"{min(ALL)}-{max(ALL)}" if len(ALL) > 1 else str(min(ALL)))
+        assert server.pid is not None
+        for pid in procfs.descendants([server.pid]):  # workers, zygotes, network helpers
+            for thread, mask in _masks(pid).items():
+                assert mask == ALL, (pid, thread, mask)
+    finally:
+        client.delete(f"/contexts/{python}")
+        client.delete(f"/contexts/{typescript}")

@@ -1,0 +1,122 @@
+"""The event loop's pin (``Placement``): its thread on one CPU, what it starts on all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from cellbox.placement import Placement
+
+ALL = os.sched_getaffinity(0)
+SEVERAL = len(ALL) > 1
+
+
+def _in_own_thread(work: Callable[[], Any]) -> Any:
+    """``work()`` in a new thread (a CPU mask is a thread's), its result or its exception."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+PRINT_MASK = "import os; print(sorted(os.sched_getaffinity(0)))"
+
+
+def test_the_loop_thread_is_pinned_until_stop() -> None:
+    async def main() -> tuple[set[int], int | None, set[int]]:
+        placement = Placement()
+        await placement.start()
+        during = os.sched_getaffinity(0)
+        home = placement.home
+        placement.stop()
+        return during, home, os.sched_getaffinity(0)
+
+    during, home, after = _in_own_thread(lambda: asyncio.run(main()))
+    assert after == ALL
+    if SEVERAL:
+        assert home in ALL and during == {home}
+    else:  # nothing to choose from: left alone
+        assert home is None and during == ALL
+
+
+def test_processes_and_threads_it_starts_run_on_all_cpus() -> None:
+    async def main() -> tuple[set[int], str, set[int]]:
+        placement = Placement()
+        await placement.start()
+        try:
+            child = await placement.spawn(
+                sys.executable, "-c", PRINT_MASK, stdout=asyncio.subprocess.PIPE
+            )
+            printed, _ = await child.communicate()
+            in_default_pool = await asyncio.to_thread(os.sched_getaffinity, 0)
+            return os.sched_getaffinity(0), printed.decode(), in_default_pool
+        finally:
+            placement.stop()
+
+    loop_mask, child_mask, pool_mask = _in_own_thread(lambda: asyncio.run(main()))
+    assert child_mask.strip() == str(sorted(ALL))
+    assert pool_mask == ALL
+    assert len(loop_mask) == (1 if SEVERAL else len(ALL))  # pinned again after the spawn
+
+
+def test_unpinned_blocks_nest_and_the_pin_comes_back_after_the_last() -> None:
+    async def main() -> list[set[int]]:
+        placement = Placement()
+        await placement.start()
+        seen = [{placement.home} if placement.home is not None else ALL]
+        with placement.unpinned():
+            seen.append(os.sched_getaffinity(0))
+            with placement.unpinned():
+                seen.append(os.sched_getaffinity(0))
+            seen.append(os.sched_getaffinity(0))
+        seen.append(os.sched_getaffinity(0))
+        placement.stop()
+        return seen
+
+    seen = _in_own_thread(lambda: asyncio.run(main()))
+    home, *inside, after = seen
+    assert inside == [ALL, ALL, ALL]
+    assert after == home and len(home) == (1 if SEVERAL else len(ALL))
+
+
+def test_a_pools_initializer_widens_its_thread_then_runs_the_next_one() -> None:
+    async def main() -> tuple[set[int], list[str]]:
+        placement = Placement()
+        await placement.start()
+        ran: list[str] = []
+        masks: list[set[int]] = []
+
+        def start_thread() -> None:
+            placement.on_all_cpus(ran.append, "then")
+            masks.append(os.sched_getaffinity(0))
+
+        thread = threading.Thread(target=start_thread)  # inherits the loop thread's pin
+        thread.start()
+        thread.join()
+        placement.stop()
+        return masks[0], ran
+
+    mask, ran = _in_own_thread(lambda: asyncio.run(main()))
+    assert mask == ALL and ran == ["then"]
+
+
+def test_outside_the_loop_thread_nothing_changes() -> None:
+    placement = Placement()
+    with placement.unpinned():
+        assert os.sched_getaffinity(0) == ALL
+    placement.stop()
+    assert os.sched_getaffinity(0) == ALL
