@@ -125,9 +125,10 @@ def attachment(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def _utf8_names(request: Request) -> None:
+async def _utf8_names(request: Request) -> None:
     """Refuse a name that is not UTF-8: it would reach the route with U+FFFD in place of its
-    bad bytes, and the call would then write or read a file the client did not name."""
+    bad bytes, and the call would then write or read a file the client did not name. (Async:
+    FastAPI would run a plain function in a thread of its own, one more hop per request.)"""
     try:
         unquote_to_bytes(request.scope.get("raw_path", b"")).decode()
         for _, value in parse_qsl(
