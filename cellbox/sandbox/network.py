@@ -29,6 +29,7 @@ import subprocess
 import time
 from typing import Any
 
+from cellbox.placement import placement
 from cellbox.sandbox import dns
 from cellbox.sandbox.link import Link, NetworkError, in_namespace, is_own_namespace
 from cellbox.sandbox.netpolicy import DNS_ADDRESS, HOST, OFF, PUBLIC, Policy, within
@@ -186,7 +187,7 @@ class Network:
 
     async def _trial(self) -> str | None:
         try:
-            holder = await asyncio.create_subprocess_exec(
+            holder = await placement.spawn(
                 self._tools["unshare"], "--net", "--", "sleep", "60", start_new_session=True
             )
         except OSError as exc:

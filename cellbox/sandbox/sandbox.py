@@ -7,7 +7,7 @@ state directory (:mod:`.workdirs`) and the cgroups, cleans what a previous serve
 uid drop alone, else direct. Anything missing (not root, no bwrap, no cgroups) degrades to
 what is possible, says so in a loud warning and in :meth:`isolation` (:mod:`.report`).
 
-``command`` wraps a worker's argv for ``asyncio.create_subprocess_exec(*argv, env=env,
+``command`` wraps a worker's argv for ``placement.spawn(*argv, env=env,
 pass_fds=fds, start_new_session=True)``; ``release`` kills everything the unit started.
 """
 

@@ -7,8 +7,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import cellbox
 from cellbox.placement import Placement
 
 ALL = os.sched_getaffinity(0)
@@ -120,3 +122,15 @@ def test_outside_the_loop_thread_nothing_changes() -> None:
         assert os.sched_getaffinity(0) == ALL
     placement.stop()
     assert os.sched_getaffinity(0) == ALL
+
+
+def test_the_server_starts_its_processes_through_spawn() -> None:
+    # A process started from the event loop's thread would inherit its pin: every one goes
+    # through Placement.spawn (a plain create_subprocess_exec elsewhere is a pinned child).
+    package = Path(cellbox.__file__).parent
+    direct = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "placement.py" and "create_subprocess_exec(" in path.read_text()
+    ]
+    assert direct == []
