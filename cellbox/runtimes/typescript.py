@@ -20,9 +20,6 @@ class TypeScriptRuntime(Runtime):
         return [
             node_binary(),
             f"--max-old-space-size={heap_mb}",
-            # Imported .ts files with an enum, a namespace or parameter properties load as
-            # cells do (Node's transform, not only its type stripping), with a source map.
-            "--experimental-transform-types",
             str(WORKER),
             "--fd",
             str(fd),

@@ -3,11 +3,8 @@
 import { stripTypeScriptTypes } from 'node:module';
 
 import {
-  listener,
-  process,
   regExpTest,
   withBuiltIns,
-  ReflectApply,
   StringCtor,
   StringPrototypeIndexOf,
   StringPrototypeSlice,
@@ -53,34 +50,9 @@ const STRIP = { mode: 'strip' };
 const TRANSFORM = { mode: 'transform', sourceMap: true };
 
 
-// Imported .ts files may need Node's transform too (an enum, a namespace, parameter
-// properties): the worker runs with --experimental-transform-types (runtimes/typescript.py),
-// and Node then warns once that the transform is experimental, into the stderr of the cell
-// that first imports such a file. That warning is about the worker's setup, not the code:
-// Node's printer of warnings skips it; every other warning prints as before.
-const TRANSFORM_WARNING = 'Transform Types is an experimental feature';
-function quietTransformWarning() {
-  const printers = process.listeners('warning');
-  for (let i = 0; i < printers.length; i++) {
-    const printer = printers[i];
-    process.off('warning', printer);
-    process.on(
-      'warning',
-      listener((warning) => {
-        const ours =
-          warning?.name === 'ExperimentalWarning' &&
-          typeof warning.message === 'string' &&
-          StringPrototypeStartsWith(warning.message, TRANSFORM_WARNING);
-        if (!ours) ReflectApply(printer, process, [warning]);
-      }),
-    );
-  }
-}
-
 // The first transform loads a wasm module (~50 ms): pay it before `ready`, and swallow the
 // one-time ExperimentalWarning it emits.
 export function warmUpTypeScript() {
-  quietTransformWarning();
   const emitWarning = process.emitWarning;
   process.emitWarning = () => {};
   try {
