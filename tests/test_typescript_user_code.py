@@ -1,5 +1,6 @@
 """TypeScript contexts as their user meets them: positions in cells whose TypeScript needs
-generated code (enum, namespace, parameter properties), named imports of CommonJS modules,
+generated code (enum, namespace, parameter properties), in cells and in imported .ts
+files, named imports of CommonJS modules,
 the output of child processes given the worker's stdout/stderr, output written to fds 1
 and 2 through fs, interrupting a cell that waits for a child process, decorators,
 import.meta, top-level using, the errors of an AggregateError, streams piped into stdout."""
@@ -51,6 +52,40 @@ def test_errors_in_a_cell_with_generated_code_name_the_users_lines(
         f"cell-3:{lines + 2}\nconst twice = 1; const twice = 2\n{' ' * 23}^\n\n"
         "SyntaxError: Identifier 'twice' has already been declared"
     ), compile_error
+
+
+LOADS = {
+    "import": "import { made, fail } from './lib.ts'",
+    "require": "const { made, fail } = require('./lib.ts')",
+    "dynamic import": "const { made, fail } = await import('./lib.ts')",
+    "require of CommonJS": "const { made, fail } = require('./lib.ts')",
+}
+
+
+@pytest.mark.parametrize("how", LOADS.keys())
+def test_an_imported_ts_file_may_hold_code_that_needs_generating(
+    client: Client, ts: str, how: str
+) -> None:
+    # As in a cell: an enum, a namespace and parameter properties in a .ts file the cell
+    # imports (an ES module, or CommonJS), its frames at the file's own lines.
+    commonjs = how == "require of CommonJS"
+    module = "\n".join(
+        [
+            *GENERATING.values(),
+            "const made = [Kind.B, Space.v, new Point(1).y]",
+            "function fail(): never {\n  throw new Error('in lib')\n}",
+            "module.exports = { made, fail }" if commonjs else "export { made, fail }",
+            "",
+        ]
+    )
+    client.run(f"require('fs').writeFileSync('lib.ts', {json.dumps(module)})", context_id=ts)
+    body = client.run(f"{LOADS[how]}\nmade", context_id=ts)
+    assert body["error"] is None, body
+    assert body["items"][0]["text"] == "[ 1, 1, 2 ]"
+    assert body["logs"] == {"stdout": [], "stderr": []}
+    fail_line = module.count("\n", 0, module.index("throw")) + 1
+    traceback = client.run("fail()", context_id=ts)["error"]["traceback"]
+    assert f"lib.ts:{fail_line}:9)" in traceback.splitlines()[1], traceback
 
 
 def test_named_imports_of_a_commonjs_module_are_its_exports_objects_properties(

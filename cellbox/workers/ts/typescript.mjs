@@ -30,15 +30,16 @@ export function syntaxErrorFromTs(err, cellName) {
 const MAYBE_TYPESCRIPT =
   /[:<!?@]|\b(?:as|enum|interface|type|namespace|module|declare|abstract|implements|private|public|protected|readonly|satisfies|override|accessor|keyof|infer|asserts|unique|is)\b|\bimport\s+[$\w]+\s*=/;
 
-// JavaScript for a cell; `transformed` when code had to be generated (positions moved, `map`
-// the base64 source map back to the code's own; see source_maps.mjs).
+// JavaScript for a cell, or a .ts file it imports (esm_hooks.mjs); `transformed` when code
+// had to be generated (positions moved, `map` the base64 source map back to the code's own;
+// see source_maps.mjs).
 export function toJavaScript(code) {
   if (!regExpTest(MAYBE_TYPESCRIPT, code)) return { js: code, transformed: false, map: null };
   return withBuiltIns(() => {
     try {
       return { js: stripTypeScriptTypes(code, STRIP), transformed: false, map: null };
     } catch (err) {
-      if (err && err.code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
+      if (err && err.code === UNSUPPORTED) {
         const out = splitSourceMap(stripTypeScriptTypes(code, TRANSFORM));
         return { js: out.js, transformed: true, map: out.map };
       }
@@ -46,6 +47,7 @@ export function toJavaScript(code) {
     }
   });
 }
+export const UNSUPPORTED = 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX';
 const STRIP = { mode: 'strip' };
 const TRANSFORM = { mode: 'transform', sourceMap: true };
 
