@@ -61,7 +61,7 @@ class Placement:
     def stop(self) -> None:
         """Give the loop thread its CPUs back."""
         if self.home is not None and threading.get_ident() == self._loop_thread:
-            os.sched_setaffinity(0, self._all)
+            _set_cpus(self._all)
         self.home = None
 
     @contextlib.contextmanager
@@ -72,14 +72,14 @@ class Placement:
             yield
             return
         if self._spawning == 0:
-            os.sched_setaffinity(0, self._all)
+            _set_cpus(self._all)
         self._spawning += 1
         try:
             yield
         finally:
             self._spawning -= 1
             if self._spawning == 0 and self.home is not None:
-                os.sched_setaffinity(0, (self.home,))
+                _set_cpus({self.home})
 
     async def spawn(self, program: str, *args: str, **options: Any) -> asyncio.subprocess.Process:
         """``asyncio.create_subprocess_exec``, the process on all CPUs."""
@@ -89,10 +89,18 @@ class Placement:
     def on_all_cpus(self, then: Callable[..., Any] | None = None, *args: Any) -> None:
         """A thread pool's initializer: the thread runs on all CPUs, then ``then(*args)``."""
         if self.home is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, self._all)
+            _set_cpus(self._all)
         if then is not None:
             then(*args)
+
+
+def _set_cpus(cpus: set[int]) -> None:
+    """The calling thread's CPUs; a placement that fails (a CPU taken away meanwhile) leaves
+    the thread where it is rather than fail the work it was set for."""
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as exc:
+        log.warning("could not set the CPUs %s of a thread: %s", sorted(cpus), exc)
 
 
 def _current_cpu(cpus: set[int]) -> int:
