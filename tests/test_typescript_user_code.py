@@ -88,6 +88,16 @@ def test_an_imported_ts_file_may_hold_code_that_needs_generating(
     assert f"lib.ts:{fail_line}:9)" in traceback.splitlines()[1], traceback
 
 
+def test_an_imported_ts_file_that_does_not_compile_is_named_in_the_error(
+    client: Client, ts: str
+) -> None:
+    client.run("require('fs').writeFileSync('bad.ts', 'const x: number = ;\\n')", context_id=ts)
+    for load in ("require('./bad.ts')", "await import('./bad.ts')"):
+        error = client.run(load, context_id=ts)["error"]
+        assert error["name"] == "SyntaxError", error
+        assert error["traceback"].splitlines()[0].endswith("bad.ts:1"), error
+
+
 def test_named_imports_of_a_commonjs_module_are_its_exports_objects_properties(
     client: Client, ts: str
 ) -> None:

@@ -71,15 +71,19 @@ function load(url, context, nextLoad) {
   } catch (err) {
     // A .ts file whose format Node could not tell: it strips the types to look.
     if (err?.code !== UNSUPPORTED || !isOwnFile(url)) throw err;
-    return asJavaScript(url, context.format, readFileSync(fileURLToPath(url), 'utf8'));
+    const code = readFileSync(fileURLToPath(url), 'utf8');
+    const loaded = asJavaScript(url, context.format, code);
+    if (loaded === null) throw err;
+    return loaded;
   }
   const format = result.format; // require() says 'typescript', import its kind of it
   if (!SetPrototypeHas(TYPESCRIPT_FORMATS, format) || !isOwnFile(url)) return result;
   // Node strips the types after this hook: here instead, so that code it would refuse is
-  // transformed.
+  // transformed. Code that is no TypeScript at all is left to Node, whose error names the
+  // file.
   const source = result.source;
   const code = typeof source === 'string' ? source : BufferPrototypeToString(source, 'utf8');
-  return asJavaScript(url, format, code);
+  return asJavaScript(url, format, code) ?? result;
 }
 
 /** A file's own TypeScript (a package's is Node's to refuse: it strips none under
@@ -88,9 +92,16 @@ function isOwnFile(url) {
   return StringPrototypeStartsWith(url, 'file:') && !StringPrototypeIncludes(url, '/node_modules/');
 }
 
-/** The load result of TypeScript file `url`: JavaScript made as a cell's is. */
+/** The load result of TypeScript file `url`: JavaScript made as a cell's is (null if the
+ * code is not valid TypeScript). */
 function asJavaScript(url, known, code) {
-  const { js, map } = toJavaScript(code);
+  let converted;
+  try {
+    converted = toJavaScript(code);
+  } catch {
+    return null;
+  }
+  const { js, map } = converted;
   if (map !== null) {
     rememberSourceMap(url, map); // an ES module's frames name its URL,
     rememberSourceMap(fileURLToPath(url), map); // a CommonJS module's its path
