@@ -18,11 +18,11 @@ T = TypeVar("T")
 
 
 class Fifo(Generic[T]):
-    """Items in order for whoever awaits ``get``; made inside the event loop it serves."""
+    """Items in order for whoever awaits ``get``, in one event loop."""
 
     def __init__(self, taken: Callable[[], None] | None = None) -> None:
         self._items: deque[T] = deque()
-        self._loop = asyncio.get_running_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None  # asked for at the first wait
         self._waiter: asyncio.Future[None] | None = None
         self._taken = taken  # called after each item is taken
 
@@ -38,6 +38,8 @@ class Fifo(Generic[T]):
         while not self._items:
             waiter = self._waiter
             if waiter is None or waiter.done():  # done: cancelled with a reader that gave up
+                if self._loop is None:  # (only a waiting reader needs it: /execute reads none)
+                    self._loop = asyncio.get_running_loop()
                 waiter = self._waiter = self._loop.create_future()
             await waiter
         return self.get_nowait()

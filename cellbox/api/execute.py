@@ -165,7 +165,7 @@ async def _until_disconnect(receive: Receive, execution: Execution, work: Awaita
         execution.stop(DISCONNECT)
 
     watcher: list[asyncio.Task[None]] = []
-    later = asyncio.get_running_loop().call_later(
+    later = execution.task.get_loop().call_later(
         _WATCH_AFTER_S, lambda: watcher.append(asyncio.create_task(watch(receive)))
     )
     try:
