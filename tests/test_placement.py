@@ -13,8 +13,12 @@ ALL = os.sched_getaffinity(0)  # the server's, as it inherits the suite's
 
 def _masks(pid: int) -> dict[str, set[int]]:
     """Each live thread of ``pid`` (``tid name``) and its CPUs."""
-    masks = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
+    masks: dict[str, set[int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # the process ended meanwhile
+        return masks
+    for tid in tids:
         try:
             name = procfs.read_text(f"/proc/{pid}/task/{tid}/comm").strip()
             masks[f"{tid} {name}"] = os.sched_getaffinity(int(tid))
