@@ -8,6 +8,12 @@ watcher's epoll set all along, but asks for input only while code runs, so the w
 sleeps through every request and wakes only for what comes during an execution (an
 interrupt) or for the server hanging up.
 
+The main thread waits for a request in ``poll``, not in ``recv``: a thread asleep in a
+Unix socket's ``recv`` is woken whenever the kernel signals the socket writable, which
+it does each time the server reads what the worker sent (its answer, so once per
+execution), and that wake-up finds nothing to read. ``poll`` asked for input only sleeps
+through those.
+
 A signal can land after the main thread last looked for one and before it enters a
 blocking call (``time.sleep`` just starting): Python's handler then runs only when that
 call returns, maybe never. So an interrupt is signalled again every ``_RESEND_S`` until
@@ -54,6 +60,7 @@ class Inbox:
         self._buffer = bytearray()
         self._sock: socket.socket | None = None
         self._epoll: select.epoll | None = None  # made in start(): a zygote must not share it
+        self._input = select.poll()  # the main thread's wait for a request
         self._main = 0
 
     def start(self, sock: socket.socket) -> None:
@@ -62,6 +69,7 @@ class Inbox:
         self._main = threading.get_ident()
         self._epoll = select.epoll()
         self._epoll.register(sock.fileno(), 0)
+        self._input.register(sock.fileno(), select.POLLIN)
         watcher = threading.Thread(target=self._watch, name="cellbox-inbox", daemon=True)
         watcher.start()
 
@@ -124,6 +132,8 @@ class Inbox:
         assert self._sock is not None
         buffer = self._buffer
         flags = 0 if blocking else socket.MSG_DONTWAIT
+        if blocking:
+            self._input.poll()  # (see the module's docstring); EINTR is retried (PEP 475)
         while True:
             try:
                 data = self._sock.recv(_READ_SIZE, flags)
