@@ -159,10 +159,11 @@ class Figures:
             return
         try:
             managers: list[Any] = []
-            if pyplot is not None:
-                from matplotlib._pylab_helpers import Gcf
-
-                managers = sorted(Gcf.get_all_fig_managers(), key=lambda m: m.num)
+            if pyplot is not None:  # (which imported this module)
+                managers = sys.modules["matplotlib._pylab_helpers"].Gcf.get_all_fig_managers()
+            if not managers and not self._emitted:
+                return  # no figure open and none shown before (most cells)
+            managers.sort(key=lambda m: m.num)
             open_figs = [manager.canvas.figure for manager in managers]
             open_ids = {id(fig) for fig in open_figs}
             redrawn = sorted(
