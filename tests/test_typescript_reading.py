@@ -215,3 +215,43 @@ def test_the_worker_reads_with_its_main_thread_between_executions(worker: Worker
     elapsed = time.monotonic() - started
     # 300 executions; the io thread's looks (every 10 ms) and little else
     assert switches() - before < 20 + elapsed * 300, (switches() - before, elapsed)
+
+
+def _io_thread_sleeps(pid: int) -> int:
+    """How many times the worker's io thread has gone to sleep so far."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+            if comm.read().strip() != "cellbox-io":
+                continue
+        with open(f"/proc/{pid}/task/{tid}/status") as status:
+            for line in status:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    raise AssertionError("no cellbox-io thread")
+
+
+@pytest.mark.slow
+def test_a_long_idle_worker_looks_once_a_second_and_still_sees_a_stuck_main_thread(
+    worker: Worker,
+) -> None:
+    # Idle for over 30 s, the io thread looks once a second instead of ten times (a timer's
+    # wake-up costs a VM 0.1-0.4 ms of CPU). A timer of the last cell that then keeps the
+    # main thread busy is still seen: a request and its interrupt are read, and the timer's
+    # code is stopped.
+    worker.run(
+        "let kept = 7;\n"
+        "setTimeout(() => { const t = Date.now(); while (Date.now() - t < 15000) {} }, 36000)"
+    )
+    time.sleep(32)
+    before = _io_thread_sleeps(worker.process.pid)
+    time.sleep(3)
+    assert _io_thread_sleeps(worker.process.pid) - before <= 6  # 30 at ten looks a second
+    time.sleep(1.5)  # the timer's code runs from 36 s
+    started = time.monotonic()
+    worker.sock.sendall(worker.execute("kept + 1"))
+    time.sleep(0.3)
+    worker.sock.sendall(INTERRUPT)
+    frames = worker.answer(timeout=10)
+    assert time.monotonic() - started < 6
+    assert outcome(frames) == "Interrupted"
+    assert outcome(worker.run("kept + 1")) == "8"

@@ -8,13 +8,15 @@
 // an execution, by setting READER alone: waking this thread for every execution cost more
 // than all the rest of its work. This thread looks at READER every LOOK_MS while
 // executions come (and sleeps once none came for SLEEP_AFTER_MS: the main thread then wakes
-// it with a message), and starts its socket reading once an execution has run from one
-// look to the next; so an execution shorter than that runs and ends without this thread
-// waking, and an interrupt is read at most 2 * LOOK_MS after the execution started. The
-// main thread takes the reading back after the execution's `done`: by itself, under
-// READ_LOCK, if this thread's socket has not started reading (nothing was read, nothing can
-// be); otherwise it asks, and this thread stops reading (between frames, never inside one)
-// and hands it back with a message.
+// it with a message; asleep, it still looks every IDLE_LOOK_MS for a main thread stuck in
+// code, and every DEEP_IDLE_LOOK_MS once none came for DEEP_SLEEP_AFTER_MS, as a timer's
+// wake-up costs 0.1-0.4 ms of CPU on a virtual machine), and starts its socket reading
+// once an execution has run from one look to the next; so an execution shorter than that
+// runs and ends without this thread waking, and an interrupt is read at most 2 * LOOK_MS
+// after the execution started. The main thread takes the reading back after the
+// execution's `done`: by itself, under READ_LOCK, if this thread's socket has not started
+// reading (nothing was read, nothing can be); otherwise it asks, and this thread stops
+// reading (between frames, never inside one) and hands it back with a message.
 
 export function ioThread() {
   'use strict';
@@ -40,6 +42,8 @@ export function ioThread() {
   const LOOK_MS = 10;
   const IDLE_LOOK_MS = 100;
   const SLEEP_AFTER_MS = 2000;
+  const DEEP_IDLE_LOOK_MS = 1000;
+  const DEEP_SLEEP_AFTER_MS = 30000;
 
   // Connected only while an interrupt is in progress: a session left connected makes
   // Node print "Waiting for the debugger to disconnect..." at exit.
@@ -193,6 +197,8 @@ export function ioThread() {
       } else {
         Atomics.store(S, IO_ASLEEP, 0);
       }
+    } else if (lookEvery === IDLE_LOOK_MS && Date.now() - lastActive > DEEP_SLEEP_AFTER_MS) {
+      lookAt(DEEP_IDLE_LOOK_MS); // long idle: a stuck main thread is seen within 2 s
     }
   }
   let looking = null;
