@@ -6,11 +6,17 @@ let the executions already accepted finish within ``--shutdown-grace-s``, stop t
 (each client still gets a well-formed answer), and only then stop serving; the lifespan's
 end then removes every process, cgroup and work directory. A second signal cuts the grace period short (running code is interrupted, then killed),
 a third stops at once.
+
+uvicorn's main loop also wakes ten times a second to see whether it should stop and once a
+second to refresh its ``Date`` header. Here it wakes once a second, and at once when asked
+to stop: each timer wake-up costs a virtual machine 0.1-0.4 ms of CPU, on the event loop's
+own CPU, so an idle server spent ~3 ms of CPU a second on them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -24,6 +30,8 @@ log = logging.getLogger("cellbox")
 class GracefulServer(uvicorn.Server):
     """A uvicorn server whose first exit signal runs ``drain`` before it stops."""
 
+    _TICK_S = 1.0  # uvicorn's refresh of its Date header is once a second too
+
     def __init__(
         self,
         config: uvicorn.Config,
@@ -31,6 +39,7 @@ class GracefulServer(uvicorn.Server):
         hurry: Callable[[], None],
         listening: Callable[[], None] = lambda: None,
     ) -> None:
+        self._stop_asked: asyncio.Event | None = None  # made by main_loop, in the loop
         super().__init__(config)
         self._drain = drain
         self._hurry = hurry
@@ -42,6 +51,27 @@ class GracefulServer(uvicorn.Server):
     async def serve(self, sockets: list | None = None) -> None:  # type: ignore[override]
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    @property  # type: ignore[override]
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        """Set by uvicorn's signal handler and by the drain: the main loop wakes at once."""
+        self._should_exit = value
+        if value and self._loop is not None and self._stop_asked is not None:
+            self._loop.call_soon_threadsafe(self._stop_asked.set)
+
+    async def main_loop(self) -> None:
+        """uvicorn's, one tick a second (its Date header changes once a second), woken at
+        once to stop."""
+        self._stop_asked = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000  # on_tick refreshes the Date at multiples of 10
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_asked.wait(), self._TICK_S)
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets)
