@@ -24,6 +24,7 @@ def warm_up() -> None:
     shell = get_ipython()
     shell.run_cell("1", store_history=False, silent=True)
     shell.display_formatter.format(1)
+    shell.displayhook.plain.text(1)  # its view of the formatters, made on first use
     assert shell.logger is not None  # imported on first use by cells that store history
     if "pandas" in sys.modules:
         try:
