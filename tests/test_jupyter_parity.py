@@ -217,3 +217,16 @@ def test_store_outlives_a_restart(client: Client, ctx: str):
     assert client.run("%store kept", context_id=ctx)["logs"]["stdout"] == ["Stored 'kept' (list)"]
     assert client.post(f"/contexts/{ctx}/restart").status_code == 200
     assert client.run("%store -r kept\nkept", context_id=ctx)["items"][0]["text"] == "[1, 2]"
+
+
+def test_a_new_context_starts_as_a_fresh_kernel(client: Client, ctx: str):
+    # As in a fresh ipykernel, whatever the worker ran before (the zygote's warm-up and its
+    # own, silent cells): no result kept, one empty input, the first cell numbered 1.
+    body = client.run(
+        "(repr(_), repr(__), repr(___), Out, In[:1], _i, _ii, _iii,"
+        " sorted(k for k in dir() if k.startswith('_') and k[1:].isdigit()),"
+        " get_ipython().execution_count)",
+        context_id=ctx,
+    )
+    assert body["error"] is None and body["execution_count"] == 1, body
+    assert body["items"][0]["text"] == "(\"''\", \"''\", \"''\", {}, [''], '', '', '', [], 2)"

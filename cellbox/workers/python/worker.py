@@ -125,6 +125,7 @@ class Worker:
         # ``%cd`` alone goes home, as in Jupyter: the context's $HOME, not the one the
         # shell was made under (a zygote's).
         self.shell.home_dir = self.shell.logger.home_dir = os.path.expanduser("~")
+        self._warm_up()
 
         self.outbox.start()
         self.capture.start()
@@ -147,6 +148,18 @@ class Worker:
                     self._finish()
                 except BaseException as again:
                     self.log.write(f"could not finish the execution: {again!r}")
+
+    def _warm_up(self) -> None:
+        """A silent cell and a value's text, once, before ``ready``. Running code copies
+        the pages this process shares with the zygote that it writes to (CPython updates
+        reference counts and its adaptive bytecode in place), which made a context's first
+        cell ~1 ms slower than this; a worker does it while it waits in the pool. Silent:
+        no history, no ``_``, no output (as the zygote's own warm-up)."""
+        try:
+            self.shell.run_cell("1", store_history=False, silent=True)
+            self.shell.displayhook.compute_format_data(1)
+        except Exception as exc:  # the first cell pays for it instead
+            self.log.write(f"warm-up failed: {exc!r}")
 
     def _in_forked_child(self) -> None:
         """A child the code forked prints into the pipes the worker reads, as in Jupyter."""
