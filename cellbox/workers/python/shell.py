@@ -513,6 +513,13 @@ def make_shell_class(worker: Worker) -> Any:
     return Shell
 
 
+def run_cell_path_once(shell: Any) -> None:
+    """Take every cell's path once without a trace: a silent cell (no history, no ``_``, no
+    output) and a value's text (the result hook's view of the formatters is made then)."""
+    shell.run_cell("1", store_history=False, silent=True)
+    shell.displayhook.compute_format_data(1)
+
+
 def interruptible_system(command: str) -> int:
     """``os.system`` that an interrupt can stop (libc's ignores SIGINT while waiting)."""
     import subprocess

@@ -153,11 +153,10 @@ class Worker:
         """A silent cell and a value's text, once, before ``ready``. Running code copies
         the pages this process shares with the zygote that it writes to (CPython updates
         reference counts and its adaptive bytecode in place), which made a context's first
-        cell ~1 ms slower than this; a worker does it while it waits in the pool. Silent:
-        no history, no ``_``, no output (as the zygote's own warm-up)."""
+        cell ~1 ms slower than this; a worker does it while it waits in the pool. The same
+        steps as the zygote's own warm-up, which made what they make shareable."""
         try:
-            self.shell.run_cell("1", store_history=False, silent=True)
-            self.shell.displayhook.compute_format_data(1)
+            shell.run_cell_path_once(self.shell)
         except Exception as exc:  # the first cell pays for it instead
             self.log.write(f"warm-up failed: {exc!r}")
 

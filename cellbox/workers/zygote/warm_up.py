@@ -21,10 +21,11 @@ def warm_up() -> None:
     """Run a silent cell, then the preloaded libraries' common first steps."""
     from IPython import get_ipython
 
+    from cellbox.workers.python.shell import run_cell_path_once
+
     shell = get_ipython()
-    shell.run_cell("1", store_history=False, silent=True)
-    shell.display_formatter.format(1)
-    shell.displayhook.plain.text(1)  # its view of the formatters, made on first use
+    run_cell_path_once(shell)
+    shell.display_formatter.format(1)  # IPython's formatters, for values not plain
     assert shell.logger is not None  # imported on first use by cells that store history
     if "pandas" in sys.modules:
         try:
