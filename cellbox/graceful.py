@@ -67,9 +67,7 @@ class GracefulServer(uvicorn.Server):
         """uvicorn's, one tick a second (its Date header changes once a second), woken at
         once to stop."""
         self._stop_asked = asyncio.Event()
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 10) % 864000  # on_tick refreshes the Date at multiples of 10
+        while not await self.on_tick(0):  # 0: every tick refreshes the Date header
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_asked.wait(), self._TICK_S)
 
