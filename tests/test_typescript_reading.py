@@ -8,7 +8,6 @@ between executions, executions short and long one after the other, the end of th
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 
 from cellbox.node import node_binary
 from cellbox.runtimes.typescript import WORKER
+from tests import threads
 
 
 def frame(message: dict) -> bytes:
@@ -205,15 +205,11 @@ def test_the_worker_reads_with_its_main_thread_between_executions(worker: Worker
     # What the hand-over is for: short executions one after the other leave the io thread
     # asleep (it wakes at most every few milliseconds to look).
     worker.run("1")
-    task = f"/proc/{worker.process.pid}/task"
-    names = {t: open(f"{task}/{t}/comm").read().strip() for t in os.listdir(task)}
-    io = [t for t, name in names.items() if name == "cellbox-io"]
-    if not io:
-        pytest.fail(f"no io thread among {sorted(names.values())}")
+    pid = worker.process.pid
+    io = threads.named(pid, "cellbox-io")
 
     def switches() -> int:
-        status = open(f"{task}/{io[0]}/status").read()
-        return sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line)
+        return sum(threads.switches(pid, io))
 
     before, started = switches(), time.monotonic()
     for _ in range(300):
@@ -221,19 +217,6 @@ def test_the_worker_reads_with_its_main_thread_between_executions(worker: Worker
     elapsed = time.monotonic() - started
     # 300 executions; the io thread's looks (every 10 ms) and little else
     assert switches() - before < 20 + elapsed * 300, (switches() - before, elapsed)
-
-
-def _io_thread_sleeps(pid: int) -> int:
-    """How many times the worker's io thread has gone to sleep so far."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/comm") as comm:
-            if comm.read().strip() != "cellbox-io":
-                continue
-        with open(f"/proc/{pid}/task/{tid}/status") as status:
-            for line in status:
-                if line.startswith("voluntary_ctxt_switches:"):
-                    return int(line.split()[1])
-    raise AssertionError("no cellbox-io thread")
 
 
 @pytest.mark.slow
@@ -249,9 +232,11 @@ def test_a_long_idle_worker_looks_once_a_second_and_still_sees_a_stuck_main_thre
         "setTimeout(() => { const t = Date.now(); while (Date.now() - t < 15000) {} }, 36000)"
     )
     time.sleep(32)
-    before = _io_thread_sleeps(worker.process.pid)
+    pid = worker.process.pid
+    io = threads.named(pid, "cellbox-io")
+    before = threads.switches(pid, io)[0]
     time.sleep(3)
-    assert _io_thread_sleeps(worker.process.pid) - before <= 6  # 30 at ten looks a second
+    assert threads.switches(pid, io)[0] - before <= 6  # 30 at ten looks a second
     time.sleep(1.5)  # the timer's code runs from 36 s
     _interrupt_a_request_behind_stuck_code(worker, within_s=6)
     assert outcome(worker.run("kept + 1")) == "8"

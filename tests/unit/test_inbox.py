@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,15 +14,7 @@ from pathlib import Path
 from cellbox.protocol import encode
 from cellbox.workers.python.inbox import Inbox
 from cellbox.workers.python.outbox import Log
-
-
-def _sleeps(thread_id: int) -> int:
-    """How many times the thread went to sleep so far (its voluntary context switches)."""
-    with open(f"/proc/self/task/{thread_id}/status") as status:
-        for line in status:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches in /proc")
+from tests import threads
 
 
 def _wait_until_asleep(thread_id: int) -> None:
@@ -55,12 +48,12 @@ def waiting_through_answers_read() -> None:
     try:
         assert ready.wait(5)
         _wait_until_asleep(reader_id[0])
-        before = _sleeps(reader_id[0])
+        before = threads.switches(os.getpid(), reader_id[0])[0]
         for _ in range(20):  # the worker's answers, read by the server
             worker_end.sendall(b"answer")
             assert server_end.recv(64) == b"answer"
         time.sleep(0.05)
-        woken = _sleeps(reader_id[0]) - before
+        woken = threads.switches(os.getpid(), reader_id[0])[0] - before
         taken_early = list(taken)
         server_end.sendall(encode({"op": "execute", "id": 7, "code": "1+1"}))
         reader.join(5)
