@@ -1,16 +1,14 @@
-"""uvicorn's httptools protocol, sending what one event-loop iteration writes in one send.
+"""uvicorn's httptools protocol, sending each answer in one send, as soon as it is whole.
 
 uvicorn writes the status line and headers the moment the app sends
-``http.response.start``, and the body at ``http.response.body``: two sends on the socket.
-Worse, the send that completes an answer wakes the client, which on a loaded or small
-machine may run at once on this CPU, before the server has finished with the request
-(uvicorn's bookkeeping, the middlewares' and the endpoint's returns): that work then
-waits for the client and delays the client's next request.
+``http.response.start``, and the body at ``http.response.body``: two sends on the socket,
+each waking the client.
 
-Here a connection's writes wait for the end of the loop iteration that made them and go
-out together: a JSON answer (head and body) in one send, after the request's own code is
-done. Nothing waits longer than that iteration: a stream's head and events go out as
-they are written.
+Here a connection's writes are held and go out together: a JSON answer (head and body) in
+one send, the moment its last byte is written (``on_response_complete``), before the
+request's own bookkeeping (uvicorn's, the middlewares' and the endpoint's returns), which
+then runs while the client is being woken instead of before. Other writes (a stream's head
+and events) wait at most for the end of the loop iteration that made them.
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class _WritesPerIteration:
-    """A connection's transport whose writes go out together at the end of the iteration."""
+    """A connection's transport whose writes go out together: when the answer is whole
+    (``flush``), else at the end of the iteration."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
@@ -53,11 +52,18 @@ class _WritesPerIteration:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's protocol for HTTP/1.1 on httptools, one send per loop iteration."""
+    """uvicorn's protocol for HTTP/1.1 on httptools: one send per answer, sent once whole."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.transport = _WritesPerIteration(transport, self.loop)  # type: ignore[assignment]
+
+    def on_response_complete(self) -> None:
+        """The answer is whole: send it now (uvicorn calls this right after its last write)."""
+        wrapped = self.transport
+        if isinstance(wrapped, _WritesPerIteration):
+            wrapped.flush()
+        super().on_response_complete()
 
     def handle_websocket_upgrade(self) -> None:
         wrapped = self.transport

@@ -1,11 +1,18 @@
-"""What the server writes in one event-loop iteration goes out in one send, at its end."""
+"""What the server writes in one event-loop iteration goes out in one send, at its end,
+and a whole answer at once."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import socket
+import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from cellbox.api.http_protocol import _WritesPerIteration
+import uvicorn
+
+from cellbox.api.http_protocol import HttpProtocol, _WritesPerIteration
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 
@@ -81,3 +88,37 @@ def test_everything_else_is_the_transport_own() -> None:
         assert wrapped.is_closing() is True
 
     _run(steps)
+
+
+def test_a_whole_answer_goes_out_before_the_request_code_that_follows_it() -> None:
+    """The app, its answer sent, holds the event loop until the client has read the answer:
+    a server that sent it only at the end of the loop's iteration would never get there."""
+    received = threading.Event()
+    read_while_held: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+        )
+        await send({"type": "http.response.body", "body": b"{}"})
+        read_while_held.append(received.wait(10))  # (blocks the loop: the rest of the request)
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="off", http=HttpProtocol, log_level="warning")
+    server = uvicorn.Server(config)
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    serving.start()
+    try:
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        client.request("GET", "/")
+        body = client.getresponse().read()
+        received.set()
+        client.close()
+    finally:
+        server.should_exit = True
+        serving.join(30)
+        listener.close()
+    assert body == b"{}"
+    assert read_while_held == [True]
