@@ -43,13 +43,22 @@ def wheel_release(filename: str) -> tuple[str, str] | None:
 
 
 class WheelCache:
-    """Fills ``path`` with the wheels of releases that live contexts installed."""
+    """Fills ``path`` with the wheels of releases that live contexts installed.
+
+    Only code installs packages, so the site directories are looked at ``SCAN_PERIOD_S``
+    after an execution ended (:meth:`code_ran`), not while nothing runs: an idle server
+    does no rounds at all."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._seen_mtime: dict[Path, int] = {}
         self._failed: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._ran = asyncio.Event()
+
+    def code_ran(self) -> None:
+        """An execution ended: its context may have installed something."""
+        self._ran.set()
 
     def cached(self) -> set[tuple[str, str]]:
         return {r for name in os.listdir(self.path) if (r := wheel_release(name)) is not None}
@@ -66,7 +75,9 @@ class WheelCache:
 
     async def _watch(self, workdirs: Callable[[], Iterable[Path]]) -> None:
         while True:
-            await asyncio.sleep(SCAN_PERIOD_S)
+            await self._ran.wait()
+            await asyncio.sleep(SCAN_PERIOD_S)  # (what ends meanwhile joins this round)
+            self._ran.clear()
             try:
                 await self.scan(list(workdirs()))
             except Exception:

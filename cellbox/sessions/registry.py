@@ -156,8 +156,13 @@ class ContextRegistry:
         )
         execution = Execution(context, code, env, limits, numbered=numbered)
         self._executions.add(execution)
-        execution.task.add_done_callback(lambda _: self._executions.discard(execution))
+        execution.task.add_done_callback(lambda _: self._ended(execution))
         return execution
+
+    def _ended(self, execution: Execution) -> None:
+        self._executions.discard(execution)
+        if self.wheels is not None:
+            self.wheels.code_ran()
 
     async def delete(
         self, context_id: str, *, by: Literal["client", "idle", "shutdown"] = "client"

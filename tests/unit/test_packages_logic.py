@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import sys
 from pathlib import Path
 
-from cellbox.packages import layout, python_path
+from cellbox.packages import layout, python_path, wheelhouse
 from cellbox.packages.creation import install_code
 from cellbox.packages.pip_args import (
     names_of,
@@ -19,7 +20,7 @@ from cellbox.packages.pip_args import (
 )
 from cellbox.packages.pip_config import pip_config, uv_source_args
 from cellbox.packages.reach import DEFAULT_INDEX, endpoint, has_default_route, index_url
-from cellbox.packages.wheelhouse import wheel_release
+from cellbox.packages.wheelhouse import WheelCache, wheel_release
 from cellbox.workers.python import pip_lines
 
 
@@ -151,3 +152,25 @@ def test_bare_pip_lines_become_the_pip_magic():
     ]
     inside_a_string = ['s = """\n', "pip install x\n", '"""\n']
     assert pip_lines.transform(inside_a_string) == inside_a_string
+
+
+def test_the_wheel_cache_looks_at_site_directories_only_after_code_ran(tmp_path, monkeypatch):
+    monkeypatch.setattr(wheelhouse, "SCAN_PERIOD_S", 0.01)
+    rounds: list[int] = []
+
+    async def main() -> tuple[int, int]:
+        cache = WheelCache(tmp_path)
+        cache.start(lambda: rounds.append(1) or [])
+        await asyncio.sleep(0.2)
+        while_idle = len(rounds)
+        cache.code_ran()
+        cache.code_ran()  # two executions ending together: one round
+        for _ in range(500):
+            if rounds:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        await cache.stop()
+        return while_idle, len(rounds)
+
+    assert asyncio.run(main()) == (0, 1)
