@@ -38,8 +38,7 @@ class AsyncClient:
         self.config = core.Config.resolve(url, api_key, timeout)
         self._http = httpx.AsyncClient(**core.client_options(self.config), transport=transport)
         self.contexts = AsyncContexts(self)
-        self._server_timeout: float | None = None  # seconds, once GET /info told it
-        self._server_timeout_known = False
+        self._server_default = core.ServerDefault()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -57,18 +56,19 @@ class AsyncClient:
 
     async def _waiting(self, call: Call[T]) -> Call[T]:
         """``call``, waited for as long as the server's default timeout allows when it is an
-        execution that names no timeout of its own (read once from ``GET /info``)."""
+        execution that names no timeout of its own (from ``GET /info``, read again after
+        ``core.SERVER_DEFAULT_FOR_S``)."""
         if not call.server_timeout:
             return call
-        if not self._server_timeout_known:
+        known = self._server_default
+        if known.due():
             try:
-                self._server_timeout = core.server_default_timeout(await self.info())
-                self._server_timeout_known = True
+                known.read(await self.info())
             except RequestTimeout:
                 raise  # a server that answers nothing in time would not answer the execution
             except CellboxError:
                 pass  # the execution's own request tells what is wrong
-        return call.waiting(self.config, self._server_timeout)
+        return call.waiting(self.config, known.seconds)
 
     async def _send(self, call: Call[T], **body: Any) -> T:
         call = await self._waiting(call)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,6 +163,28 @@ def server_default_timeout(info: Mapping[str, Any]) -> float | None:
     if isinstance(millis, int) and not isinstance(millis, bool) and millis > 0:
         return millis / 1000
     return None
+
+
+# How long the server's default timeout, once read, is taken as still true: a server restarted
+# meanwhile with another ``--default-timeout-ms`` is believed again within this.
+SERVER_DEFAULT_FOR_S = 60.0
+
+
+class ServerDefault:
+    """The server's default execution timeout, as ``GET /info`` last told it, and when."""
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None  # None: not told (or not yet read)
+        self._read_at: float | None = None  # time.monotonic() of the last reading
+
+    def due(self) -> bool:
+        """Is it time to read it (again)?"""
+        read_at = self._read_at
+        return read_at is None or time.monotonic() - read_at >= SERVER_DEFAULT_FOR_S
+
+    def read(self, info: Mapping[str, Any]) -> None:
+        self.seconds = server_default_timeout(info)
+        self._read_at = time.monotonic()
 
 
 def create_timeout(config: Config, packages: list[str] | None) -> httpx.Timeout:

@@ -31,8 +31,8 @@ class Client:
     machine the token file it wrote is read when no key is given. ``timeout`` (seconds) bounds calls
     that run no code (None: they wait as long as the server takes). Executions wait for their own
     timeout plus a margin; one given no timeout runs for the server's default
-    (``--default-timeout-ms``, which ``GET /info`` tells once) and is waited for as long, plus
-    the margin, however long the server allows.
+    (``--default-timeout-ms``, which ``GET /info`` tells, read again after a minute) and is
+    waited for as long, plus the margin, however long the server allows.
     """
 
     def __init__(
@@ -46,8 +46,7 @@ class Client:
         self.config = core.Config.resolve(url, api_key, timeout)
         self._http = httpx.Client(**core.client_options(self.config), transport=transport)
         self.contexts = Contexts(self)
-        self._server_timeout: float | None = None  # seconds, once GET /info told it
-        self._server_timeout_known = False
+        self._server_default = core.ServerDefault()
 
     def __enter__(self) -> Client:
         return self
@@ -65,18 +64,19 @@ class Client:
 
     def _waiting(self, call: Call[T]) -> Call[T]:
         """``call``, waited for as long as the server's default timeout allows when it is an
-        execution that names no timeout of its own (read once from ``GET /info``)."""
+        execution that names no timeout of its own (from ``GET /info``, read again after
+        ``core.SERVER_DEFAULT_FOR_S``)."""
         if not call.server_timeout:
             return call
-        if not self._server_timeout_known:
+        known = self._server_default
+        if known.due():
             try:
-                self._server_timeout = core.server_default_timeout(self.info())
-                self._server_timeout_known = True
+                known.read(self.info())
             except RequestTimeout:
                 raise  # a server that answers nothing in time would not answer the execution
             except CellboxError:
                 pass  # the execution's own request tells what is wrong
-        return call.waiting(self.config, self._server_timeout)
+        return call.waiting(self.config, known.seconds)
 
     def _send(self, call: Call[T], **body: Any) -> T:
         call = self._waiting(call)

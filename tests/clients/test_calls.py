@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+from types import SimpleNamespace
 
 import httpx
 import orjson
 import pytest
 
-from cellbox.client import calls, core
+from cellbox.client import AsyncClient, Client, calls, core
 from cellbox.client.models import ContextInfo, Execution, Exit, FileInfo, Stdout, Unpacked
 
 CONFIG = core.Config("http://127.0.0.1:9", "tok", timeout=5.0)
@@ -150,3 +152,64 @@ def test_context_view_repr_names_the_face():
         pass
 
     assert repr(Context(ContextInfo("ctx_1", "python"))) == "Context(id='ctx_1', language='python')"
+
+
+def test_the_server_default_is_read_again_after_a_while(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(core, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    known = core.ServerDefault()
+    assert known.due() and known.seconds is None
+    known.read({"limits": {"default_timeout_ms": 30_000}})
+    assert known.seconds == 30.0 and not known.due()
+    now[0] += core.SERVER_DEFAULT_FOR_S - 1
+    assert not known.due()
+    now[0] += 1
+    assert known.due()
+    known.read({"limits": {"default_timeout_ms": 120_000}})  # a server restarted meanwhile
+    assert known.seconds == 120.0 and not known.due()
+
+
+def test_both_clients_wait_for_the_server_default_they_read_last(monkeypatch):
+    """A server that answers ``GET /info`` with a default that changes (as a restarted one
+    would) and every execution at once; what each execution's request waits is recorded."""
+    now = [100.0]
+    monkeypatch.setattr(core, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    default_ms = [30_000]
+    infos: list[int] = []
+    waits: list[float] = []
+    answer = {"context_id": "ctx_1", "items": [], "logs": {"stdout": [], "stderr": []}}
+    answer |= {"error": None, "execution_count": 1}
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/info":
+            infos.append(default_ms[0])
+            return httpx.Response(200, json={"limits": {"default_timeout_ms": default_ms[0]}})
+        waits.append(request.extensions["timeout"]["read"])
+        return httpx.Response(200, json=answer)
+
+    def restarted_with(millis: int) -> None:
+        default_ms[0] = millis
+        now[0] += core.SERVER_DEFAULT_FOR_S
+
+    slack = core.EXECUTION_SLACK_S
+    with Client(CONFIG.url, "tok", transport=httpx.MockTransport(serve)) as client:
+        client.execute("1")
+        client.execute("1")  # the default read for the first still holds
+        restarted_with(90_000)
+        client.execute("1")
+    assert infos == [30_000, 90_000] and waits == [30 + slack, 30 + slack, 90 + slack]
+
+    infos.clear()
+    waits.clear()
+    restarted_with(30_000)
+
+    async def in_asyncio() -> None:
+        transport = httpx.MockTransport(serve)
+        async with AsyncClient(CONFIG.url, "tok", transport=transport) as client:
+            await client.execute("1")
+            await client.execute("1")
+            restarted_with(90_000)
+            await client.execute("1")
+
+    asyncio.run(in_asyncio())
+    assert infos == [30_000, 90_000] and waits == [30 + slack, 30 + slack, 90 + slack]
