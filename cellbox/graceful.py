@@ -39,12 +39,13 @@ class GracefulServer(uvicorn.Server):
         hurry: Callable[[], None],
         listening: Callable[[], None] = lambda: None,
     ) -> None:
+        # (before uvicorn's __init__, which sets should_exit: the setter reads both)
         self._stop_asked: asyncio.Event | None = None  # made by main_loop, in the loop
+        self._loop: asyncio.AbstractEventLoop | None = None
         super().__init__(config)
         self._drain = drain
         self._hurry = hurry
         self._listening = listening
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._signalled = False
         self._draining: asyncio.Task[None] | None = None
 
