@@ -219,6 +219,25 @@ def test_the_worker_reads_with_its_main_thread_between_executions(worker: Worker
     assert switches() - before < 20 + elapsed * 300, (switches() - before, elapsed)
 
 
+def test_a_worker_that_has_run_nothing_sleeps_until_its_first_execution(worker: Worker) -> None:
+    # A worker waiting in the pool has run no user code, so nothing can be stuck: its io
+    # thread does not look at all (the pool's workers would otherwise wake the machine
+    # dozens of times a second). The first execution's hand-over wakes it: a busy first
+    # cell is still interrupted.
+    pid = worker.process.pid
+    io = threads.named(pid, "cellbox-io")
+    before = threads.switches(pid, io)[0]
+    time.sleep(1.5)
+    assert threads.switches(pid, io)[0] - before <= 1  # 15 at ten looks a second
+    started = time.monotonic()
+    worker.sock.sendall(worker.execute("for (;;) {}"))
+    time.sleep(0.2)
+    worker.sock.sendall(INTERRUPT)
+    assert outcome(worker.answer()) == "Interrupted"
+    assert time.monotonic() - started < 2
+    assert outcome(worker.run("'after'")) == "'after'"
+
+
 @pytest.mark.slow
 def test_a_long_idle_worker_looks_once_a_second_and_still_sees_a_stuck_main_thread(
     worker: Worker,

@@ -10,7 +10,8 @@
 // executions come (and sleeps once none came for SLEEP_AFTER_MS: the main thread then wakes
 // it with a message; asleep, it still looks every IDLE_LOOK_MS for a main thread stuck in
 // code, and every DEEP_IDLE_LOOK_MS once none came for DEEP_SLEEP_AFTER_MS, as a timer's
-// wake-up costs 0.1-0.4 ms of CPU on a virtual machine), and starts its socket reading
+// wake-up costs 0.1-0.4 ms of CPU on a virtual machine; a worker that has run nothing yet
+// sleeps from its start and never looks), and starts its socket reading
 // once an execution has run from one look to the next; so an execution shorter than that
 // runs and ends without this thread waking, and an interrupt is read at most 2 * LOOK_MS
 // after the execution started. The main thread takes the reading back after the
@@ -188,15 +189,7 @@ export function ioThread() {
       lastStarted = started;
       if (lookEvery !== LOOK_MS) lookAt(LOOK_MS);
     } else if (lookEvery === LOOK_MS && Date.now() - lastActive > SLEEP_AFTER_MS) {
-      // Nothing for a while: look less often (only for a stuck main thread). The main
-      // thread wakes us (a message) when it hands over next: it sees IO_ASLEEP, or we see
-      // its READER_IO here.
-      Atomics.store(S, IO_ASLEEP, 1);
-      if (Atomics.load(S, READER) === READER_MAIN && Atomics.load(S, STARTED) === started) {
-        lookAt(IDLE_LOOK_MS);
-      } else {
-        Atomics.store(S, IO_ASLEEP, 0);
-      }
+      sleep(started);
     } else if (lookEvery === IDLE_LOOK_MS && Date.now() - lastActive > DEEP_SLEEP_AFTER_MS) {
       lookAt(DEEP_IDLE_LOOK_MS); // long idle: a stuck main thread is seen within 2 s
     }
@@ -206,7 +199,20 @@ export function ioThread() {
   function lookAt(ms) {
     if (looking !== null) clearInterval(looking);
     lookEvery = ms;
-    looking = setInterval(look, ms);
+    looking = ms > 0 ? setInterval(look, ms) : null;
+  }
+  // Nothing for a while: look less often (only for a stuck main thread). The main thread
+  // wakes us (a message) when it hands over next: it sees IO_ASLEEP, or we see its
+  // READER_IO here. Before the first execution no user code has run and nothing can be
+  // stuck: a worker waiting in the pool does not look at all.
+  function sleep(started) {
+    Atomics.store(S, IO_ASLEEP, 1);
+    if (Atomics.load(S, READER) === READER_MAIN && Atomics.load(S, STARTED) === started) {
+      lookAt(started === 0 ? 0 : IDLE_LOOK_MS);
+      return true;
+    }
+    Atomics.store(S, IO_ASLEEP, 0);
+    return false;
   }
   function wake() {
     Atomics.store(S, IO_ASLEEP, 0);
@@ -484,5 +490,5 @@ export function ioThread() {
     forgetFinished();
   });
 
-  wake();
+  if (!sleep(0)) wake();
 }
