@@ -25,6 +25,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cellbox.process import child
+from cellbox.process.child import Child
+
 log = logging.getLogger("cellbox.placement")
 
 
@@ -81,10 +84,10 @@ class Placement:
             if self._spawning == 0 and self.home is not None:
                 _set_cpus({self.home})
 
-    async def spawn(self, program: str, *args: str, **options: Any) -> asyncio.subprocess.Process:
-        """``asyncio.create_subprocess_exec``, the process on all CPUs."""
+    async def spawn(self, program: str, *args: str, **options: Any) -> Child:
+        """Start a child process (:func:`cellbox.process.child.start`) on all CPUs."""
         with self.unpinned():
-            return await asyncio.create_subprocess_exec(program, *args, **options)
+            return await child.start(program, *args, **options)
 
     def on_all_cpus(self, then: Callable[..., Any] | None = None, *args: Any) -> None:
         """A thread pool's initializer: the thread runs on all CPUs, then ``then(*args)``."""

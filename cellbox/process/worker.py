@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from cellbox import deaths, protocol
 from cellbox.deaths import Death
 from cellbox.placement import placement
+from cellbox.process.child import Child
 from cellbox.process.frame_stream import FrameStream
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.process.zygote_client import Zygote
@@ -222,7 +223,7 @@ class WorkerProcess:
             self._ended()  # it had ended on its own already: still a death to record
         if not self._killed:
             self._killed = True
-            if isinstance(self.process, asyncio.subprocess.Process):
+            if isinstance(self.process, Child):
                 # a zygote's child is reaped by the zygote (its pid may be reused by now);
                 # the unit's cgroup holds all of it
                 with contextlib.suppress(ProcessLookupError):
@@ -282,7 +283,7 @@ async def _spawn(
     workdir: Path,
     fd: int,
     own_network: bool | None,
-) -> asyncio.subprocess.Process:
+) -> Child:
     """Start the runtime's worker program through the sandbox chain."""
     argv, env = await sandbox.command(
         runtime.argv(fd, sandbox.limits.memory_bytes),

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cellbox.placement import placement
+from cellbox.process.child import Child, pipe_reader
 from cellbox.process.sandbox_calls import AsyncSandbox
 from cellbox.runtimes import Runtime
 from cellbox.workers.zygote import messages
@@ -64,39 +65,12 @@ class ZygoteChild:
         return self.returncode
 
 
-class _ClosingAtEnd(asyncio.StreamReaderProtocol):
-    """Closes the pipe at its end (uvloop's transport would keep the fd open until closed)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._pipe = transport
-
-    def eof_received(self) -> bool:
-        super().eof_received()
-        self._pipe.close()  # what was read stays in the reader
-        return False
-
-
-async def _pipe_reader(fd: int) -> asyncio.StreamReader:
-    """An asyncio reader of the read end ``fd`` of a pipe (which it now owns)."""
-    reader = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    # uvloop hands this very fd to libuv, which closes it; were the file object to close it
-    # too, the second close could hit whatever reused the number meanwhile (a work directory
-    # of the file API, the listening socket). asyncio's own loop closes only the file object.
-    libuv_closes = type(loop).__module__.startswith("uvloop")
-    await loop.connect_read_pipe(
-        lambda: _ClosingAtEnd(reader), os.fdopen(fd, "rb", 0, closefd=not libuv_closes)
-    )
-    return reader
-
-
 class _Incarnation:
     """One running zygote process and its control socket."""
 
     def __init__(
         self,
-        process: asyncio.subprocess.Process,
+        process: Child,
         control: socket.socket,
         on_lost: Callable[[_Incarnation], None],
     ) -> None:
@@ -222,8 +196,8 @@ class Zygote:
         stderr_read, stderr_write = os.pipe()
         status_read, status_write = os.pipe()
         try:
-            stderr = await _pipe_reader(stderr_read)
-            child = ZygoteChild(stderr, await _pipe_reader(status_read))
+            stderr = await pipe_reader(stderr_read)
+            child = ZygoteChild(stderr, await pipe_reader(status_read))
             request = messages.Fork(
                 id=0,  # the incarnation numbers its requests
                 workdir=str(workdir),

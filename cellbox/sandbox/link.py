@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from cellbox.placement import placement
+from cellbox.process.child import Child
 from cellbox.sandbox import dns
 from cellbox.sandbox.netpolicy import DNS_ADDRESS, OFF, Policy
 from cellbox.sandbox.netpolicy import allow_addresses as allow_script
@@ -91,7 +92,7 @@ class Link:
         self.policy: Policy | None = None
         self._network = network
         self._ns_fd = ns_fd
-        self._slirp: asyncio.subprocess.Process | None = None
+        self._slirp: Child | None = None
         self._slirp_exit: int | None = None  # our end of slirp4netns's exit pipe
         self._dns: dns.Forwarder | None = None
 
