@@ -126,11 +126,13 @@ def test_outside_the_loop_thread_nothing_changes() -> None:
 
 def test_the_server_starts_its_processes_through_spawn() -> None:
     # A process started from the event loop's thread would inherit its pin: every one goes
-    # through Placement.spawn (a plain create_subprocess_exec elsewhere is a pinned child).
+    # through Placement.spawn (a child.start or create_subprocess_exec elsewhere is a
+    # pinned child).
     package = Path(cellbox.__file__).parent
     direct = [
         str(path.relative_to(package))
         for path in package.rglob("*.py")
-        if path.name != "placement.py" and "create_subprocess_exec(" in path.read_text()
+        if path.name != "placement.py"
+        and any(call in path.read_text() for call in ("create_subprocess_exec(", "child.start("))
     ]
     assert direct == []
