@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 from typing import Any
 
 PIPE = subprocess.PIPE
@@ -40,9 +41,14 @@ class Child:
         self._stdin = stdin  # our end of its stdin pipe, written by ``communicate``
         loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int] = loop.create_future()
-        # (a pidfd of a child that has exited already, a zombie, is readable at once)
-        self._pidfd = os.pidfd_open(popen.pid)
-        loop.add_reader(self._pidfd, self._on_exit, loop)
+        try:
+            # (a pidfd of a child that has exited already, a zombie, is readable at once)
+            self._pidfd = os.pidfd_open(popen.pid)
+        except OSError:  # a kernel before 5.3, or a filter that forbids it: a thread waits
+            self._pidfd = -1
+            threading.Thread(target=self._wait_in_thread, args=(loop,), daemon=True).start()
+        else:
+            loop.add_reader(self._pidfd, self._on_exit, loop)
 
     @property
     def returncode(self) -> int | None:
@@ -52,7 +58,14 @@ class Child:
     def _on_exit(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
-        code = self._popen.wait()  # it has ended: reaps it at once
+        self._ended(self._popen.wait())  # it has ended: reaps it at once
+
+    def _wait_in_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        code = self._popen.wait()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._ended, code)
+
+    def _ended(self, code: int) -> None:
         if not self._exited.done():
             self._exited.set_result(code)
 

@@ -4,6 +4,7 @@ on the server's loop (uvloop) and on asyncio's own."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import sys
@@ -118,3 +119,16 @@ def test_passed_fds_and_the_working_directory_reach_the_child(run, tmp_path) -> 
             return pipe.read()
 
     assert run(main) == str(tmp_path).encode()
+
+
+def test_without_pidfds_a_thread_waits_for_the_end(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(pid: int) -> int:
+        raise OSError(errno.ENOSYS, "pidfd_open is not available")
+
+    monkeypatch.setattr(os, "pidfd_open", refused)
+
+    async def main() -> tuple[int, int | None]:
+        process = await child.start("sh", "-c", "exit 7")
+        return await process.wait(), process.returncode
+
+    assert run(main) == (7, 7)
