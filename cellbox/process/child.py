@@ -1,14 +1,14 @@
 """The server's child processes, started without copying the server.
 
 ``asyncio.create_subprocess_exec`` under uvloop starts a child with libuv, which forks: the
-event loop's thread stops while the kernel copies the server's page tables, 2-4 ms for
-this server's size (3.8 ms p50 for a process with 100 MB touched, measured beside
-``subprocess.Popen``), and every request in flight waits that long. A pool refill starts
-two or three processes (``nft`` through ``nsenter``, ``slirp4netns``, a TypeScript worker),
-so the first cells of a new context, whose creation refills the pool, took 4-8 ms each
-time one landed. ``subprocess.Popen`` starts the child with ``vfork`` (CPython does when
-no ``preexec_fn``, user or group change is asked for): 0.07-0.13 ms. The child's end is
-watched on the event loop through a pidfd; its pipes are asyncio streams.
+event loop's thread stops while the kernel copies the server's page tables (2.3 ms p50 in
+a process holding the server's imports, 3.8 ms with 100 MB more touched), and every
+request in flight waits that long. A pool refill starts two or three processes (``nft``
+through ``nsenter``, ``slirp4netns``, a TypeScript worker), so the first cells of a new
+context, whose creation refills the pool, took 4-7 ms each time one landed.
+``subprocess.Popen`` starts the child with ``vfork`` (CPython does when no ``preexec_fn``,
+user or group change is asked for): 0.07 ms. The child's end is watched on the event
+loop through a pidfd; its pipes are asyncio streams.
 """
 
 from __future__ import annotations
