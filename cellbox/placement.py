@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cellbox.process import child
-from cellbox.process.child import Child
 
 log = logging.getLogger("cellbox.placement")
 
@@ -84,7 +83,7 @@ class Placement:
             if self._spawning == 0 and self.home is not None:
                 _set_cpus({self.home})
 
-    async def spawn(self, program: str, *args: str, **options: Any) -> Child:
+    async def spawn(self, program: str, *args: str, **options: Any) -> child.Child:
         """Start a child process (:func:`cellbox.process.child.start`) on all CPUs."""
         with self.unpinned():
             return await child.start(program, *args, **options)

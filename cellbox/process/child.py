@@ -79,9 +79,6 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
@@ -92,13 +89,11 @@ class Child:
         async def read(stream: asyncio.StreamReader | None) -> bytes | None:
             return None if stream is None else await stream.read()
 
-        writing = None
+        jobs = [read(self.stdout), read(self.stderr)]
         if self._stdin is not None:
             stdin, self._stdin = self._stdin, None
-            writing = asyncio.to_thread(_write_and_close, stdin, input or b"")
-        out, err, _ = await asyncio.gather(
-            read(self.stdout), read(self.stderr), writing or asyncio.sleep(0)
-        )
+            jobs.append(asyncio.to_thread(_write_and_close, stdin, input or b""))
+        out, err = (await asyncio.gather(*jobs))[:2]
         await self.wait()
         return out, err
 

@@ -78,7 +78,6 @@ def test_kill_gives_the_signal_as_a_negative_status_and_is_harmless_after_the_en
         process.kill()
         code = await process.wait()
         process.kill()  # ended and reaped: nothing is signalled (its pid may be reused)
-        process.terminate()
         again = await process.wait()
         return process.returncode, code, again
 
