@@ -27,12 +27,13 @@ def frame(message: dict) -> bytes:
 
 
 class Worker:
-    def __init__(self) -> None:
+    def __init__(self, node_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.sock, theirs = socket.socketpair()
         self.process = subprocess.Popen(
-            [node_binary(), str(WORKER), "--fd", str(theirs.fileno())],
+            [node_binary(), *node_args, str(WORKER), "--fd", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdout=subprocess.DEVNULL,
+            env=env,
         )
         theirs.close()
         self.buffer = b""

@@ -37,6 +37,7 @@ export function ioThread() {
   const IO_READING = 6;
   const IO_ASLEEP = 7;
   const MAIN_READS = 8;
+  const WRITTEN = 9;
   const READER_MAIN = 0;
   const READER_IO = 1;
   const READER_YIELDED = 3;
@@ -77,6 +78,11 @@ export function ioThread() {
 
   function unfinished(id) {
     return id > Atomics.load(S, FINISHED) && id <= Atomics.load(S, STARTED);
+  }
+  // Its ending frames are not on their way yet (FINISHED may name it: they are being
+  // written, and a termination that landed there cut them short).
+  function unwritten(id) {
+    return id > Atomics.load(S, WRITTEN) && id <= Atomics.load(S, STARTED);
   }
 
   // (held for microseconds; one held for a second was left by a holder cut short: input.mjs)
@@ -304,10 +310,10 @@ export function ioThread() {
     }
   }
 
-  // Executions end in order; the main thread says which have ended through FINISHED (it
-  // may write their last frames itself, without a message to this thread).
+  // Executions end in order; the main thread says which have ended through FINISHED and
+  // WRITTEN (it may write their last frames itself, without a message to this thread).
   function forgetFinished() {
-    if (interrupting !== 0 && !unfinished(interrupting)) {
+    if (interrupting !== 0 && !unwritten(interrupting)) {
       interrupting = 0;
       dropSession();
     }
@@ -424,22 +430,29 @@ export function ioThread() {
     let childrenInterrupted = false;
     const tick = () => {
       forgetFinished();
-      if (!unfinished(id) || eof) {
+      if (!unwritten(id) || eof) {
         if (interrupting === id) {
           interrupting = 0;
           dropSession();
         }
         return;
       }
+      // Its end is being written: no termination any more, only the message below, which
+      // gets the end sent again if a termination cut its writing short.
+      const ending = !unfinished(id);
       const now = Date.now();
       const state = mainThreadState();
       // 'R': the main thread is running (user JS). Anything else for a whole second
       // while not answering: blocked inside user code (sync sleep, Atomics.wait...).
-      if ((state === 'R' || state === '?' || now - started > 1000) && now - lastTerminate >= 200) {
+      if (
+        !ending &&
+        (state === 'R' || state === '?' || now - started > 1000) &&
+        now - lastTerminate >= 200
+      ) {
         lastTerminate = now;
         terminateMain();
       }
-      if (state !== 'R' && !childrenInterrupted && now - started >= 300) {
+      if (!ending && state !== 'R' && !childrenInterrupted && now - started >= 300) {
         // not answering, not running: maybe waiting for a child process
         childrenInterrupted = true;
         interruptChildren(Atomics.load(S, STARTED) === id ? STARTED_AT[0] : started);

@@ -52,6 +52,9 @@ export const READ_LOCK = 5;
 export const IO_READING = 6;
 export const IO_ASLEEP = 7;
 export const MAIN_READS = 8; // counts the main thread's reads (it is not stuck)
+// The last execution whose ending frames are on their way (written, or posted to the io
+// thread): set after FINISHED, once nothing can cut them short any more (io_thread.mjs).
+export const WRITTEN = 9;
 export const READER_MAIN = 0;
 export const READER_IO = 1;
 export const READER_HANDOFF = 2; // bytes the main thread read are on their way to the io thread
@@ -147,7 +150,10 @@ export function postFrames(frames, finished) {
     portPost(toIo, { frames: texts, bytes });
   }
   // Only once they are on their way: a termination before this leaves them to be sent again.
-  if (finished) finishedUpTo = finished;
+  if (finished) {
+    finishedUpTo = finished;
+    AtomicsStore(S, WRITTEN, finished);
+  }
   // Backpressure: a program printing in a tight loop waits for the socket here.
   let pending = AtomicsLoad(S, PENDING);
   while (pending > OUT_LIMIT && !exiting) {
@@ -163,7 +169,9 @@ export function postFrames(frames, finished) {
 // An interrupt does not cut it short: the io thread stops terminating an execution once
 // FINISHED names it, which is set before this runs; only a termination asked for in the
 // instant before that, landing after a partial write, could leave a frame cut (the server
-// then tells the context's loss).
+// then tells the context's loss). One landing before the write leaves nothing written:
+// WRITTEN does not name the execution yet, so the io thread goes on asking main.mjs to end
+// it (onInterrupt), which sends the ending again.
 function writeEnd(texts) {
   let size = 0;
   const bodies = [];
