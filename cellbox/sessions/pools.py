@@ -23,6 +23,11 @@ from cellbox.sandbox.network import Network
 
 log = logging.getLogger("cellbox.pool")
 
+# A worker taken from a pool that still holds others is replaced this much later: starting
+# one (a fork or a process, its warm-up cell, its network) takes the CPU that the new
+# context's first cells need. A pool left empty is refilled at once.
+TOP_UP_DELAY_S = 0.3
+
 
 @dataclass
 class Workspace:
@@ -45,6 +50,7 @@ class WorkerPool:
         self._warm_policy = network.default()  # warm workers are ready for the default
         self._ready: deque[tuple[WorkerProcess, Workspace]] = deque()
         self._refilling: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()  # a delayed top-up starts now: the pool ran empty
         self._discarding: set[asyncio.Task[None]] = set()
         self._closed = False
         self.warmed = size <= 0  # the pool was full once: the node is ready for traffic
@@ -124,7 +130,7 @@ class WorkerPool:
             worker, workspace = self._ready.popleft()
             worker.on_death = None  # its death is the taker's to handle from now on
             if worker.alive:
-                self.refill()
+                self.refill(after_take=True)
                 try:
                     if worker.network is not None:
                         await worker.network.apply(policy)
@@ -141,14 +147,22 @@ class WorkerPool:
             await self.drop_workspace(workspace)
             raise
 
-    def refill(self) -> None:
-        """Start topping the pool up in the background, if it is not already."""
+    def refill(self, after_take: bool = False) -> None:
+        """Start topping the pool up in the background, if it is not already: after a take
+        that left workers ready, ``TOP_UP_DELAY_S`` later; at once when it is empty."""
         if self._closed or self.size <= 0:
             return
         if self._refilling is None or self._refilling.done():
-            self._refilling = asyncio.create_task(self._refill())
+            self._hurry.clear()
+            delay = TOP_UP_DELAY_S if after_take else 0.0
+            self._refilling = asyncio.create_task(self._refill(delay))
+        if not self._ready:
+            self._hurry.set()
 
-    async def _refill(self) -> None:
+    async def _refill(self, delay: float) -> None:
+        if delay and self._ready:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), delay)
         failures = 0
         while not self._closed and len(self._ready) < self.size:
             workspace = await self.new_workspace()
