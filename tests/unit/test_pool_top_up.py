@@ -66,6 +66,13 @@ async def _until(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-un
     return True
 
 
+async def _full_pool(size: int) -> CountingPool:
+    pool = CountingPool(size)
+    pool.refill()  # the first fill: at once
+    assert await _until(lambda: pool.ready == size)
+    return pool
+
+
 @pytest.fixture
 def long_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     # far longer than any test waits: a top-up that waits for it never starts here
@@ -76,9 +83,7 @@ def test_a_take_that_leaves_workers_ready_waits_and_one_that_empties_the_pool_do
     long_delay: None,
 ) -> None:
     async def run() -> None:
-        pool = CountingPool(size=2)
-        pool.refill()  # the first fill: at once
-        assert await _until(lambda: pool.ready == 2)
+        pool = await _full_pool(2)
         assert len(pool.started) == 2
 
         await pool.take(HOST)
@@ -93,39 +98,27 @@ def test_a_take_that_leaves_workers_ready_waits_and_one_that_empties_the_pool_do
     asyncio.run(run())
 
 
-def test_a_take_from_an_empty_pool_starts_its_top_up_at_once(long_delay: None) -> None:
-    async def run() -> None:
-        pool = CountingPool(size=1)
-        pool.refill()
-        assert await _until(lambda: pool.ready == 1)
-        await pool.take(HOST)  # the last one
-        assert await _until(lambda: pool.ready == 1)
-        assert len(pool.started) == 2
-        await pool.close()
+async def _started_until_refilled_after_a_take(size: int) -> int:
+    """Workers started in all until a full pool of ``size`` is full again after a take."""
+    pool = await _full_pool(size)
+    await pool.take(HOST)
+    assert await _until(lambda: pool.ready == size)
+    await pool.close()
+    return len(pool.started)
 
-    asyncio.run(run())
+
+def test_a_take_that_empties_the_pool_starts_its_top_up_at_once(long_delay: None) -> None:
+    assert asyncio.run(_started_until_refilled_after_a_take(1)) == 2
 
 
 def test_the_top_up_starts_once_the_delay_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pools, "TOP_UP_DELAY_S", 0.05)
-
-    async def run() -> None:
-        pool = CountingPool(size=2)
-        pool.refill()
-        assert await _until(lambda: pool.ready == 2)
-        await pool.take(HOST)
-        assert await _until(lambda: pool.ready == 2)
-        assert len(pool.started) == 3
-        await pool.close()
-
-    asyncio.run(run())
+    assert asyncio.run(_started_until_refilled_after_a_take(2)) == 3
 
 
 def test_a_warm_worker_that_dies_is_replaced_at_once(long_delay: None) -> None:
     async def run() -> None:
-        pool = CountingPool(size=2)
-        pool.refill()
-        assert await _until(lambda: pool.ready == 2)
+        pool = await _full_pool(2)
         pool.started[0].die()
         assert await _until(lambda: len(pool.started) == 3 and pool.ready == 2)
         await pool.close()
