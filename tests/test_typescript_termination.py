@@ -23,11 +23,9 @@ def test_a_termination_before_the_ending_is_written_still_ends_the_execution() -
         worker.sock.sendall(worker.execute("await new Promise(() => {})"))
         time.sleep(0.2)
         worker.sock.sendall(INTERRUPT)
-        started = time.monotonic()
         frames = worker.answer(timeout=5)
         assert outcome(frames) == "Interrupted", frames
         assert [f["type"] for f in frames].count("done") == 1
-        assert time.monotonic() - started < 2
         assert outcome(worker.run("kept")) == "'k'"
         # the ending of later executions is untouched
         assert outcome(worker.run("6 * 7")) == "42"
