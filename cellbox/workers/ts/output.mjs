@@ -54,6 +54,7 @@ export const IO_ASLEEP = 7;
 export const MAIN_READS = 8; // counts the main thread's reads (it is not stuck)
 // The last execution whose ending frames are on their way (written, or posted to the io
 // thread): set after FINISHED, once nothing can cut them short any more (io_thread.mjs).
+// Executions end in order: every id up to it has its `done`.
 export const WRITTEN = 9;
 export const READER_MAIN = 0;
 export const READER_IO = 1;
@@ -88,7 +89,6 @@ function portPost(port, message) {
 let io = null;
 let toIo = null; // our end of the channel the io thread reads frames to write from
 let socketFd = -1;
-let finishedUpTo = 0; // executions end in order: every id up to this one has its `done`
 let queue = []; // frames, in order; stdout/stderr chunks of the same stream coalesced
 let queuedChars = 0;
 let lastFlushAt = 0;
@@ -132,7 +132,7 @@ export function postToIo(message) {
 export function postFrames(frames, finished) {
   // A second `done` for an execution (main.mjs ended one that a termination had cut
   // short, but its first `done` had gone out already): the server must not see it.
-  if (finished && finished <= finishedUpTo) return;
+  if (finished && finished <= AtomicsLoad(S, WRITTEN)) return;
   let bytes = 0;
   const texts = [];
   const taken = takeToJSON();
@@ -150,10 +150,7 @@ export function postFrames(frames, finished) {
     portPost(toIo, { frames: texts, bytes });
   }
   // Only once they are on their way: a termination before this leaves them to be sent again.
-  if (finished) {
-    finishedUpTo = finished;
-    AtomicsStore(S, WRITTEN, finished);
-  }
+  if (finished) AtomicsStore(S, WRITTEN, finished);
   // Backpressure: a program printing in a tight loop waits for the socket here.
   let pending = AtomicsLoad(S, PENDING);
   while (pending > OUT_LIMIT && !exiting) {
