@@ -70,13 +70,10 @@ def test_counts_follow_what_happens(client):
     listed = client.get("/contexts").json()["items"]
     client.delete(f"/contexts/{context}")
 
-    def grew(name: str, **labels: str) -> float:
+    def grew(name: str, samples: dict | None = None, **labels: str) -> float:
+        """Since ``before``: up to ``after``, or up to ``samples``."""
         labels["node"] = node
-        return value(after, name, **labels) - value(before, name, **labels)
-
-    def grew_now(name: str, **labels: str) -> float:
-        labels["node"] = node
-        return value(scrape(client), name, **labels) - value(before, name, **labels)
+        return value(samples or after, name, **labels) - value(before, name, **labels)
 
     assert grew("cellbox_executions_total", language="python", outcome="ok") == 1
     assert grew("cellbox_executions_total", language="python", outcome="error") == 1
@@ -84,7 +81,8 @@ def test_counts_follow_what_happens(client):
     assert grew("cellbox_execution_duration_seconds_count", language="python") == 3
     assert grew("cellbox_execution_duration_seconds_sum", language="python") >= 0.2
     # the pool replaces the worker the context took (TOP_UP_DELAY_S after the take)
-    assert wait_until(lambda: grew_now("cellbox_worker_starts_total", language="python") >= 1)
+    starts = "cellbox_worker_starts_total"
+    assert wait_until(lambda: grew(starts, scrape(client), language="python") >= 1)
     live = value(after, "cellbox_contexts_live", node=node, language="python")
     assert live == len([c for c in listed if c["language"] == "python"]) >= 1
     assert (
