@@ -71,6 +71,15 @@ class Worker:
         self.sock.sendall(self.execute(code))
         return self.answer(timeout)
 
+    def close(self) -> None:
+        """Hang up; the worker ends with its socket (killed if it has not within 5 s)."""
+        self.sock.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
 
 def outcome(frames: list[dict]) -> str:
     for got in frames:
@@ -88,12 +97,7 @@ INTERRUPT = frame({"op": "interrupt"})
 def worker() -> Iterator[Worker]:
     w = Worker()
     yield w
-    w.sock.close()
-    try:
-        w.process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        w.process.kill()
-        w.process.wait()
+    w.close()
 
 
 def test_a_request_and_its_interrupt_in_one_write(worker: Worker) -> None:

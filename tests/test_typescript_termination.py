@@ -30,6 +30,4 @@ def test_a_termination_before_the_ending_is_written_still_ends_the_execution() -
         # the ending of later executions is untouched
         assert outcome(worker.run("6 * 7")) == "42"
     finally:
-        worker.sock.close()
-        worker.process.kill()
-        worker.process.wait()
+        worker.close()
