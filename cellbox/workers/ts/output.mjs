@@ -66,6 +66,9 @@ const OUT_LIMIT = 1 << 20; // characters posted to the io thread but not yet wri
 const FLUSH_CHARS = 64 * 1024;
 const FLUSH_AGE_MS = 50;
 const IDLE_CAP = 1 << 20;
+// What Linux's unix_stream_sendmsg puts in one buffer at least: a write to the server's
+// socket up to this long is taken whole or not at all (writeEnd).
+const ONE_SOCKET_BUFFER = 32 * 1024;
 export const EXIT_IO_FAILED = 70; // cellbox/exit_codes.py INTERNAL_ERROR
 
 const realStderr = process.stderr;
@@ -160,15 +163,16 @@ export function postFrames(frames, finished) {
 }
 
 // The frames that end an execution, written here when the io thread has nothing left to
-// write (so nothing can come between them and what went before): one write, at once. What
-// the socket does not take now (its buffer full) goes to the io thread, which sends it
-// before anything posted later. False if nothing was written (the io thread sends it all).
-// An interrupt does not cut it short: the io thread stops terminating an execution once
-// FINISHED names it, which is set before this runs; only a termination asked for in the
-// instant before that, landing after a partial write, could leave a frame cut (the server
-// then tells the context's loss). One landing before the write leaves nothing written:
-// WRITTEN does not name the execution yet, so the io thread goes on asking main.mjs to end
-// it (onInterrupt), which sends the ending again.
+// write (so nothing can come between them and what went before): one write, at once,
+// when they fit in one buffer of the socket. Linux takes such a write to a stream socket
+// whole or not at all (EAGAIN: the socket's buffer is full), so an interrupt's
+// termination cannot land between two parts of it; a longer ending, which Linux could
+// take in part, goes to the io thread. False if nothing was written (the io thread sends
+// it all). An interrupt does not cut the ending short: the io thread stops terminating an
+// execution once FINISHED names it, which is set before this runs. A termination asked
+// for in the instant before that and landing before the write leaves nothing written:
+// WRITTEN does not name the execution yet, so the io thread goes on asking main.mjs to
+// end it (onInterrupt), which sends the ending again.
 function writeEnd(texts) {
   let size = 0;
   const bodies = [];
@@ -176,6 +180,7 @@ function writeEnd(texts) {
     bodies[i] = BufferFrom(texts[i], 'utf8');
     size += 4 + bodies[i].length;
   }
+  if (size > ONE_SOCKET_BUFFER) return false;
   const data = new Uint8ArrayCtor(size);
   let at = 0;
   for (let i = 0; i < bodies.length; i++) {
@@ -194,6 +199,7 @@ function writeEnd(texts) {
     return false; // EAGAIN (the socket's buffer is full), or the server has gone
   }
   if (written < size) {
+    // (not seen from Linux for a write this short; the io thread would send the rest)
     const rest = TypedArrayPrototypeSubarray(data, written);
     AtomicsAdd(S, PENDING, rest.length);
     portPost(toIo, { raw: rest, bytes: rest.length });
