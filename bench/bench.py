@@ -35,6 +35,7 @@ import concurrency  # noqa: E402
 import context_memory  # noqa: E402
 import figures  # noqa: E402
 import files_bench  # noqa: E402
+import medians  # noqa: E402
 import network_cost  # noqa: E402
 import packages_bench  # noqa: E402
 import server_cpu  # noqa: E402
@@ -318,13 +319,11 @@ class Bench:
                 time.sleep(plan.burst_pause_s)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv, __doc__.split("\n\n")[0])
+def one_run(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Every selected figure, measured once; prints its table and writes its JSON."""
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     bench = Bench(args)
-    if os.getuid() != 0:
-        print("note: not root; the PSS figure may not be able to read worker processes")
     with guest_halt_poll_ns(args.guest_halt_poll_ns):
         info = machine_info()
         print(f"cpu idle: {info['cpuidle']}", flush=True)
@@ -344,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - t0, 1),
-        "argv": sys.argv[1:] if argv is None else argv,
+        "argv": argv,
         "machine": info,
         "plan": dataclasses.asdict(bench.plan),
         "server": {**bench.server_info, "error": bench.server_error},
@@ -357,20 +356,52 @@ def main(argv: list[str] | None = None) -> int:
         },
         "figures": bench.records,
     }
-    text = table(bench.records)
     print()
     if bench.server_error:
         print(f"cellbox server unavailable: {bench.server_error}\n")
-    print(text)
+    print(table(bench.records))
     print()
     print(details(bench.records))
-    results = Path(args.results_dir)
-    results.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    report["file"] = _write(Path(args.results_dir), f"{stamp}.json", report)
+    print(f"\nwrote {report['file']} and latest.json ({report['duration_s']} s)")
+    return report
+
+
+def _write(results: Path, name: str, report: dict) -> str:
+    """``report`` as ``name`` and as ``latest.json`` in ``results``; the first's path."""
+    results.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(report, indent=2, default=str) + "\n"
-    (results / f"{stamp}.json").write_text(payload)
+    (results / name).write_text(payload)
     (results / "latest.json").write_text(payload)
-    print(f"\nwrote {results / (stamp + '.json')} and latest.json ({report['duration_s']} s)")
+    return str(results / name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv, __doc__.split("\n\n")[0])
+    if os.getuid() != 0:
+        print("note: not root; the PSS figure may not be able to read worker processes")
+    reports = []
+    for number in range(1, args.runs + 1):
+        if args.runs > 1:
+            print(f"\n=== run {number} of {args.runs} ===", flush=True)
+        reports.append(one_run(args, argv))
+    if args.runs > 1:
+        combined = medians.combine([r["figures"] for r in reports])
+        print(f"\n{medians.report(combined, args.runs)}")
+        summary = {
+            "started_at": reports[0]["started_at"],
+            "duration_s": round(sum(r["duration_s"] for r in reports), 1),
+            "argv": argv,
+            "runs": [r["file"] for r in reports],
+            "machine": reports[-1]["machine"],
+            "plan": reports[-1]["plan"],
+            "figures": combined,
+        }
+        name = f"{Path(reports[0]['file']).stem}-medians.json"
+        path = _write(Path(args.results_dir), name, summary)
+        print(f"\nwrote {path} and latest.json (the medians of the {args.runs} runs)")
     return 0
 
 

@@ -59,9 +59,19 @@ def parse_args(argv: list[str], description: str) -> argparse.Namespace:
     )
     parser.add_argument("--throughput-seconds", type=float, help="length of one throughput run")
     parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="measure everything N times, each a full run with its own JSON, then print and "
+        "write the medians of the runs, each figure judged on its medians (default 1)",
+    )
+    parser.add_argument(
         "--results-dir", default=str(BENCH_DIR / "results"), help="where the JSON goes"
     )
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     if args.server_url and not args.api_key:
         parser.error("--server-url needs --api-key (or CELLBOX_API_KEY)")
     if args.server_url and args.server_arg:

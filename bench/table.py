@@ -13,21 +13,26 @@ def _ms(value: float) -> str:
     return f"{value:.2f} ms"
 
 
+def _number(name: str, number: float) -> str:
+    """A figure's value in its unit."""
+    if name in ("pss", "files"):
+        return f"{number:.1f} MB"
+    if name == "ts_history":
+        return f"{number:.3f}"
+    if name == "throughput":
+        return f"{number:.0f} exec/s"
+    return _ms(number)
+
+
 def _cell(name: str, side: dict | None, error: str | None) -> str:
     number = value(side)
     if number is None:
         if error and error.startswith("skipped"):
             return "skipped"
         return "error" if error else "—"
-    if name == "pss":
-        return f"{number:.1f} MB"
-    if name == "ts_history":
-        return f"{number:.3f}"
-    if name == "throughput":
-        return f"{number:.0f} exec/s"
     if name == "files":
         return side["summary"]  # type: ignore[index]
-    return _ms(number)
+    return _number(name, number)
 
 
 def table(records: dict[str, dict]) -> str:
@@ -53,6 +58,16 @@ def table(records: dict[str, dict]) -> str:
             f"| {rec['title']} | {ours} | {theirs} | {versus} | {rec['target']} | {rec['result']} |"
         )
     return "\n".join(lines)
+
+
+def _run(name: str, run: dict) -> str:
+    """One run's figure, in a combined record (bench/medians.py)."""
+    text = "—" if run["value"] is None else _number(name, run["value"])
+    if run.get("ratio_vs_baseline") is not None:
+        text += f" ({run['ratio_vs_baseline']:.1f}×)"
+    if name == "warm_py" and run.get("p99_over_p50") is not None:
+        text += f" p99 {run['p99_over_p50']:.2f}× p50"
+    return f"{text} {run['result']}"
 
 
 def details(records: dict[str, dict]) -> str:
@@ -130,5 +145,7 @@ def details(records: dict[str, dict]) -> str:
                 f"p50 {r['after_history']['p50_ms']:.3f} ms after {r['history_cells']} cells vs "
                 f"{r['fresh']['p50_ms']:.3f} ms fresh"
             )
+        if rec.get("per_run"):
+            parts.append("per run: " + ", ".join(_run(name, run) for run in rec["per_run"]))
         out.append(f"- {name}: " + "; ".join(parts))
     return "\n".join(out)
