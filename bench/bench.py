@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             "started_at": reports[0]["started_at"],
             "duration_s": round(sum(r["duration_s"] for r in reports), 1),
             "argv": argv,
-            "runs": [r["file"] for r in reports],
+            "runs": [Path(r["file"]).name for r in reports],  # beside this file
             "machine": reports[-1]["machine"],
             "plan": reports[-1]["plan"],
             "figures": combined,
