@@ -29,9 +29,10 @@ def _is_number(item: Any) -> bool:
 def merge(items: list[Any], pick: int) -> Any:
     """One value for the same place in several runs' records.
 
-    Numbers: their median (a count stays whole when it can). Flags: true only if true in every run. Objects: merged key by
-    key (run ``pick``'s keys; one missing from another run keeps ``pick``'s value). Lists: every run's items, in
-    run order (rounds, samples). Anything else (text): run ``pick``'s.
+    Numbers: their median (a count stays whole when it can). Flags: true only if true in
+    every run. Objects: merged key by key (run ``pick``'s keys; one missing from another
+    run keeps ``pick``'s value). Lists: every run's items, in run order (rounds,
+    samples). Anything else (text): run ``pick``'s.
     """
     if all(_is_number(item) for item in items):
         middle = statistics.median(items)
