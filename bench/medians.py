@@ -77,19 +77,15 @@ def combine(runs: list[dict[str, dict]]) -> dict[str, dict]:
         measured = [rec for rec in records if rec.get("cellbox")]
         pick = median_run([rec["cellbox"] for rec in measured]) if measured else 0
         basis = measured or records
-        rec: dict = {"title": records[0]["title"], "target": records[0]["target"]}
+        rec = {
+            key: item
+            for key, item in merge(basis, pick).items()
+            if key not in OWN_VERDICT and not key.endswith(("_error", "_traceback"))
+        }
         for side in SIDES:
-            sides = [r[side] for r in basis if r.get(side)]
-            if sides and len(sides) == len(basis):
-                rec[side] = merge(sides, pick)
             errors = [r[f"{side}_error"] for r in records if r.get(f"{side}_error")]
             if errors:
                 rec[f"{side}_error"] = errors[0]
-        for key in dict.fromkeys(k for r in basis for k in r):
-            if key in rec or key in OWN_VERDICT or key.endswith(("_error", "_traceback")):
-                continue
-            if all(key in r for r in basis):
-                rec[key] = merge([r[key] for r in basis], pick)
         rec["per_run"] = [_own_verdict(r) for r in records]
         judge(name, rec)
         combined[name] = rec
