@@ -66,8 +66,9 @@ const OUT_LIMIT = 1 << 20; // characters posted to the io thread but not yet wri
 const FLUSH_CHARS = 64 * 1024;
 const FLUSH_AGE_MS = 50;
 const IDLE_CAP = 1 << 20;
-// What Linux's unix_stream_sendmsg puts in one buffer at least: a write to the server's
-// socket up to this long is taken whole or not at all (writeEnd).
+// What Linux's unix_stream_sendmsg puts in one buffer at least (with a send buffer of
+// 64 KiB or more): a write to the server's socket up to this long is taken whole or not
+// at all (writeEnd).
 const ONE_SOCKET_BUFFER = 32 * 1024;
 export const EXIT_IO_FAILED = 70; // cellbox/exit_codes.py INTERNAL_ERROR
 
@@ -199,7 +200,8 @@ function writeEnd(texts) {
     return false; // EAGAIN (the socket's buffer is full), or the server has gone
   }
   if (written < size) {
-    // (not seen from Linux for a write this short; the io thread would send the rest)
+    // (only with a send buffer under 64 KiB, see net.core.wmem_default): the io thread
+    // sends the rest
     const rest = TypedArrayPrototypeSubarray(data, written);
     AtomicsAdd(S, PENDING, rest.length);
     portPost(toIo, { raw: rest, bytes: rest.length });
