@@ -6,7 +6,7 @@
 // (32 KiB) are cut: Linux takes a shorter one whole or not at all.
 'use strict';
 const fs = require('node:fs');
-const inspector = require('node:inspector');
+const terminateNow = require('./terminate_now.cjs');
 const { isMainThread } = require('node:worker_threads');
 
 const ONE_BUFFER = 32 * 1024;
@@ -21,10 +21,7 @@ if (isMainThread && socketFd >= 0) {
     }
     fired = true;
     const written = Reflect.apply(writeSync, this, [fd, buffer.subarray(0, buffer.length >> 1)]);
-    const session = new inspector.Session();
-    session.connect();
-    session.post('Runtime.terminateExecution');
-    session.disconnect();
+    terminateNow();
     return written;
   };
 }

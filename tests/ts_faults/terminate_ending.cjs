@@ -5,7 +5,7 @@
 // CELLBOX_TEST_TERMINATE_ENDING_OF (the worker's own count of executions, from 1).
 'use strict';
 const { isMainThread } = require('node:worker_threads');
-const inspector = require('node:inspector');
+const terminateNow = require('./terminate_now.cjs');
 
 const target = Number(process.env.CELLBOX_TEST_TERMINATE_ENDING_OF);
 if (isMainThread && target > 0) {
@@ -15,10 +15,7 @@ if (isMainThread && target > 0) {
     const stored = store(array, index, value);
     if (!fired && index === 2 && value === target && array.length === 10) {
       fired = true;
-      const session = new inspector.Session();
-      session.connect();
-      session.post('Runtime.terminateExecution');
-      session.disconnect();
+      terminateNow();
     }
     return stored;
   };
