@@ -80,6 +80,13 @@ class Settings:
         "execution answers sooner and costs less CPU (on|off)",
         parse=_on_off,
     )
+    realtime_loop: bool = _setting(
+        True,
+        "with --pin-cpu: the event loop's thread runs ahead of ordinary threads on its CPU "
+        "(SCHED_FIFO 1; nothing it starts inherits it), so it never waits for a turn "
+        "there (on|off)",
+        parse=_on_off,
+    )
     pool_python: int = _setting(2, "warm Python workers kept ready")
     pool_typescript: int = _setting(2, "warm TypeScript workers kept ready")
     sandbox: bool = _setting(True, "run workers in the sandbox (on|off)", parse=_on_off)

@@ -1,30 +1,39 @@
-"""A running server: its event loop's thread on one CPU; its other threads, the workers and
-every process they start on all CPUs (``cellbox.placement``)."""
+"""A running server: its event loop's thread on one CPU, at real-time priority; its other
+threads, the workers and every process they start on all CPUs, as ordinary threads
+(``cellbox.placement``)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from cellbox import procfs
 from tests.conftest import Client, Server
 
+T = TypeVar("T")
 ALL = os.sched_getaffinity(0)  # the server's, as it inherits the suite's
 
 
-def _masks(pid: int) -> dict[str, set[int]]:
-    """Each live thread of ``pid`` (``tid name``) and its CPUs."""
-    masks: dict[str, set[int]] = {}
+def _per_thread(pid: int, read: Callable[[int], T]) -> dict[str, T]:
+    """``read(tid)`` of each live thread of ``pid``, keyed ``tid name``."""
+    found: dict[str, T] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:  # the process ended meanwhile
-        return masks
+        return found
     for tid in tids:
         try:
             name = procfs.read_text(f"/proc/{pid}/task/{tid}/comm").strip()
-            masks[f"{tid} {name}"] = os.sched_getaffinity(int(tid))
+            found[f"{tid} {name}"] = read(int(tid))
         except OSError:  # ended meanwhile
             pass
-    return masks
+    return found
+
+
+def _masks(pid: int) -> dict[str, set[int]]:
+    """Each live thread of ``pid`` and its CPUs."""
+    return _per_thread(pid, os.sched_getaffinity)
 
 
 def test_the_event_loop_runs_on_its_home_cpu_and_the_other_threads_on_all(server: Server):
@@ -35,6 +44,26 @@ def test_the_event_loop_runs_on_its_home_cpu_and_the_other_threads_on_all(server
     assert home <= ALL and len(home) == (1 if len(ALL) > 1 else len(ALL))
     narrowed = {thread: mask for thread, mask in masks.items() if mask != ALL}
     assert masks and not narrowed
+
+
+def test_the_event_loop_alone_runs_at_realtime_priority(server: Server, client: Client):
+    # The suite runs as root: the server may make its loop thread real-time.
+    python = client.context("python")
+    try:
+        code = "import os; (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)"
+        assert client.run(code, context_id=python)["items"][0]["text"] == "(0, 0)"
+        assert server.pid is not None
+        policies = _per_thread(server.pid, os.sched_getscheduler)
+        (main,) = (thread for thread in policies if thread.split()[0] == str(server.pid))
+        main_policy = policies.pop(main)
+        assert main_policy == (
+            os.SCHED_FIFO | os.SCHED_RESET_ON_FORK if len(ALL) > 1 else os.SCHED_OTHER
+        )
+        for pid in procfs.descendants([server.pid]):  # workers, zygotes, network helpers
+            policies.update(_per_thread(pid, os.sched_getscheduler))
+        assert policies and set(policies.values()) == {os.SCHED_OTHER}
+    finally:
+        client.delete(f"/contexts/{python}")
 
 
 def test_contexts_and_what_their_code_starts_run_on_all_cpus(server: Server, client: Client):

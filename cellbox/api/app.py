@@ -81,7 +81,7 @@ def create_app(settings: Settings, token: Token, sandbox: Sandbox | None = None)
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.pin_cpu:
-            await placement.start()
+            await placement.start(realtime=settings.realtime_loop)
         registry.start()
         # What exists now lives as long as the server: the collector need not walk it
         # again on every request's allocations.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -136,3 +137,88 @@ def test_the_server_starts_its_processes_through_spawn() -> None:
         and any(call in path.read_text() for call in ("create_subprocess_exec(", "child.start("))
     ]
     assert direct == []
+
+
+FIFO = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+PRINT_POLICY = "import os; print(os.sched_getscheduler(0))"
+
+
+def _may_be_realtime() -> bool:
+    """Whether this process may make a thread real-time (the right to, and real-time time
+    in its cgroup): the loop thread is made so only where it may."""
+
+    def attempt() -> bool:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        except OSError:
+            return False
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        return True
+
+    return _in_own_thread(attempt)
+
+
+def test_a_realtime_loop_thread_runs_ahead_until_stop_and_starts_nothing_realtime() -> None:
+    async def main() -> tuple[int, int, str, int, int]:
+        placement = Placement()
+        await placement.start(realtime=True)
+        try:
+            during = os.sched_getscheduler(0)
+            priority = os.sched_getparam(0).sched_priority
+            child = await placement.spawn(
+                sys.executable, "-c", PRINT_POLICY, stdout=asyncio.subprocess.PIPE
+            )
+            printed, _ = await child.communicate()
+            in_pool = await asyncio.to_thread(os.sched_getscheduler, 0)
+        finally:
+            placement.stop()
+        return during, priority, printed.decode().strip(), in_pool, os.sched_getscheduler(0)
+
+    during, priority, child_policy, pool_policy, after = _in_own_thread(lambda: asyncio.run(main()))
+    if SEVERAL and _may_be_realtime():
+        assert (during, priority) == (FIFO, 1)
+    else:  # not pinned, or not allowed: an ordinary thread, and the server goes on
+        assert (during, priority) == (os.SCHED_OTHER, 0)
+    assert int(child_policy) == os.SCHED_OTHER and pool_policy == os.SCHED_OTHER
+    assert after == os.SCHED_OTHER
+
+
+def test_the_loop_thread_stays_ordinary_unless_asked() -> None:
+    async def main() -> int:
+        placement = Placement()
+        await placement.start()
+        try:
+            return os.sched_getscheduler(0)
+        finally:
+            placement.stop()
+
+    assert _in_own_thread(lambda: asyncio.run(main())) == os.SCHED_OTHER
+
+
+REFUSED = """
+import asyncio, logging, os
+from cellbox.placement import Placement
+
+async def main():
+    placement = Placement()
+    await placement.start(realtime=True)
+    print(os.sched_getscheduler(0), placement.home is not None)
+    placement.stop()
+
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+asyncio.run(main())
+"""
+
+
+def test_without_the_right_to_it_the_loop_stays_ordinary_and_says_so() -> None:
+    # setpriv takes CAP_SYS_NICE from the process (root keeps every other right).
+    done = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_nice", sys.executable, "-c", REFUSED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(os.SCHED_OTHER), str(SEVERAL)]  # pinned all the same
+    if SEVERAL:
+        assert "the event loop gets no real-time priority" in done.stderr
