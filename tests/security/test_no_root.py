@@ -129,3 +129,39 @@ def isolation_of(api: Client) -> dict:
 
 # With --sandbox off (no namespaces, no cgroups) the uid switch stays: see
 # test_isolation_report.py::test_sandbox_off_reports_no_namespaces_and_it_is_true.
+
+
+PY_PRIORITY = """
+import os
+def attempt(change):
+    try:
+        change()
+        return 'succeeded'
+    except OSError as exc:
+        return exc.errno
+{
+    'policy': os.sched_getscheduler(0),
+    'nice': os.getpriority(os.PRIO_PROCESS, 0),
+    'realtime': attempt(lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))),
+    'higher': attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, -1)),
+}
+"""
+
+TS_PRIORITY = """
+const os = require('node:os');
+let higher = 'succeeded';
+try { os.setPriority(0, -1); } catch (err) { higher = err.info ? err.info.code : String(err); }
+return { nice: os.getPriority(0), higher };
+"""
+
+
+def test_code_runs_as_an_ordinary_thread_and_cannot_get_ahead_of_the_server(
+    api: Client, contexts: Contexts
+):
+    # The server's event loop runs at real-time priority on its CPU (cellbox.placement);
+    # a context's code is an ordinary thread and can take neither that nor a higher nice.
+    seen = py_value(api, PY_PRIORITY, context_id=contexts.new("python"))
+    assert (seen["policy"], seen["nice"]) == (os.SCHED_OTHER, 0)
+    assert seen["realtime"] == 1 and seen["higher"] == 13  # EPERM, EACCES
+    seen = ts_json(api, TS_PRIORITY, context_id=contexts.new("typescript"))
+    assert seen == {"nice": 0, "higher": "EACCES"}
