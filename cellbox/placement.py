@@ -14,8 +14,9 @@ setting): a request or a worker's answer never waits for a client or a worker th
 scheduler woke onto the loop's CPU a moment before. Measured on the same machine: warm
 ``1+1`` 0.30-0.31 ms p50 against 0.34-0.36 ms, its p99 1.3-1.8× p50 against 1.7-2.1×;
 the cost is that the scheduler then wakes clients and workers on the other CPU, which a
-request after a pause has to bring out of halt (a new context's first cell 0.4 ms
-slower) (README, Performance).
+request after a pause has to bring out of halt: ~0.1 ms more for the first ``1+1`` after
+200 ms of idleness, and 0.4 ms for a new context's first cell when the client runs on the
+same machine (README, Performance).
 
 A thread or process starts with the CPU mask of the thread that starts it, so nothing the
 loop starts may inherit the pin: processes are started with ``spawn`` (or inside
