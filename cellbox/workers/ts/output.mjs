@@ -174,7 +174,10 @@ export function postFrames(frames, finished) {
 // for in the instant before that and landing before the write leaves nothing written:
 // WRITTEN does not name the execution yet, so the io thread goes on asking main.mjs to
 // end it (onInterrupt), which sends the ending again.
-function writeEnd(texts) {
+function writeEnd(texts, chars) {
+  // A text takes at least as many bytes in UTF-8 as it has UTF-16 units: a longer ending
+  // is left to the io thread before it is encoded here for nothing.
+  if (chars + 4 * texts.length > ONE_SOCKET_BUFFER) return false;
   let size = 0;
   const bodies = [];
   for (let i = 0; i < texts.length; i++) {
