@@ -47,11 +47,10 @@ def test_the_event_loop_runs_on_its_home_cpu_and_the_other_threads_on_all(server
 
 
 def test_the_event_loop_alone_runs_at_realtime_priority(server: Server, client: Client):
-    # The suite runs as root: the server may make its loop thread real-time.
+    # The suite runs as root: the server may make its loop thread real-time. A context's
+    # worker is among the descendants checked (what its code sees: tests/security).
     python = client.context("python")
     try:
-        code = "import os; (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)"
-        assert client.run(code, context_id=python)["items"][0]["text"] == "(0, 0)"
         assert server.pid is not None
         policies = _per_thread(server.pid, os.sched_getscheduler)
         (main,) = (thread for thread in policies if thread.split()[0] == str(server.pid))
